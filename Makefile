@@ -1,0 +1,36 @@
+# Two entry points: `make run` (the main job) and `make test` (the default test suite).
+# Each creates .venv and installs what it needs, idempotently.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test test-slow bench lint system clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+system:
+	bash scripts/install-system-packages.sh
+
+run: $(STAMP)
+	$(BIN)/bench run --method memorytalker
+	$(BIN)/bench report --dataset synthtalk --out reports/synthtalk
+
+test: $(STAMP) system
+	$(BIN)/python -m pytest -n 2 -q
+
+test-slow: $(STAMP) system
+	$(BIN)/python -m pytest -m slow -q -s
+
+bench: $(STAMP) system
+	$(BIN)/python -m pytest benchmarks -q -p no:xdist --benchmark-only -o addopts=""
+
+lint: $(STAMP)
+	$(BIN)/ruff check talkbench tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .benchmarks

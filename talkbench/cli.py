@@ -1,0 +1,42 @@
+"""The `bench` command. Thin: each command group lives in talkbench/commands/ and calls the library."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from talkbench.errors import TalkbenchError
+
+app = typer.Typer(
+    name="bench",
+    help="talkbench: train, evaluate and compare speech-driven 3D facial animation methods.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# each module defines register(app) and adds its commands or sub-apps
+COMMAND_MODULES = ("data", "run", "eval", "sweep", "report", "render", "study")
+
+for _name in COMMAND_MODULES:
+    try:
+        _module = importlib.import_module(f"talkbench.commands.{_name}")
+    except ModuleNotFoundError as exc:  # TODO(integration): remove once every group has landed
+        if exc.name != f"talkbench.commands.{_name}":
+            raise
+        continue
+    _module.register(app)
+
+
+def main() -> None:
+    try:
+        app()
+    except TalkbenchError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Command groups of the `bench` CLI, one module each (register(app))."""

@@ -1,0 +1,73 @@
+"""DatasetSpec: everything about a dataset that methods, metrics and renderers need to know."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Split:
+    """Subjects of one split and the inclusive sentence range they use (None: all sentences)."""
+
+    subjects: tuple[str, ...]
+    sentences: tuple[int, int] | None = None
+
+    def contains(self, subject: str, sentence: int) -> bool:
+        if subject not in self.subjects:
+            return False
+        if self.sentences is None:
+            return True
+        lo, hi = self.sentences
+        return lo <= sentence <= hi
+
+
+@dataclass
+class DatasetSpec:
+    """Static description of a dataset (not its clips).
+
+    ``fps`` is the motion rate after downsampling (capture_fps / stride); ``audio_alignment`` says how
+    audio features map to motion frames: ``"interpolate"`` (VOCASET: resample 50 Hz features to fps) or
+    ``"pairs"`` (BIWI: 2 audio frames of 50 Hz per 25 fps motion frame).
+    """
+
+    name: str
+    fps: float
+    n_vertices: int
+    splits: dict[str, Split]
+    train_subjects: tuple[str, ...]
+    regions: dict[str, np.ndarray] = field(default_factory=dict)
+    faces: np.ndarray | None = None
+    capture_fps: float | None = None
+    audio_alignment: str = "interpolate"
+    period: int = 30
+    unit: str = "m"
+    # display scale per metric for tables, e.g. {"lve": 1e-5, "fdd": 1e-7}
+    table_scales: dict[str, float] = field(default_factory=dict)
+    # upper/lower lip vertex pair(s) for the mouth-opening curve
+    mouth_pair: tuple[np.ndarray, np.ndarray] | None = None
+    digest: str = ""
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def stride(self) -> int:
+        if self.capture_fps is None:
+            return 1
+        return int(round(self.capture_fps / self.fps))
+
+    def speaker_index(self, subject: str) -> int:
+        """Index of a training speaker in the one-hot order, or -1 for a speaker not seen in training."""
+        try:
+            return self.train_subjects.index(subject)
+        except ValueError:
+            return -1
+
+    def region_digest(self) -> str:
+        """Hash of every region index set, so results say exactly which vertices they used."""
+        h = hashlib.sha256()
+        for key in sorted(self.regions):
+            h.update(key.encode())
+            h.update(np.ascontiguousarray(self.regions[key], dtype=np.int64).tobytes())
+        return h.hexdigest()[:16]

@@ -1,0 +1,110 @@
+"""The Method interface: a method is an nn.Module with a Config, ordered Stages, losses and predict()."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from talkbench.datasets.batch import Batch
+from talkbench.datasets.spec import DatasetSpec
+
+
+@dataclass
+class Stage:
+    """One training stage.
+
+    ``trainable`` lists parameter-name prefixes that train in this stage (``("*",)`` = all); every
+    other parameter is frozen (requires_grad False) for the stage. ``sampler`` is one of
+    ``sequential``, ``bucketed``, ``triplet``. ``epochs == 0`` skips the stage.
+    """
+
+    name: str
+    epochs: int
+    lr: float
+    trainable: tuple[str, ...] = ("*",)
+    sampler: str = "bucketed"
+    batch_size: int = 1
+    optimizer: str = "adam"  # adam | adamw
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: str = "constant"  # constant | step | cosine
+    step_size: int = 1
+    gamma: float = 1.0
+    grad_clip: float | None = None
+    # "val": keep the epoch with the lowest validation loss; "last": keep the last epoch
+    selection: str = "last"
+
+
+class Method(nn.Module):
+    """Base class of every method.
+
+    Subclasses set ``name``, ``Config`` (a dataclass), ``uses_speaker_id``, and implement
+    ``stages``, ``loss`` and ``predict``. The engine owns loops, devices, precision and checkpoints.
+    """
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type] = type(None)
+    uses_speaker_id: ClassVar[bool] = False
+    # presets this method ships (file stems under talkbench/presets/<name>/)
+    presets: ClassVar[tuple[str, ...]] = ("paper", "synthtalk", "tiny")
+
+    def __init__(self, config, spec: DatasetSpec):
+        super().__init__()
+        self.config = config
+        self.spec = spec
+
+    # -- training -------------------------------------------------------------------------------
+    def stages(self) -> list[Stage]:
+        raise NotImplementedError
+
+    def prepare(self, train_clips) -> None:
+        """Called once before the first stage with the training clips (an iterable of Clip).
+
+        Learning-free methods compute their statistics here; most methods do nothing.
+        """
+
+    def begin_stage(self, stage: Stage) -> None:
+        """Called when a stage starts (after freezing), e.g. to load a frozen sub-model's state."""
+
+    def loss(self, stage: str, batch: Batch) -> dict[str, torch.Tensor]:
+        """Losses for one batch: a dict with a scalar ``loss`` plus named components (all logged)."""
+        raise NotImplementedError
+
+    def validation_loss(self, stage: str, batch: Batch) -> dict[str, torch.Tensor]:
+        """Loss used for validation and model selection; defaults to ``loss`` in eval mode."""
+        return self.loss(stage, batch)
+
+    # -- inference ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(
+        self, audio: torch.Tensor, template: torch.Tensor, condition: int | None = None
+    ) -> torch.Tensor:
+        """Animate one clip: audio (S,) float32 at 16 kHz, template (V, 3) -> vertices (T, V, 3).
+
+        ``condition`` is a training-speaker index for methods with ``uses_speaker_id``.
+        """
+        raise NotImplementedError
+
+    # -- helpers --------------------------------------------------------------------------------
+    def named_trainable(self, stage: Stage) -> Iterator[tuple[str, nn.Parameter]]:
+        for name, p in self.named_parameters():
+            if any(pref == "*" or name.startswith(pref) for pref in stage.trainable):
+                yield name, p
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameter counts per top-level child module plus the total."""
+        counts = {name: sum(p.numel() for p in m.parameters()) for name, m in self.named_children()}
+        counts["total"] = sum(p.numel() for p in self.parameters())
+        return counts
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        for b in self.buffers():
+            return b.device
+        return torch.device("cpu")

@@ -1,0 +1,21 @@
+"""Shared fixtures. Every test runs with its own cache and tracking store, never the user's."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_homes(tmp_path_factory):
+    home = tmp_path_factory.mktemp("talkbench_home")
+    old = {k: os.environ.get(k) for k in ("TALKBENCH_HOME", "MLFLOW_TRACKING_URI")}
+    os.environ["TALKBENCH_HOME"] = str(home)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home}/mlflow.db"
+    yield
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
