@@ -53,7 +53,9 @@ class TemplateMethod(Method):
         return {"loss": _masked_mse(self.predict_batch(batch), batch)}
 
     @torch.no_grad()
-    def predict(self, audio: torch.Tensor, template: torch.Tensor, condition: int | None = None) -> torch.Tensor:
+    def predict(
+        self, audio: torch.Tensor, template: torch.Tensor, condition: int | None = None
+    ) -> torch.Tensor:
         t = n_frames_for(int(audio.shape[-1]), self.spec.fps)
         template = torch.as_tensor(template, dtype=torch.float32)
         return template[None].expand(t, -1, -1).clone()
@@ -108,7 +110,9 @@ class MeanMotionMethod(Method):
 
     def _check_prepared(self) -> None:
         if int(self.frames_per_phase.sum()) == 0:
-            raise TalkbenchError("mean-motion: no statistics yet; call prepare(train_clips) or load a checkpoint")
+            raise TalkbenchError(
+                "mean-motion: no statistics yet; call prepare(train_clips) or load a checkpoint"
+            )
 
     def predict_batch(self, batch: Batch) -> torch.Tensor:
         self._check_prepared()
@@ -120,7 +124,9 @@ class MeanMotionMethod(Method):
         return {"loss": _masked_mse(self.predict_batch(batch), batch)}
 
     @torch.no_grad()
-    def predict(self, audio: torch.Tensor, template: torch.Tensor, condition: int | None = None) -> torch.Tensor:
+    def predict(
+        self, audio: torch.Tensor, template: torch.Tensor, condition: int | None = None
+    ) -> torch.Tensor:
         self._check_prepared()
         t = n_frames_for(int(audio.shape[-1]), self.spec.fps)
         template = torch.as_tensor(template, dtype=torch.float32, device=self.mean_offsets.device)
