@@ -1,0 +1,333 @@
+"""evaluate(): every registered metric per sequence, set-level aggregates with the reference
+pooling, bootstrap confidence intervals, and the region hash that makes the numbers reproducible.
+
+Conditions: when each clip has exactly one prediction (audio-only methods, or BIWI-Test-A where
+each clip is conditioned on its own speaker) all sequences form one pool. When clips have one
+prediction per training-speaker condition (one-hot methods on unseen speakers), every metric is
+computed per condition with the reference pooling, then averaged over conditions; the std, min and
+max over conditions are reported as ``<metric>/cond_std|cond_min|cond_max``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from talkbench.errors import DataError
+from talkbench.metrics import lipsync
+from talkbench.metrics.core import ArrayLike, as_vertices, check_finite, check_indices, truncate_pair
+from talkbench.metrics.registry import METRIC_ORDER, MetricInfo, metric_info, metric_versions
+from talkbench.metrics.stats import (
+    StatBlock,
+    bootstrap_weights,
+    condition_mean,
+    percentile_ci,
+    reduce,
+)
+from talkbench.metrics.style import displacement_energy, ratio
+
+if TYPE_CHECKING:  # the metric layer needs no dataset code at run time
+    from talkbench.datasets.clip import Clip
+    from talkbench.datasets.spec import DatasetSpec
+
+CLOSURE_FRACTION = 0.2  # bilabial_recall v1: closed = below min + 20% of the speaker's true range
+MAX_OFFSET_S = 0.2  # av_offset v1: lags searched within +-0.2 s (6 frames at 30 fps, 5 at 25 fps)
+
+
+def mouth_pair_of(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray] | None:
+    """The upper/lower lip sets of the mouth-opening curve: spec.mouth_pair, else the
+    ``upper_lip``/``lower_lip`` regions, else None (lip-sync metrics are then skipped)."""
+    if spec.mouth_pair is not None:
+        return spec.mouth_pair
+    if "upper_lip" in spec.regions and "lower_lip" in spec.regions:
+        return spec.regions["upper_lip"], spec.regions["lower_lip"]
+    return None
+
+
+def _region(spec: DatasetSpec, name: str) -> np.ndarray:
+    if name not in spec.regions:
+        raise DataError(
+            f"dataset '{spec.name}' defines no '{name}' region "
+            f"(has: {', '.join(sorted(spec.regions)) or 'none'})"
+        )
+    return check_indices(spec.regions[name], spec.n_vertices, name)
+
+
+@dataclass
+class Evaluation:
+    """Results of one evaluation. ``per_sequence`` has one row per (clip, condition)."""
+
+    dataset: str
+    per_sequence: pd.DataFrame
+    aggregates: dict[str, float]
+    ci: dict[str, tuple[float, float]]
+    region_digest: str
+    metric_versions: dict[str, int]
+    table_scales: dict[str, float] = field(default_factory=dict)
+    unit: str = "m"
+    metrics: tuple[str, ...] = METRIC_ORDER
+    skipped: dict[str, str] = field(default_factory=dict)  # metric -> why it was not computed
+
+    @property
+    def conditioned(self) -> bool:
+        return not self.per_sequence["clip"].is_unique
+
+    def block(self, clips: list[str] | None = None) -> StatBlock:
+        """Sufficient statistics arranged (conditions, clips), for aggregation and paired tests."""
+        df = self.per_sequence
+        if clips is None:
+            clips = list(dict.fromkeys(df["clip"]))
+        subjects = df.drop_duplicates("clip").set_index("clip").loc[clips, "subject"].tolist()
+        if not self.conditioned:
+            rows = df.set_index("clip").loc[clips]
+            cols = {c: rows[c].to_numpy(np.float64)[None, :] for c in _stat_columns(df)}
+            return StatBlock(clips, subjects, [None], cols)
+        conditions = sorted(df["condition"].unique())
+        cols = {}
+        for c in _stat_columns(df):
+            table = df.pivot(index="condition", columns="clip", values=c)
+            cols[c] = table.loc[conditions, clips].to_numpy(np.float64)
+        return StatBlock(clips, subjects, conditions, cols)
+
+    def to_table(self, scales: dict[str, float] | None = None) -> pd.DataFrame:
+        """One row per metric: value and CI divided by the display scale, with unit and direction."""
+        rows = []
+        for name in self.metrics:
+            info = metric_info(name)
+            scale = info.scale_for(self.dataset, scales if scales is not None else self.table_scales)
+            lo, hi = self.ci.get(name, (math.nan, math.nan))
+            row = {
+                "metric": name,
+                "value": self.aggregates[name] / scale,
+                "ci_lo": lo / scale,
+                "ci_hi": hi / scale,
+                "scale": scale,
+                "unit": info.unit_for(self.unit),
+                "direction": info.direction,
+                "version": info.version,
+            }
+            if self.conditioned:
+                for k in ("cond_std", "cond_min", "cond_max"):
+                    row[k] = self.aggregates[f"{name}/{k}"] / scale
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def flat(self) -> dict[str, float]:
+        """Aggregates plus CI bounds as one flat dict (for tracking)."""
+        out = dict(self.aggregates)
+        for name, (lo, hi) in self.ci.items():
+            out[f"{name}/ci_lo"], out[f"{name}/ci_hi"] = lo, hi
+        return out
+
+
+_BASE_COLUMNS = ("clip", "subject", "sentence", "condition", "n_frames", "n_frames_pred", "n_frames_gt")
+
+
+def _stat_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if c not in _BASE_COLUMNS]
+
+
+def _label(name: str, condition: str | None) -> str:
+    return f"prediction '{name}'" + (f" (condition {condition})" if condition else "")
+
+
+def sequence_row(
+    pred: ArrayLike,
+    clip: Clip,
+    lips: np.ndarray,
+    upper: np.ndarray,
+    mouth: tuple[np.ndarray, np.ndarray] | None,
+    max_lag: int,
+) -> tuple[dict, np.ndarray | None]:
+    """Per-sequence metrics and sums for one prediction; also the predicted opening curve."""
+    p, g = truncate_pair(pred, clip.vertices)
+    tpl = np.asarray(clip.template, np.float64)
+    d = g - p
+    sq = np.einsum("tvc,tvc->tv", d, d)  # squared per-vertex error, shared by LVE and MVE
+    lve_t = sq[:, lips].max(axis=1)
+    mve_t = np.sqrt(sq).mean(axis=1)
+
+    def dyn(v: np.ndarray) -> float:
+        m = v[:, upper] - tpl[upper]
+        return float(np.einsum("tvc,tvc->tv", m, m).std(axis=0).mean())
+
+    f = dyn(g) - dyn(p)
+    row = {
+        "n_frames": p.shape[0],
+        "lve": float(lve_t.mean()),
+        "mve": float(mve_t.mean()),
+        "fdd": f,
+        "fdd_abs": abs(f),
+        "lve_sum": float(lve_t.sum()),
+        "mve_sum": float(mve_t.sum()),
+        "lip_sq_pred": displacement_energy(p, tpl, lips),
+        "lip_sq_gt": displacement_energy(g, tpl, lips),
+        "upper_sq_pred": displacement_energy(p, tpl, upper),
+        "upper_sq_gt": displacement_energy(g, tpl, upper),
+    }
+    row["articulation_gain"] = float(ratio(row["lip_sq_pred"], row["lip_sq_gt"]))
+    row["upper_face_ratio"] = float(ratio(row["upper_sq_pred"], row["upper_sq_gt"]))
+    curve = None
+    if mouth is not None:
+        curve = lipsync.mouth_opening(p, *mouth)
+        gt_curve = lipsync.mouth_opening(g, *mouth)
+        if len(curve) >= 2:
+            row["lip_corr"] = lipsync.pearson(curve, gt_curve)
+            off = lipsync.av_offset(curve, gt_curve, max_lag)
+        else:
+            row["lip_corr"], off = 0.0, 0
+        row["av_offset"], row["av_offset_abs"] = float(off), float(abs(off))
+    return row, curve
+
+
+def evaluate(
+    predictions: Iterable[tuple[str, str | None, ArrayLike]],
+    spec: DatasetSpec,
+    clips: Mapping[str, Clip],
+    alignments: Mapping[str, list[dict]] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> Evaluation:
+    """Score ``(clip_name, condition, vertices (T, V, 3))`` predictions against ``clips``.
+
+    Any bad prediction (unknown clip, wrong vertex count, NaN/inf, duplicate) raises a DataError
+    naming it; nothing is averaged over a NaN. ``alignments`` (clip -> SynthTalk segments) enables
+    bilabial_recall and must cover every predicted clip.
+    """
+    lips = _region(spec, "lips")
+    upper = _region(spec, "upper_face")
+    mouth = mouth_pair_of(spec)
+    if mouth is not None:
+        mouth = (
+            check_indices(mouth[0], spec.n_vertices, "upper_lip"),
+            check_indices(mouth[1], spec.n_vertices, "lower_lip"),
+        )
+    max_lag = max(1, int(round(MAX_OFFSET_S * spec.fps)))
+
+    rows: list[dict] = []
+    seen: set[tuple[str, str | None]] = set()
+    curves: dict[tuple[str, str | None], np.ndarray] = {}
+    gt_curves: dict[str, np.ndarray] = {}
+    for name, condition, verts in predictions:
+        label = _label(name, condition)
+        if name not in clips:
+            raise DataError(f"{label}: no clip of that name in the ground truth of '{spec.name}'")
+        if (name, condition) in seen:
+            raise DataError(f"{label}: given twice")
+        seen.add((name, condition))
+        p = as_vertices(verts, label)
+        if p.shape[1] != spec.n_vertices:
+            raise DataError(
+                f"{label}: has {p.shape[1]} vertices, expected {spec.n_vertices} for '{spec.name}'"
+            )
+        check_finite(p, label)
+        clip = clips[name]
+        row, curve = sequence_row(p, clip, lips, upper, mouth, max_lag)
+        rows.append({
+            "clip": name, "subject": clip.subject, "sentence": clip.sentence, "condition": condition,
+            "n_frames_pred": p.shape[0], "n_frames_gt": clip.n_frames, **row,
+        })
+        if curve is not None:
+            curves[(name, condition)] = curve
+            if name not in gt_curves:
+                gt_curves[name] = lipsync.mouth_opening(clip.vertices, *mouth)
+    if not rows:
+        raise DataError(f"no predictions to evaluate for '{spec.name}'")
+
+    df = pd.DataFrame(rows)
+    skipped: dict[str, str] = {}
+    if mouth is None:
+        for m in ("lip_corr", "av_offset", "av_offset_abs"):
+            skipped[m] = f"dataset '{spec.name}' defines no mouth_pair or upper_lip/lower_lip regions"
+    if alignments is None or mouth is None:
+        skipped["bilabial_recall"] = (
+            "no phoneme alignments given" if alignments is None else skipped["lip_corr"]
+        )
+    else:
+        _bilabial_columns(df, curves, gt_curves, alignments, spec.fps)
+
+    _check_conditions(df)
+    metrics = tuple(m for m in METRIC_ORDER if m not in skipped)
+    ev = Evaluation(
+        dataset=spec.name, per_sequence=df, aggregates={}, ci={}, region_digest=spec.region_digest(),
+        metric_versions={k: v for k, v in metric_versions().items() if k in metrics},
+        table_scales=dict(spec.table_scales), unit=spec.unit, metrics=metrics, skipped=skipped,
+    )
+    _aggregate(ev, n_boot, seed)
+    return ev
+
+
+def _bilabial_columns(df, curves, gt_curves, alignments, fps: float) -> None:
+    """n_bilabial / n_closed per row, with the closure threshold from each speaker's true range."""
+    missing = sorted(set(df["clip"]) - set(alignments))
+    if missing:
+        raise DataError(
+            f"no phoneme alignment for {len(missing)} predicted clip(s): {', '.join(missing[:5])}"
+        )
+    subj_of = dict(zip(df["clip"], df["subject"]))
+    thresholds = {}
+    for subject in set(subj_of.values()):
+        c = np.concatenate([gt_curves[n] for n, s in subj_of.items() if s == subject])
+        thresholds[subject] = lipsync.closure_threshold(float(c.min()), float(c.max()), CLOSURE_FRACTION)
+    n_seg, n_closed = [], []
+    for name, cond, subject in zip(df["clip"], df["condition"], df["subject"]):
+        segments = lipsync.validate_segments(list(alignments[name]), f"alignment of clip '{name}'")
+        a, b = lipsync.bilabial_closures(curves[(name, cond)], segments, fps, thresholds[subject])
+        n_seg.append(a)
+        n_closed.append(b)
+    df["n_bilabial"] = np.asarray(n_seg, np.float64)
+    df["n_closed"] = np.asarray(n_closed, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df["bilabial_recall"] = df["n_closed"] / df["n_bilabial"]
+
+
+def _check_conditions(df: pd.DataFrame) -> None:
+    """One prediction per clip, or one per (condition, clip) with every condition covering the
+    same clips: otherwise the mean over conditions would compare different test sets."""
+    if df["clip"].is_unique:
+        return
+    if df["condition"].isna().any():
+        raise DataError(
+            "some clips have several predictions but some predictions have no condition; "
+            "give each prediction of a clip a distinct condition"
+        )
+    want = set(df["clip"])
+    for cond, sub in df.groupby("condition"):
+        lacking = sorted(want - set(sub["clip"]))
+        if lacking:
+            raise DataError(
+                f"condition {cond} has no prediction for {len(lacking)} clip(s) the other conditions "
+                f"cover: {', '.join(lacking[:5])}"
+            )
+
+
+def _aggregate(ev: Evaluation, n_boot: int, seed: int) -> None:
+    block = ev.block()
+    n = len(block.clips)
+    ones = np.ones((1, n))
+    w = bootstrap_weights(n, n_boot, seed) if n_boot > 0 else None
+    for name in ev.metrics:
+        info: MetricInfo = metric_info(name)
+        per_cond = reduce(info, block, ones)[0]  # (C,)
+        ev.aggregates[name] = float(per_cond.mean())
+        if ev.conditioned:
+            ev.aggregates[f"{name}/cond_std"] = float(per_cond.std())
+            ev.aggregates[f"{name}/cond_min"] = float(per_cond.min())
+            ev.aggregates[f"{name}/cond_max"] = float(per_cond.max())
+        if w is not None:
+            ev.ci[name] = percentile_ci(condition_mean(reduce(info, block, w)))
+    # per-speaker style ratios (mean over conditions), the numbers behind the log errors
+    onehot = block.speaker_onehot()
+    speakers = sorted(set(block.subjects))
+    for key, (pcol, gcol) in {
+        "articulation_gain": ("lip_sq_pred", "lip_sq_gt"),
+        "upper_face_ratio": ("upper_sq_pred", "upper_sq_gt"),
+    }.items():
+        r = ratio(block.columns[pcol] @ onehot, block.columns[gcol] @ onehot).mean(axis=0)
+        for s, v in zip(speakers, r):
+            ev.aggregates[f"{key}/{s}"] = float(v)

@@ -1,0 +1,132 @@
+"""The metric registry: every reported number is a versioned entry with an exact definition.
+
+Bump ``version`` whenever a definition, a reduction or a default parameter changes, so numbers
+computed under different definitions are never compared silently (specs/metrics.md §10).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from talkbench.registry import Registry
+
+REDUCTIONS = ("frame-pooled", "sequence-mean", "segment-pooled", "speaker-pooled")
+DIRECTIONS = ("lower", "higher", "zero")  # "zero": a signed quantity, closer to 0 is better
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """One metric. ``columns`` names the per-sequence columns its reduction reads:
+
+    - frame-pooled: (numerator sum, frame count), value = sum num / sum count over sequences;
+    - sequence-mean: (value,), mean over sequences;
+    - segment-pooled: (hits, segments), value = sum hits / sum segments;
+    - speaker-pooled: (pred energy, true energy), value = mean over speakers of
+      |log sqrt(sum pred / sum true)| with the sums over each speaker's sequences.
+
+    ``unit`` uses ``u`` for the dataset's vertex unit (``u^2`` = squared); ``scales`` maps a dataset
+    name to the display factor of tables (value shown = value / scale).
+    """
+
+    name: str
+    version: int
+    unit: str
+    direction: str
+    definition: str
+    reduction: str
+    columns: tuple[str, ...]
+    scales: dict[str, float] = field(default_factory=dict)
+    requires: str | None = None  # "mouth_pair" | "alignments" | None
+
+    def __post_init__(self) -> None:
+        assert self.reduction in REDUCTIONS, self.reduction
+        assert self.direction in DIRECTIONS, self.direction
+
+    def unit_for(self, vertex_unit: str) -> str:
+        return {"u": vertex_unit, "u^2": f"{vertex_unit}^2"}.get(self.unit, self.unit)
+
+    def scale_for(self, dataset: str, table_scales: dict[str, float] | None = None) -> float:
+        """Display scale: the dataset spec's own table scale wins, then the registry's, then 1."""
+        if table_scales and self.name in table_scales:
+            return float(table_scales[self.name])
+        return float(self.scales.get(dataset.lower(), 1.0))
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}@v{self.version}"
+
+
+METRICS: Registry = Registry("metric")
+
+_ENTRIES = (
+    MetricInfo(
+        "lve", 1, "u^2", "lower",
+        "per frame the max over lip vertices of the squared L2 error, mean over all frames pooled over "
+        "sequences (CodeTalker cal_metric.py); truncated to the shorter length",
+        "frame-pooled", ("lve_sum", "n_frames"), {"vocaset": 1e-5, "biwi": 1e-4},
+    ),
+    MetricInfo(
+        "mve", 1, "u", "lower",
+        "unsquared L2 error averaged over all vertices and all frames pooled over sequences "
+        "(FaceDiffuser); truncated to the shorter length",
+        "frame-pooled", ("mve_sum", "n_frames"), {"vocaset": 1e-3},
+    ),
+    MetricInfo(
+        "fdd", 1, "u^2", "zero",
+        "per sequence D(gt) - D(pred), D = mean over upper-face vertices of the std over time (ddof 0) "
+        "of the squared displacement-from-template norm; mean over sequences, signed",
+        "sequence-mean", ("fdd",), {"vocaset": 1e-7, "biwi": 1e-5},
+    ),
+    MetricInfo(
+        "fdd_abs", 1, "u^2", "lower",
+        "mean over sequences of |D(gt) - D(pred)| (FaceDiffuser's ABS FDD)",
+        "sequence-mean", ("fdd_abs",), {"vocaset": 1e-7, "biwi": 1e-5},
+    ),
+    MetricInfo(
+        "lip_corr", 1, "1", "higher",
+        "per sequence the Pearson correlation of predicted and true mouth opening (distance between "
+        "the means of the upper- and lower-lip sets; 0 for a constant curve), mean over sequences",
+        "sequence-mean", ("lip_corr",), requires="mouth_pair",
+    ),
+    MetricInfo(
+        "av_offset", 1, "frames", "zero",
+        "per sequence the lag k in +-max_lag maximising corr(pred_open[t+k], gt_open[t]) (positive = "
+        "prediction late), mean over sequences",
+        "sequence-mean", ("av_offset",), requires="mouth_pair",
+    ),
+    MetricInfo(
+        "av_offset_abs", 1, "frames", "lower",
+        "mean over sequences of |av_offset|",
+        "sequence-mean", ("av_offset_abs",), requires="mouth_pair",
+    ),
+    MetricInfo(
+        "bilabial_recall", 1, "1", "higher",
+        "fraction of bilabial segments of the true alignment (pooled over sequences) during which the "
+        "predicted mouth opening reaches min + 0.2 x (max - min) of the speaker's true opening",
+        "segment-pooled", ("n_closed", "n_bilabial"), requires="alignments",
+    ),
+    MetricInfo(
+        "articulation_log_err", 1, "1", "lower",
+        "mean over test speakers of |log g|, g = RMS predicted / RMS true lip displacement from the "
+        "template, pooled over the speaker's frames and lip vertices",
+        "speaker-pooled", ("lip_sq_pred", "lip_sq_gt"),
+    ),
+    MetricInfo(
+        "upper_face_log_err", 1, "1", "lower",
+        "mean over test speakers of |log u|, u = RMS predicted / RMS true upper-face displacement "
+        "from the template, pooled over the speaker's frames and upper-face vertices",
+        "speaker-pooled", ("upper_sq_pred", "upper_sq_gt"),
+    ),
+)
+METRIC_ORDER: tuple[str, ...] = tuple(m.name for m in _ENTRIES)
+for _m in _ENTRIES:
+    METRICS.register(_m.name, _m)
+
+
+def metric_info(name: str) -> MetricInfo:
+    """The registry entry of ``name`` (a ConfigError with suggestions if unknown)."""
+    return METRICS.get(name)
+
+
+def metric_versions() -> dict[str, int]:
+    return {name: metric_info(name).version for name in METRIC_ORDER}
