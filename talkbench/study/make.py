@@ -1,0 +1,138 @@
+"""Build a two-alternative forced-choice study: side-by-side videos, a manifest, catch trials."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+
+from talkbench.errors import TalkbenchError
+from talkbench.render import Camera, render_side_by_side
+
+QUESTIONS = {
+    "lipsync": "Which face's lip movements match the speech better?",
+    "realism": "Which face moves more realistically?",
+    "style": "Which face's speaking style is closer to the reference in the middle?",
+}
+CONSENT = (
+    "You will watch short silent-face animations driven by speech and pick, for each question, the "
+    "left or the right face. Answers are anonymous and stored with a random rater id. By continuing "
+    "you agree that your answers are used for research."
+)
+CATCH = "catch:static"  # ground truth against a face that does not move at all
+
+
+@dataclass
+class StudyClip:
+    """Ground truth of one test clip: what every trial built from it shares."""
+
+    name: str
+    subject: str
+    fps: float
+    audio: np.ndarray
+    template: np.ndarray
+    vertices: np.ndarray
+
+
+def select_clips(clips: list[StudyClip], n: int, seed: int) -> list[StudyClip]:
+    """n clips balanced over subjects (round robin over a seeded shuffle of each subject's clips)."""
+    rng = random.Random(seed)
+    by_subject: dict[str, list[StudyClip]] = {}
+    for c in sorted(clips, key=lambda c: c.name):
+        by_subject.setdefault(c.subject, []).append(c)
+    for group in by_subject.values():
+        rng.shuffle(group)
+    chosen: list[StudyClip] = []
+    while len(chosen) < n and any(by_subject.values()):
+        for subject in sorted(by_subject):
+            if by_subject[subject] and len(chosen) < n:
+                chosen.append(by_subject[subject].pop())
+    return chosen
+
+
+def build_study(
+    out_dir: str | Path,
+    clips: list[StudyClip],
+    predictions: dict[str, dict[str, np.ndarray]],
+    faces: np.ndarray,
+    camera: Camera,
+    n_clips: int = 10,
+    criteria: tuple[str, ...] = ("lipsync", "realism"),
+    reference: bool = False,
+    n_catch: int | None = None,
+    seed: int = 0,
+    size: int = 384,
+    title: str = "Talking-face study",
+) -> Path:
+    """Render every method pair on ``n_clips`` clips plus catch trials and write manifest.json.
+
+    ``predictions`` maps a method label to {clip name: (T, V, 3)}. Left/right and trial order are
+    randomised with ``seed``; with ``reference`` the speaker's ground truth plays in the middle and
+    the speaking-style question is asked.
+    """
+    if len(predictions) < 2:
+        raise TalkbenchError(f"a 2AFC study compares at least two methods, got {sorted(predictions)}")
+    unknown = [c for c in criteria if c not in QUESTIONS]
+    if unknown:
+        raise TalkbenchError(f"unknown study criteria {unknown}; expected some of {sorted(QUESTIONS)}")
+    criteria = tuple(criteria) + (("style",) if reference and "style" not in criteria else ())
+    shared = set.intersection(*(set(p) for p in predictions.values()))
+    usable = [c for c in clips if c.name in shared]
+    if not usable:
+        raise TalkbenchError("the methods share no predicted test clip to compare")
+    chosen = select_clips(usable, n_clips, seed)
+    out = Path(out_dir)
+    (out / "videos").mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+
+    specs = []
+    for clip in chosen:
+        for a, b in combinations(sorted(predictions), 2):
+            specs.append((clip, a, b, predictions[a][clip.name], predictions[b][clip.name]))
+    n_catch = max(1, len(specs) // 10) if n_catch is None else n_catch
+    for i in range(n_catch):
+        clip = chosen[i % len(chosen)]
+        static = np.repeat(clip.template[None], len(clip.vertices), axis=0)
+        specs.append((clip, "ground-truth", CATCH, clip.vertices, static))
+    rng.shuffle(specs)
+
+    trials = []
+    for i, (clip, a, b, va, vb) in enumerate(specs):
+        swap = rng.random() < 0.5
+        (left, vl), (right, vr) = ((b, vb), (a, va)) if swap else ((a, va), (b, vb))
+        panels = [("Left", vl), ("Right", vr)]
+        if reference:
+            panels.insert(1, ("Reference", clip.vertices))
+        trial_id = f"t{i + 1:03d}"
+        video = out / "videos" / f"{trial_id}.mp4"
+        render_side_by_side(panels, faces, video, clip.fps, camera, clip.audio, clip.template, size)
+        is_catch = CATCH in (a, b)
+        trials.append(
+            {
+                "id": trial_id,
+                "video": f"videos/{video.name}",
+                "clip": clip.name,
+                "subject": clip.subject,
+                "left": left,
+                "right": right,
+                "catch": is_catch,
+                "expected": ("left" if left == "ground-truth" else "right") if is_catch else None,
+                "criteria": [c for c in criteria if not (is_catch and c == "style")],
+            }
+        )
+    manifest = {
+        "title": title,
+        "seed": seed,
+        "methods": sorted(predictions),
+        "criteria": list(criteria),
+        "questions": {c: QUESTIONS[c] for c in criteria},
+        "reference": reference,
+        "consent": CONSENT,
+        "trials": trials,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return out
