@@ -329,9 +329,7 @@ class Tracker:
 
         local = next(c for c in get_registered_sources() if c.__name__ == "LocalArtifactDatasetSource")
         dataset = MetaDataset(local(str(source)), name=name, digest=digest or None)
-        entry = DatasetInput(
-            dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)]
-        )
+        entry = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])
         self.client.log_inputs(run_id, datasets=[entry])
 
     def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
@@ -350,9 +348,7 @@ class Tracker:
         self.client.log_text(run_id, table.to_csv(index=False), stem + ".csv")
         self.client.log_table(run_id, table, stem + ".json")
 
-    def log_predictions(
-        self, run_id: str, predictions: Iterable[tuple[str, str | None, np.ndarray]]
-    ) -> int:
+    def log_predictions(self, run_id: str, predictions: Iterable[tuple[str, str | None, np.ndarray]]) -> int:
         """Write ``predictions/<clip>[_condition_<Subject>].npy`` as (T, V*3) float32; returns the count."""
         n = 0
         with tempfile.TemporaryDirectory(prefix="talkbench-pred-") as tmp:
@@ -374,9 +370,7 @@ class Tracker:
         except Exception as exc:
             if _is_locked(exc):
                 raise
-            raise TalkbenchError(
-                f"run '{run_id}' does not exist in tracking store '{self.uri}'"
-            ) from None
+            raise TalkbenchError(f"run '{run_id}' does not exist in tracking store '{self.uri}'") from None
 
     def search_runs(
         self,

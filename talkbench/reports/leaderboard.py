@@ -1,0 +1,322 @@
+"""Leaderboards from tracked runs: seeds grouped into mean +/- std, arrows, best in bold.
+
+Runs that differ only by seed share ``talkbench.config_hash`` (the engine's hash of the resolved
+config without the seed) and form one row; when one seed was run twice the newest run counts.
+Values are shown divided by the table scale (the run's ``talkbench.scale.<metric>`` tag, logged from
+the dataset spec, else the metric registry), so "1.234" under "LVE (x10^-5)" means 1.234e-5.
+The reference methods ``template`` and ``mean-motion`` are floor lines, listed after the others.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from talkbench.errors import ConfigError
+
+FLOORS = ("template", "mean-motion")
+DEFAULT_METRICS = ("lve", "mve", "fdd")
+FORMATS = ("table", "markdown", "latex", "csv")
+TEST_PREFIX = "test/"  # mirrors talkbench.tracking.TEST_PREFIX without importing mlflow
+_ARROWS = {"lower": "↓", "higher": "↑", "zero": "→0"}
+_LATEX_ARROWS = {"lower": r"$\downarrow$", "higher": r"$\uparrow$", "zero": r"$\to 0$"}
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+@dataclass
+class Row:
+    method: str
+    preset: str
+    config_hash: str
+    run_ids: list[str]
+    seeds: list[str]
+    values: dict[str, tuple[float, float, int]]  # metric -> (mean, std over seeds, n)
+    floor: bool = False
+    highlighted: bool = False
+
+    @property
+    def n_seeds(self) -> int:
+        return len(self.run_ids)
+
+
+@dataclass
+class MetricColumn:
+    name: str
+    direction: str
+    scale: float
+    unit: str
+
+    def header(self, arrows: dict[str, str] = _ARROWS, latex: bool = False) -> str:
+        head = f"{self.name.upper()} {arrows.get(self.direction, '')}".strip()
+        if self.scale != 1.0:
+            exp = math.log10(self.scale)
+            if abs(exp - round(exp)) < 1e-9:
+                e = int(round(exp))
+                head += f" ($\\times 10^{{{e}}}$)" if latex else f" (×10{str(e).translate(_SUPERSCRIPT)})"
+            else:
+                head += f" (×{self.scale:g})"
+        return head
+
+
+@dataclass
+class Leaderboard:
+    dataset: str
+    columns: list[MetricColumn]
+    rows: list[Row] = field(default_factory=list)
+
+    def best(self, metric: str) -> float | None:
+        """The best group mean of one metric (by its direction), or None without values."""
+        col = next(c for c in self.columns if c.name == metric)
+        means = [r.values[metric][0] for r in self.rows if metric in r.values]
+        if not means:
+            return None
+        if col.direction == "higher":
+            return max(means)
+        if col.direction == "zero":
+            return min(means, key=abs)
+        return min(means)
+
+    def is_best(self, row: Row, metric: str) -> bool:
+        best = self.best(metric)
+        return metric in row.values and best is not None and row.values[metric][0] == best
+
+
+# -- building -----------------------------------------------------------------------------------
+def _metric_column(name: str, dataset: str, runs: pd.DataFrame) -> MetricColumn:
+    from talkbench.metrics.registry import metric_info
+
+    info = metric_info(name)  # unknown name -> ConfigError with did-you-mean
+    scale = None
+    tag = f"tags.talkbench.scale.{name}"
+    if tag in runs.columns:
+        logged = runs[tag].dropna()
+        if len(logged):
+            scale = float(logged.iloc[0])
+    if scale is None:
+        scale = info.scale_for(dataset)
+    return MetricColumn(name, info.direction, scale, info.unit)
+
+
+def _group_key(run: pd.Series) -> str:
+    value = run.get("tags.talkbench.config_hash")
+    if isinstance(value, str) and value:
+        return value
+    # runs without the tag (not logged by the pipeline): hash the params without the seed
+    items = sorted(
+        (k, str(v)) for k, v in run.items() if k.startswith("params.") and k != "params.seed" and pd.notna(v)
+    )
+    return "p" + hashlib.sha256(repr(items).encode()).hexdigest()[:15]
+
+
+def build(
+    runs: pd.DataFrame,
+    dataset: str,
+    metrics: list[str] | tuple[str, ...] | None = None,
+    highlight: str | None = None,
+) -> Leaderboard:
+    """Group finished runs (a ``search_runs`` DataFrame) into leaderboard rows."""
+    if metrics:
+        for m in metrics:  # validate every requested name before anything else
+            _metric_column(m, dataset, pd.DataFrame())
+    present = [
+        c[len("metrics." + TEST_PREFIX) :] for c in runs.columns if c.startswith("metrics." + TEST_PREFIX)
+    ]
+    if not metrics:
+        from talkbench.metrics.registry import METRIC_ORDER
+
+        metrics = [m for m in DEFAULT_METRICS if m in present] or [m for m in METRIC_ORDER if m in present]
+    columns = [_metric_column(m, dataset, runs) for m in metrics]
+    board = Leaderboard(dataset, columns)
+    if runs.empty or "tags.talkbench.method" not in runs.columns:
+        return board
+
+    metric_cols = [
+        f"metrics.{TEST_PREFIX}{c.name}" for c in columns if f"metrics.{TEST_PREFIX}{c.name}" in runs
+    ]
+    runs = runs[runs["tags.talkbench.method"].notna()]
+    if "status" in runs.columns:
+        runs = runs[runs["status"] == "FINISHED"]
+    if metric_cols:
+        runs = runs[runs[metric_cols].notna().any(axis=1)]  # e.g. sweep parents carry no metrics
+    else:
+        runs = runs.iloc[0:0]
+    runs = runs.assign(_group=[_group_key(r) for _, r in runs.iterrows()])
+    if "start_time" in runs.columns:
+        runs = runs.sort_values("start_time", ascending=False)
+
+    for key, group in runs.groupby("_group", sort=False):
+        seed_col = group.get("tags.talkbench.seed", group.get("params.seed"))
+        if seed_col is not None:
+            group = group.assign(_seed=seed_col.astype(str)).drop_duplicates("_seed", keep="first")
+        values = {}
+        for col in columns:
+            name = f"metrics.{TEST_PREFIX}{col.name}"
+            if name not in group:
+                continue
+            vals = group[name].dropna().astype(float)
+            if len(vals):
+                std = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+                values[col.name] = (float(vals.mean()), std, len(vals))
+        first = group.iloc[0]
+        method = str(first["tags.talkbench.method"])
+        board.rows.append(
+            Row(
+                method=method,
+                preset=str(first.get("tags.talkbench.preset", "") or ""),
+                config_hash=str(key),
+                run_ids=group["run_id"].tolist(),
+                seeds=group["_seed"].tolist() if "_seed" in group else [],
+                values=values,
+                floor=method in FLOORS,
+                highlighted=highlight is not None and highlight in group["run_id"].tolist(),
+            )
+        )
+    board.rows.sort(key=lambda r: (r.floor, _sort_value(board, r), r.method))
+    return board
+
+
+def _sort_value(board: Leaderboard, row: Row) -> float:
+    if not board.columns or board.columns[0].name not in row.values:
+        return math.inf
+    col = board.columns[0]
+    mean = row.values[col.name][0]
+    return {"higher": -mean, "zero": abs(mean)}.get(col.direction, mean)
+
+
+# -- rendering ----------------------------------------------------------------------------------
+def _cell(row: Row, col: MetricColumn, sep: str = " ± ") -> str:
+    if col.name not in row.values:
+        return "–"
+    mean, std, n = row.values[col.name]
+    text = f"{mean / col.scale:.3f}"
+    if n > 1:
+        text += f"{sep}{std / col.scale:.3f}"
+    return text
+
+
+def _label(row: Row) -> str:
+    return f"{row.method} (floor)" if row.floor else row.method
+
+
+def to_markdown(board: Leaderboard) -> str:
+    head = ["", "method", "preset", "seeds", *[c.header() for c in board.columns]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    for r in board.rows:
+        cells = []
+        for c in board.columns:
+            text = _cell(r, c)
+            cells.append(f"**{text}**" if board.is_best(r, c.name) else text)
+        mark = "▶" if r.highlighted else ""
+        lines.append("| " + " | ".join([mark, _label(r), r.preset, str(r.n_seeds), *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _tex(text: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#")):
+        text = text.replace(a, b)
+    return text
+
+
+def to_latex(board: Leaderboard) -> str:
+    cols = "lll" + "r" * len(board.columns)
+    head = ["Method", "Preset", "Seeds", *[c.header(_LATEX_ARROWS, latex=True) for c in board.columns]]
+    out = [
+        f"% talkbench leaderboard: {board.dataset}; mean $\\pm$ std over seeds",
+        rf"\begin{{tabular}}{{{cols}}}",
+        r"\toprule",
+        " & ".join(head) + r" \\",
+        r"\midrule",
+    ]
+    floors_started = False
+    for r in board.rows:
+        if r.floor and not floors_started:
+            floors_started = True
+            out.append(r"\midrule")
+        cells = []
+        for c in board.columns:
+            text = _cell(r, c, sep=r" $\pm$ ")
+            cells.append(rf"\textbf{{{text}}}" if board.is_best(r, c.name) else text)
+        out.append(" & ".join([_tex(_label(r)), _tex(r.preset), str(r.n_seeds), *cells]) + r" \\")
+    out += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(out) + "\n"
+
+
+def to_csv(board: Leaderboard) -> str:
+    """Machine-readable: raw (unscaled) means and stds, one column pair per metric."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    metric_head = [f"{c.name}_{s}" for c in board.columns for s in ("mean", "std")]
+    writer.writerow(
+        ["method", "preset", "config_hash", "n_seeds", "floor", "highlighted", "run_ids", *metric_head]
+    )
+    for r in board.rows:
+        vals = []
+        for c in board.columns:
+            mean, std, _ = r.values.get(c.name, (math.nan, math.nan, 0))
+            vals += [repr(mean), repr(std)]
+        writer.writerow(
+            [r.method, r.preset, r.config_hash, r.n_seeds, r.floor, r.highlighted, " ".join(r.run_ids), *vals]
+        )
+    return buf.getvalue()
+
+
+def to_rich(board: Leaderboard):
+    from rich.table import Table
+
+    table = Table(title=f"Leaderboard: {board.dataset} (mean ± std over seeds)")
+    for name in ("", "method", "preset", "seeds"):
+        table.add_column(name)
+    for c in board.columns:
+        table.add_column(c.header(), justify="right")
+    floors_started = False
+    for r in board.rows:
+        if r.floor and not floors_started and table.row_count:
+            floors_started = True
+            table.add_section()
+        cells = []
+        for c in board.columns:
+            text = _cell(r, c)
+            cells.append(f"[bold]{text}[/bold]" if board.is_best(r, c.name) else text)
+        table.add_row(
+            "▶" if r.highlighted else "",
+            _label(r),
+            r.preset,
+            str(r.n_seeds),
+            *cells,
+            style="green" if r.highlighted else ("dim" if r.floor else None),
+        )
+    return table
+
+
+def render(board: Leaderboard, fmt: str = "table", width: int | None = None) -> str:
+    """The leaderboard as text in one of ``FORMATS`` (``table``: rich, rendered without colour)."""
+    if fmt == "markdown":
+        return to_markdown(board)
+    if fmt == "latex":
+        return to_latex(board)
+    if fmt == "csv":
+        return to_csv(board)
+    if fmt == "table":
+        from rich.console import Console
+
+        console = Console(file=io.StringIO(), width=width or 160, color_system=None)
+        console.print(to_rich(board))
+        return console.file.getvalue()
+    raise ConfigError(f"--format '{fmt}': expected one of {', '.join(FORMATS)}")
+
+
+def leaderboard(
+    dataset: str,
+    tracking_uri: str | None = None,
+    metrics: list[str] | tuple[str, ...] | None = None,
+    highlight: str | None = None,
+) -> Leaderboard:
+    """Build the leaderboard of one dataset from the tracking store (finished runs only)."""
+    from talkbench.tracking import Tracker
+
+    return build(Tracker(tracking_uri).search_runs(dataset), dataset, metrics, highlight)

@@ -1,0 +1,159 @@
+"""Leaderboards built from runs logged through talkbench.tracking into a real SQLite store."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+import _mlflow_store
+import numpy as np
+import pytest
+
+from talkbench.errors import ConfigError
+from talkbench.reports import leaderboard as lb
+from talkbench.tracking import Tracker
+
+_migrated_db = _mlflow_store._migrated_db
+store_uri = _mlflow_store.store_uri
+
+# (method, config hash, seed, lve, fdd, mve)
+RUNS = [
+    ("faceformer", "hashA", 0, 3.0e-5, 2.0e-7, 1.0e-3),
+    ("faceformer", "hashA", 1, 3.4e-5, -1.0e-7, 1.2e-3),
+    ("faceformer", "hashA", 2, 2.9e-5, 0.5e-7, 1.1e-3),
+    ("faceformer", "hashB", 0, 4.0e-5, 3.0e-7, 1.5e-3),
+    ("memorytalker", "hashM", 0, 2.0e-5, 0.2e-7, 0.9e-3),
+    ("template", "hashT", 0, 9.0e-5, 8.0e-7, 2.0e-3),
+    ("mean-motion", "hashMM", 0, 7.0e-5, 6.0e-7, 1.9e-3),
+]
+
+
+@pytest.fixture
+def store(store_uri):
+    """A store with the runs above, plus noise the leaderboard must ignore."""
+    tr = Tracker(store_uri)
+    exp = tr.ensure_experiment("synthtalk")
+    ids = {}
+    for method, h, seed, lve, fdd, mve in RUNS:
+        rid = tr.create_run(
+            exp,
+            f"{method}/seed{seed}",
+            {
+                "talkbench.method": method,
+                "talkbench.config_hash": h,
+                "talkbench.seed": seed,
+                "talkbench.preset": "synthtalk",
+                "talkbench.scale.lve": 1e-5,
+            },
+        )
+        tr.log_params(rid, {"seed": seed, "method": method})
+        tr.log_metrics(rid, {"test/lve": lve, "test/fdd": fdd, "test/mve": mve})
+        tr.finish_run(rid)
+        ids[(method, h, seed)] = rid
+    # an unfinished run and a sweep parent without metrics: both excluded
+    running = tr.create_run(
+        exp, "running", {"talkbench.method": "faceformer", "talkbench.config_hash": "hashA"}
+    )
+    tr.log_metrics(running, {"test/lve": 1.0})
+    parent = tr.create_run(exp, "sweep", {"talkbench.method": "faceformer", "talkbench.config_hash": "sweep"})
+    tr.finish_run(parent)
+    return tr, ids
+
+
+def test_groups_seeds_and_orders_rows(store):
+    tr, ids = store
+    board = lb.build(tr.search_runs("synthtalk"), "synthtalk", highlight=ids[("faceformer", "hashA", 1)])
+    assert [c.name for c in board.columns] == ["lve", "mve", "fdd"]
+    assert [(r.method, r.config_hash, r.n_seeds) for r in board.rows] == [
+        ("memorytalker", "hashM", 1),
+        ("faceformer", "hashA", 3),
+        ("faceformer", "hashB", 1),
+        ("mean-motion", "hashMM", 1),
+        ("template", "hashT", 1),
+    ]
+    assert [r.floor for r in board.rows] == [False, False, False, True, True]
+    assert [r.highlighted for r in board.rows] == [False, True, False, False, False]
+    mean, std, n = board.rows[1].values["lve"]
+    expected = np.array([3.0e-5, 3.4e-5, 2.9e-5])
+    assert n == 3 and mean == pytest.approx(expected.mean()) and std == pytest.approx(expected.std(ddof=1))
+
+
+def test_cell_agrees_with_mlflow_search_runs(store, store_uri):
+    """Recompute one cell straight from mlflow.search_runs and compare with the rendered table."""
+    import mlflow
+
+    tr, _ = store
+    mlflow.set_tracking_uri(store_uri)
+    df = mlflow.search_runs(
+        experiment_names=["synthtalk"],
+        filter_string="tags.talkbench.config_hash = 'hashA' and attributes.status = 'FINISHED'",
+    )
+    vals = df["metrics.test/mve"].to_numpy()
+    cell = (
+        f"{vals.mean() / 1e-3:.3f} ± {vals.std(ddof=1) / 1e-3:.3f}"  # MVE scale (vocaset): 1e-3
+    )
+    board = lb.build(tr.search_runs("synthtalk"), "vocaset")  # vocaset scales from the registry
+    assert board.columns[1].scale == 1e-3
+    row = next(r for r in board.rows if r.config_hash == "hashA")
+    assert lb._cell(row, board.columns[1]) == cell
+    assert cell in lb.render(board, "markdown")
+
+
+def test_best_bold_and_directions(store):
+    tr, _ = store
+    board = lb.build(tr.search_runs("synthtalk"), "synthtalk")
+    md = lb.render(board, "markdown")
+    header = md.splitlines()[0]
+    assert "LVE ↓ (×10⁻⁵)" in header and "FDD →0" in header and "MVE ↓" in header
+    # exactly one bold cell per metric column
+    assert md.count("**") == 2 * len(board.columns)
+    best_row = next(line for line in md.splitlines() if "memorytalker" in line)
+    assert "**2.000**" in best_row  # lowest LVE, displayed on the x1e-5 scale
+    # FDD: direction "zero" -> closest to 0 wins (memorytalker 2e-8), not the most negative
+    assert board.best("fdd") == pytest.approx(0.2e-7)
+    fa = next(r for r in board.rows if r.config_hash == "hashA")
+    assert not board.is_best(fa, "fdd")
+
+
+def test_formats(store):
+    tr, ids = store
+    hl = ids[("memorytalker", "hashM", 0)]
+    board = lb.build(tr.search_runs("synthtalk"), "synthtalk", metrics=["lve", "fdd"], highlight=hl)
+    tex = lb.render(board, "latex")
+    assert r"\toprule" in tex and r"\textbf{2.000}" in tex and r"$\downarrow$" in tex
+    assert "mean-motion (floor)" in tex and tex.count(r"\midrule") == 2
+    rows = list(csv.DictReader(io.StringIO(lb.render(board, "csv"))))
+    assert [r["method"] for r in rows][0] == "memorytalker" and rows[0]["highlighted"] == "True"
+    assert float(rows[0]["lve_mean"]) == pytest.approx(2.0e-5)
+    assert set(rows[0]) >= {"lve_mean", "lve_std", "fdd_mean", "fdd_std", "n_seeds"}
+    table = lb.render(board, "table")
+    assert "Leaderboard: synthtalk" in table and "▶" in table and "faceformer" in table
+    with pytest.raises(ConfigError, match="--format 'html'"):
+        lb.render(board, "html")
+
+
+def test_unknown_metric_suggests(store):
+    tr, _ = store
+    with pytest.raises(ConfigError, match="unknown metric 'lvee'.*Did you mean: lve"):
+        lb.build(tr.search_runs("synthtalk"), "synthtalk", metrics=["lvee"])
+
+
+def test_empty_store_gives_empty_board(store_uri):
+    board = lb.leaderboard("synthtalk", tracking_uri=store_uri)
+    assert board.rows == []
+    assert "method" in lb.render(board, "markdown")
+
+
+def test_same_seed_twice_newest_counts(store_uri):
+    tr = Tracker(store_uri)
+    exp = tr.ensure_experiment("synthtalk")
+    for lve in (5.0, 1.0):  # the second run (newer) replaces the first
+        rid = tr.create_run(
+            exp, "x", {"talkbench.method": "codetalker", "talkbench.config_hash": "h", "talkbench.seed": 0}
+        )
+        tr.log_metrics(rid, {"test/lve": lve})
+        tr.finish_run(rid)
+        time.sleep(0.01)  # distinct start times
+    (row,) = lb.build(tr.search_runs("synthtalk"), "synthtalk").rows
+    assert row.n_seeds == 1 and row.values["lve"][0] == 1.0
