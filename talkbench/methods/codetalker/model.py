@@ -146,10 +146,18 @@ class CodeTalker(Method):
                 schedule=c.vq_schedule, step_size=c.vq_step_size, gamma=c.vq_gamma, selection="last",
             ),
             Stage(
-                "predictor", epochs=c.pred_epochs, lr=c.pred_lr, trainable=("predictor.",),
+                "predictor", epochs=c.pred_epochs, lr=c.pred_lr, trainable=self.predictor_prefixes(),
                 sampler=c.sampler, batch_size=c.pred_batch_size, optimizer="adam", selection="last",
             ),
         ]
+
+    def predictor_prefixes(self) -> tuple[str, ...]:
+        """Stage 2 trains the predictor only; the audio encoder says which of its parts train (the
+        wav2vec2 CNN stays frozen)."""
+        enc = self.predictor.audio_encoder
+        own = tuple(f"predictor.{n}" for n, _ in self.predictor.named_children() if n != "audio_encoder")
+        inner = enc.trainable_prefixes() if hasattr(enc, "trainable_prefixes") else ("",)
+        return own + tuple(f"predictor.audio_encoder.{p}" for p in inner)
 
     def begin_stage(self, stage: Stage) -> None:
         self._vq_frozen = stage.name == "predictor"
@@ -157,10 +165,6 @@ class CodeTalker(Method):
             for p in self.vqvae.parameters():
                 p.requires_grad_(False)
             self.vqvae.eval()
-        # the audio encoder's own frozen parts (e.g. the wav2vec2 CNN) stay frozen in every stage
-        freeze = getattr(self.predictor.audio_encoder, "freeze_frozen", None)
-        if callable(freeze):
-            freeze()
 
     def train(self, mode: bool = True):
         super().train(mode)
