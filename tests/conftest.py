@@ -19,3 +19,11 @@ def _isolated_homes(tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def synthtalk_tiny(tmp_path_factory):
+    """Path to a SynthTalk ``tiny`` dataset (seed 0, default coupling), generated once per test session."""
+    from talkbench.datasets.synthtalk import generate
+
+    return generate(tmp_path_factory.mktemp("synthtalk") / "tiny", preset="tiny", seed=0)

@@ -1,0 +1,150 @@
+"""The parametric face: a (u, v) grid surface with a split mouth line, per-speaker shapes, regions, triangles.
+
+u runs across the face (-1 right ... +1 left), v from chin (-1) to forehead (+1). The grid row nearest the
+mouth line is duplicated inside the mouth span: the grid vertex is the lower lip's edge, an appended copy
+the upper lip's, so the lips can part while the mouth corners (shared vertices) stay joined.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+MOUTH_V = -0.42  # mouth line in v
+MOUTH_HALF_U = 0.3  # mouth span in u (canonical; a speaker's mouth width warps x, not topology)
+EYE_U, EYE_V = 0.38, 0.22
+REGION_NAMES = (
+    "lips", "upper_lip", "lower_lip", "jaw", "cheeks", "eyes", "brows", "forehead", "upper_face",
+)
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Speaker-independent structure: canonical coordinates of every vertex, triangles, regions."""
+
+    nu: int
+    nv: int
+    u: np.ndarray  # (V,) canonical horizontal coordinate
+    v: np.ndarray  # (V,) canonical vertical coordinate (the mouth row sits exactly at MOUTH_V)
+    side: np.ndarray  # (V,) +1 above the mouth line / upper copies, -1 below / lower edge, 0 on it
+    mouth_lower: np.ndarray  # (M,) ids of the lower lip edge (grid vertices of the mouth row)
+    mouth_upper: np.ndarray  # (M,) ids of their upper copies, same order
+    faces: np.ndarray  # (F, 3) int64
+    regions: dict[str, np.ndarray]
+    mouth_pair: tuple[np.ndarray, np.ndarray]  # (upper ids, lower ids) at the lip centre
+
+    @property
+    def n_vertices(self) -> int:
+        return int(self.u.shape[0])
+
+
+def _mouth_columns(u_cols: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(np.abs(u_cols) < MOUTH_HALF_U - 1e-9)
+
+
+def grid_for(n_vertices: int) -> tuple[int, int]:
+    """(nu, nv) whose vertex count nu*nv + mouth copies is nearest n_vertices (exact when possible)."""
+    best: tuple[int, int, int] | None = None
+    side = int(round(np.sqrt(n_vertices)))
+    for nu in range(max(8, side - 12), side + 13):
+        m = len(_mouth_columns(np.linspace(-1, 1, nu)))
+        nv = max(8, int(round((n_vertices - m) / nu)))
+        for cand in (nv - 1, nv, nv + 1):
+            err = abs(nu * cand + m - n_vertices)
+            key = (err, abs(nu - cand), nu)
+            if best is None or key < best:
+                best = (err, abs(nu - cand), nu)
+                chosen = (nu, cand)
+    return chosen
+
+
+@lru_cache(maxsize=8)
+def build_topology(nu: int, nv: int) -> Topology:
+    uc = np.linspace(-1.0, 1.0, nu)
+    vr = np.linspace(-1.0, 1.0, nv)
+    jm = int(np.argmin(np.abs(vr - MOUTH_V)))
+    # Shift rows so the mouth row sits exactly on MOUTH_V (keeps the rest evenly spaced).
+    vr = vr + (MOUTH_V - vr[jm])
+    vr = np.clip(vr, -1.0, 1.0)
+    mcols = _mouth_columns(uc)
+    gu, gv = np.meshgrid(uc, vr)  # (nv, nu), row-major ids = j * nu + i
+    n_grid = nu * nv
+    u = np.concatenate([gu.ravel(), uc[mcols]])
+    v = np.concatenate([gv.ravel(), np.full(len(mcols), vr[jm])])
+    ids = np.arange(n_grid).reshape(nv, nu)
+    mouth_lower = ids[jm, mcols].astype(np.int64)
+    mouth_upper = np.arange(n_grid, n_grid + len(mcols), dtype=np.int64)
+
+    side = np.sign(v - vr[jm]).astype(np.int64)
+    side[mouth_lower] = -1
+    side[mouth_upper] = 1
+
+    # Triangles: the cells just above the mouth row use the upper copies.
+    upper_row = ids[jm].copy()
+    upper_row[mcols] = mouth_upper
+    tris = []
+    for j in range(nv - 1):
+        lo = upper_row if j == jm else ids[j]
+        hi = ids[j + 1]
+        a, b = lo[:-1], lo[1:]
+        c, d = hi[:-1], hi[1:]
+        tris.append(np.stack([a, b, d], 1))
+        tris.append(np.stack([a, d, c], 1))
+    faces = np.concatenate(tris).astype(np.int64)
+
+    t = v - vr[jm]
+    au = np.abs(u)
+    row_step = vr[1] - vr[0]
+    lips = (au <= MOUTH_HALF_U * 1.25) & (np.abs(t) <= max(0.11, 1.6 * row_step))
+    upper_lip = lips & (side > 0)
+    lower_lip = lips & (side < 0)
+    jaw = (t < 0) & ~lips & (au <= 0.8)
+    eyes = ((au - EYE_U) / 0.2) ** 2 + ((v - EYE_V) / 0.13) ** 2 <= 1.0
+    brows = (v > EYE_V + 0.1) & (v <= EYE_V + 0.32) & (au >= 0.12) & (au <= 0.7)
+    forehead = v > EYE_V + 0.32
+    cheeks = (au >= 0.4) & (au <= 0.9) & (v > MOUTH_V - 0.05) & (v < EYE_V - 0.15) & ~lips
+    upper_face = eyes | brows | forehead
+    masks = {
+        "lips": lips, "upper_lip": upper_lip, "lower_lip": lower_lip, "jaw": jaw, "cheeks": cheeks,
+        "eyes": eyes, "brows": brows, "forehead": forehead, "upper_face": upper_face,
+    }
+    regions = {k: np.flatnonzero(m).astype(np.int64) for k, m in masks.items()}
+    centre = np.abs(uc[mcols]) <= 0.34 * MOUTH_HALF_U + 1e-9
+    if not centre.any():
+        centre = np.abs(uc[mcols]) == np.abs(uc[mcols]).min()
+    mouth_pair = (mouth_upper[centre], mouth_lower[centre])
+    return Topology(nu, nv, u, v, side, mouth_lower, mouth_upper, faces, regions, mouth_pair)
+
+
+SHAPE_KEYS = ("width", "height", "depth", "mouth", "nose", "chin")
+
+
+def sample_shape(rng: np.random.Generator) -> dict[str, float]:
+    """Per-speaker face proportions (metres / relative factors)."""
+    return {
+        "width": float(0.15 * np.exp(0.06 * rng.standard_normal())),
+        "height": float(0.20 * np.exp(0.06 * rng.standard_normal())),
+        "depth": float(0.055 * np.exp(0.1 * rng.standard_normal())),
+        "mouth": float(np.clip(0.08 * rng.standard_normal(), -0.15, 0.15)),
+        "nose": float(0.022 * np.exp(0.15 * rng.standard_normal())),
+        "chin": float(0.008 * np.exp(0.2 * rng.standard_normal())),
+    }
+
+
+def template(topo: Topology, shape: dict[str, float]) -> np.ndarray:
+    """Neutral face (V, 3) float32 in metres, roughly centred on the origin, facing +z."""
+    u, v = topo.u, topo.v
+    # A speaker's mouth width warps x near the centre (monotonic for |mouth| <= 0.15).
+    uw = u + shape["mouth"] * u * np.exp(-((u / 0.4) ** 2))
+    taper = 1.0 - 0.28 * np.clip(-v - 0.25, 0.0, 1.0) ** 2  # narrower jaw and chin
+    x = 0.5 * shape["width"] * uw * taper
+    y = 0.5 * shape["height"] * v
+    z = shape["depth"] * np.sqrt(np.clip(1.0 - 0.85 * u**2, 0.0, None)) * (1.0 - 0.25 * v**2)
+    z = z + shape["nose"] * np.exp(-(u**2) / 0.012 - ((v + 0.08) ** 2) / 0.05)
+    z = z + shape["chin"] * np.exp(-(u**2) / 0.08 - ((v + 0.85) ** 2) / 0.02)
+    z = z + 0.006 * np.exp(-((u / MOUTH_HALF_U) ** 2) - ((v - MOUTH_V) / 0.12) ** 2)  # lips
+    z = z - 0.007 * np.exp(-(((np.abs(u) - EYE_U) / 0.14) ** 2) - ((v - EYE_V) / 0.09) ** 2)  # sockets
+    z = z + 0.004 * np.exp(-(((np.abs(u) - 0.4) / 0.2) ** 2) - ((v - (EYE_V + 0.2)) / 0.05) ** 2)  # brows
+    return np.stack([x, y, z - shape["depth"] * 0.5], 1).astype(np.float32)

@@ -1,0 +1,206 @@
+"""Writing a SynthTalk dataset (prepared-VOCASET layout) and the parameter-hash cache around it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from talkbench.errors import ConfigError
+
+from .articulation import animate, weights
+from .blendshapes import fields
+from .face import REGION_NAMES, build_topology, grid_for, template
+from .sentences import Segment, make_sentence, timing
+from .speakers import Speaker, make_speaker
+from .speech import SR, synthesize
+
+GENERATOR_VERSION = "1.0"
+CAPTURE_FPS = 60
+FPS = 30
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    n_vertices: int
+    n_train: int
+    n_val: int
+    n_test: int
+    n_sentences: int
+    n_shared: int  # sentences 1..n_shared have the same text for every speaker
+    words: tuple[int, int]  # words per sentence (inclusive range); sets the mean length
+
+    @property
+    def n_speakers(self) -> int:
+        return self.n_train + self.n_val + self.n_test
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset("tiny", 200, 4, 1, 1, 6, 3, (2, 3)),
+    "small": Preset("small", 1000, 8, 2, 2, 40, 20, (4, 7)),
+    "full": Preset("full", 5023, 8, 2, 2, 40, 20, (6, 9)),
+}
+
+
+def get_preset(preset: str) -> Preset:
+    try:
+        return PRESETS[preset]
+    except KeyError:
+        msg = f"synthtalk preset: unknown {preset!r}, expected one of {sorted(PRESETS)}"
+        raise ConfigError(msg) from None
+
+
+def _check(seed: int, style_coupling: float) -> None:
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"synthtalk seed: expected a non-negative integer, got {seed!r}")
+    if not 0.0 <= float(style_coupling) <= 1.0:
+        raise ConfigError(f"synthtalk style_coupling: expected a value in [0, 1], got {style_coupling!r}")
+
+
+def subject_name(index: int) -> str:
+    return f"SynthTalk_S{index + 1:02d}"
+
+
+def _rng(*key: int) -> np.random.Generator:
+    """An independent stream per (purpose, speaker, sentence): results do not depend on loop order."""
+    return np.random.default_rng(np.random.SeedSequence([int(k) for k in key]))
+
+
+def speaker(seed: int, index: int, style_coupling: float, split: str = "extra") -> Speaker:
+    return make_speaker(_rng(seed, 1, index), subject_name(index), split, style_coupling)
+
+
+def sentence_tokens(p: Preset, seed: int, index: int, sentence: int):
+    """Shared text for sentences 1..n_shared, speaker-specific text after."""
+    rng = _rng(seed, 2, sentence) if sentence <= p.n_shared else _rng(seed, 3, index, sentence)
+    lo, hi = p.words
+    return make_sentence(rng, int(rng.integers(lo, hi + 1)))
+
+
+def clip_audio(
+    p: Preset, seed: int, spk: Speaker, index: int, sentence: int
+) -> tuple[list[Segment], np.ndarray]:
+    """One clip's timed phonemes and audio; cheap enough to sample many speakers' voices in tests."""
+    segs = timing(sentence_tokens(p, seed, index, sentence), spk.voice.rate, _rng(seed, 4, index, sentence))
+    return segs, synthesize(segs, spk.voice, _rng(seed, 5, index, sentence))
+
+
+def _splits(p: Preset) -> dict:
+    names = [subject_name(i) for i in range(p.n_speakers)]
+    tr, va = p.n_train, p.n_train + p.n_val
+    held = [p.n_shared + 1, p.n_sentences]
+    return {
+        "train": {"subjects": names[:tr], "sentences": [1, p.n_sentences]},
+        "val": {"subjects": names[tr:va], "sentences": held},
+        "test": {"subjects": names[va:], "sentences": held},
+    }
+
+
+def _dump_json(path: Path, obj: dict) -> None:
+    path.write_text(json.dumps(obj, sort_keys=True, indent=1) + "\n")
+
+
+def generate(out_dir: str | Path, preset: str = "small", seed: int = 0, style_coupling: float = 0.8) -> Path:
+    """Generate a SynthTalk dataset into out_dir (created; must be empty or absent). Deterministic."""
+    p = get_preset(preset)
+    _check(seed, style_coupling)
+    style_coupling = float(style_coupling)
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"synthtalk output {out}: directory exists and is not empty")
+    for sub in ("wav", "vertices_npy", "regions", "alignments"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+
+    topo = build_topology(*grid_for(p.n_vertices))
+    splits = _splits(p)
+    split_of = {s: name for name, sp in splits.items() for s in sp["subjects"]}
+    speakers = [speaker(seed, i, style_coupling, split_of[subject_name(i)]) for i in range(p.n_speakers)]
+    templates = {}
+    for i, spk in enumerate(speakers):
+        tmpl = template(topo, spk.shape)
+        templates[spk.name] = tmpl
+        field_stack = fields(topo, tmpl, spk.style.asymmetry)
+        lo, hi = splits[spk.split]["sentences"]
+        for sentence in range(lo, hi + 1):
+            clip = f"{spk.name}_sentence{sentence:02d}"
+            segs, audio = clip_audio(p, seed, spk, i, sentence)
+            n_frames = int(round(segs[-1].end * CAPTURE_FPS))
+            w, closure = weights(segs, spk.style, n_frames, CAPTURE_FPS, _rng(seed, 6, i, sentence))
+            verts = animate(tmpl, field_stack, topo, w, closure)
+            sf.write(out / "wav" / f"{clip}.wav", audio, SR, subtype="PCM_16")
+            np.save(out / "vertices_npy" / f"{clip}.npy", verts.reshape(n_frames, -1))
+            _dump_json(out / "alignments" / f"{clip}.json", {
+                "name": clip,
+                "segments": [{"phoneme": s.symbol, "category": s.category, "start": s.start, "end": s.end,
+                              "accent": s.accent} for s in segs],
+            })
+
+    with open(out / "templates.pkl", "wb") as f:
+        pickle.dump(templates, f, protocol=4)
+    np.save(out / "faces.npy", topo.faces)
+    for name in REGION_NAMES:
+        np.save(out / "regions" / f"{name}.npy", topo.regions[name])
+    meta = {
+        "generator_version": GENERATOR_VERSION,
+        "preset": p.name,
+        "seed": int(seed),
+        "style_coupling": style_coupling,
+        "params": {**asdict(p), "words": list(p.words), "grid": list(grid_for(p.n_vertices)),
+                   "sample_rate": SR},
+        "fps": FPS,
+        "capture_fps": CAPTURE_FPS,
+        "n_vertices": topo.n_vertices,
+        "unit": "m",
+        "split": splits,
+        "train_subjects": splits["train"]["subjects"],
+        "mouth_pair": [topo.mouth_pair[0].tolist(), topo.mouth_pair[1].tolist()],
+        "speakers": {s.name: s.to_json() for s in speakers},
+        "regions": list(REGION_NAMES),
+    }
+    _dump_json(out / "synthtalk.json", meta)  # written last: its presence marks a complete dataset
+    return out
+
+
+def cache_key(preset: str, seed: int, style_coupling: float) -> str:
+    p = get_preset(preset)
+    _check(seed, style_coupling)
+    blob = json.dumps({"v": GENERATOR_VERSION, "preset": asdict(p), "seed": int(seed),
+                       "coupling": float(style_coupling)}, sort_keys=True)
+    digest = hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return f"{p.name}-seed{int(seed)}-c{float(style_coupling):g}-{digest}"
+
+
+def cache_root() -> Path:
+    home = os.environ.get("TALKBENCH_HOME")
+    return (Path(home) if home else Path.home() / ".cache" / "talkbench") / "synthtalk"
+
+
+def ensure_synthtalk(preset: str = "small", seed: int = 0, style_coupling: float = 0.8) -> Path:
+    """Path of the cached dataset for these parameters, generating it (atomically) on first use."""
+    final = cache_root() / cache_key(preset, seed, style_coupling)
+    if (final / "synthtalk.json").is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    try:
+        generate(tmp, preset, seed, style_coupling)
+        if final.exists() and not (final / "synthtalk.json").is_file():
+            shutil.rmtree(final)  # debris of an interrupted older layout
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / "synthtalk.json").is_file():  # lost a race only if the winner is complete
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
