@@ -125,7 +125,7 @@ class Evaluation:
         return out
 
 
-_BASE_COLUMNS = ("clip", "subject", "sentence", "condition", "n_frames", "n_frames_pred", "n_frames_gt")
+_BASE_COLUMNS = ("clip", "subject", "sentence", "condition", "n_frames_pred", "n_frames_gt")
 
 
 def _stat_columns(df: pd.DataFrame) -> list[str]:

@@ -79,8 +79,9 @@ def av_offset(pred_open: np.ndarray, gt_open: np.ndarray, max_lag: int) -> int:
 def segment_frames(start: float, end: float, fps: float, n_frames: int) -> tuple[int, int]:
     """Frame range [lo, hi) covering a segment in seconds; at least one frame (a short bilabial can
     fall between two frames), clipped to the sequence."""
-    lo = int(math.floor(start * fps))
-    hi = max(lo + 1, int(math.ceil(end * fps)))
+    eps = 1e-6  # times written as frame / fps must map back to that frame despite rounding
+    lo = int(math.floor(start * fps + eps))
+    hi = max(lo + 1, int(math.ceil(end * fps - eps)))
     return max(0, min(lo, n_frames)), max(0, min(hi, n_frames))
 
 
