@@ -1,0 +1,95 @@
+"""`bench data ...`: make SynthTalk, convert the VOCASET release, check a dataset directory."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+from talkbench.errors import ConfigError
+
+data_app = typer.Typer(help="Make, convert and check datasets.", no_args_is_help=True)
+
+
+class Preset(StrEnum):
+    tiny = "tiny"
+    small = "small"
+    full = "full"
+
+
+@data_app.command("make")
+def make(
+    dataset: str = typer.Argument(..., help="Dataset to generate: synthtalk."),
+    preset: Preset = typer.Option(Preset.small, help="Size preset."),
+    seed: int = typer.Option(0, help="Random seed (same seed and parameters = identical files)."),
+    style_coupling: float = typer.Option(
+        0.8, min=0.0, max=1.0, help="Share of speaking style audible in the voice."
+    ),
+    out: Path | None = typer.Option(
+        None, help="Output directory (default: the cache under $TALKBENCH_HOME)."
+    ),
+) -> None:
+    """Generate the embedded SynthTalk dataset."""
+    if dataset != "synthtalk":
+        raise ConfigError(f"bench data make: unknown dataset '{dataset}'; only 'synthtalk' can be generated")
+    from talkbench.datasets import synthtalk
+
+    if out is None:
+        path = synthtalk.ensure_synthtalk(preset=preset.value, seed=seed, style_coupling=style_coupling)
+    else:
+        synthtalk.generate(out, preset=preset.value, seed=seed, style_coupling=style_coupling)
+        path = out
+    typer.echo(f"synthtalk {preset.value} (seed {seed}, style_coupling {style_coupling:g}) at {path}")
+
+
+@data_app.command("prepare")
+def prepare(
+    dataset: str = typer.Argument(..., help="Dataset release to convert: vocaset."),
+    raw: Path = typer.Option(
+        ..., help="Directory with the release files (data_verts.npy, raw_audio_fixed.pkl, ...)."
+    ),
+    out: Path = typer.Option(..., help="Output directory of the prepared layout."),
+    regions: Path | None = typer.Option(
+        None, help="Directory of region index files to copy into out/regions."
+    ),
+) -> None:
+    """Convert an official release to the prepared layout (wav/, vertices_npy/, templates.pkl)."""
+    if dataset != "vocaset":
+        hint = (
+            " (BIWI: run CodeTalker's preprocessing, then point --data-root at its output)"
+            if dataset == "biwi"
+            else ""
+        )
+        raise ConfigError(
+            f"bench data prepare: unknown dataset '{dataset}'; only 'vocaset' is supported{hint}"
+        )
+    from talkbench.datasets.prepare_vocaset import prepare_vocaset
+
+    report = prepare_vocaset(raw, out, regions=regions)
+    typer.echo(f"wrote {report.written} sequences to {out}")
+    if report.skipped_no_audio:
+        typer.echo(f"skipped {len(report.skipped_no_audio)} sequences without audio")
+
+
+@data_app.command("check")
+def check(
+    root: Path = typer.Argument(..., help="Dataset directory to validate."),
+    kind: str | None = typer.Option(
+        None, "--dataset", help="synthtalk|vocaset|biwi|prepared (default: detect)."
+    ),
+) -> None:
+    """Validate a dataset directory: print a summary, or every problem found (exit code 1)."""
+    from talkbench.datasets.check import check_dataset
+
+    result = check_dataset(root, kind)
+    typer.echo(result.format())
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(data_app, name="data")
+
+
+__all__ = ["register"]
