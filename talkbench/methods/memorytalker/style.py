@@ -1,0 +1,96 @@
+"""Speaking-style branch (spec §3.1): the AdaIN-VC speaker encoder on log-mel, plus the style heads.
+
+E_s: conv bank (kernels 1..8) -> 1x1 conv -> 6 residual conv blocks (stride 1,2,1,2,1,2) -> global
+average over time -> 6 residual dense blocks -> Linear(128 -> 256). Heads: f_s = to_style_emb (256 ->
+n), scale = to_scale (n -> 1, no bias), w_s = sigmoid(f_s) * scale (Eq 15), triplet projection
+style_mlp (n -> n -> n). About 1.737M parameters at the released sizes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _pad_for(x: torch.Tensor, kernel: int) -> torch.Tensor:
+    """AdaIN-VC's length-preserving padding: (k//2, k//2) for odd k, (k//2, k//2 - 1) for even k.
+
+    Reflect padding as released; sequences too short to reflect (a few frames, far below any real
+    utterance) fall back to replicate padding so inference works for any length.
+    """
+    left = kernel // 2
+    right = left if kernel % 2 else left - 1
+    if left == 0 and right == 0:
+        return x
+    mode = "reflect" if x.shape[-1] > max(left, right) else "replicate"
+    return F.pad(x, (left, right), mode=mode)
+
+
+class SpeakerEncoder(nn.Module):
+    """AdaIN-VC speaker encoder (Chou et al. 2019), dropout 0, ReLU."""
+
+    def __init__(
+        self,
+        n_mels: int = 80,
+        channels: int = 128,
+        out_dim: int = 256,
+        bank_size: int = 8,
+        kernel: int = 5,
+        subsample: tuple[int, ...] = (1, 2, 1, 2, 1, 2),
+        dense_blocks: int = 6,
+    ):
+        super().__init__()
+        self.subsample = tuple(subsample)
+        self.conv_bank = nn.ModuleList(nn.Conv1d(n_mels, channels, k) for k in range(1, bank_size + 1))
+        self.in_conv_layer = nn.Conv1d(channels * bank_size + n_mels, channels, 1)
+        self.first_conv_layers = nn.ModuleList(nn.Conv1d(channels, channels, kernel) for _ in self.subsample)
+        self.second_conv_layers = nn.ModuleList(
+            nn.Conv1d(channels, channels, kernel, stride=s) for s in self.subsample
+        )
+        self.first_dense_layers = nn.ModuleList(nn.Linear(channels, channels) for _ in range(dense_blocks))
+        self.second_dense_layers = nn.ModuleList(nn.Linear(channels, channels) for _ in range(dense_blocks))
+        self.output_layer = nn.Linear(channels, out_dim)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        """mel (B, n_mels, F) -> (B, out_dim)."""
+        bank = [F.relu(conv(_pad_for(mel, conv.kernel_size[0]))) for conv in self.conv_bank]
+        x = F.relu(self.in_conv_layer(torch.cat([*bank, mel], dim=1)))
+        for first, second, s in zip(self.first_conv_layers, self.second_conv_layers, self.subsample):
+            y = F.relu(first(_pad_for(x, first.kernel_size[0])))
+            y = F.relu(second(_pad_for(y, second.kernel_size[0])))
+            if s > 1:
+                x = F.avg_pool1d(x, kernel_size=s, ceil_mode=True)
+            x = x + y
+        x = x.mean(dim=-1)
+        for first, second in zip(self.first_dense_layers, self.second_dense_layers):
+            x = x + F.relu(second(F.relu(first(x))))
+        return self.output_layer(x)
+
+
+class SpeakingStyleEncoder(nn.Module):
+    """E_s plus heads: ``forward(mel) -> f_s (B, n)``; ``weights(f_s)`` and ``project(f_s)``."""
+
+    def __init__(self, slots: int, **encoder_kwargs):
+        super().__init__()
+        self.encoder = SpeakerEncoder(**encoder_kwargs)
+        out_dim = self.encoder.output_layer.out_features
+        self.to_style_emb = nn.Linear(out_dim, slots)
+        self.to_scale = nn.Linear(slots, 1, bias=False)
+        self.style_mlp = nn.Sequential(nn.Linear(slots, slots), nn.ReLU(), nn.Linear(slots, slots))
+        for m in self.modules():  # xavier-uniform weights, zero biases (as released)
+            if isinstance(m, nn.Linear | nn.Conv1d):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        return self.to_style_emb(self.encoder(mel))
+
+    def weights(self, f_s: torch.Tensor) -> torch.Tensor:
+        """w_s = sigmoid(f_s) * scale(f_s) (Eq 15): one weight per memory slot, (B, n)."""
+        return torch.sigmoid(f_s) * self.to_scale(f_s)
+
+    def project(self, f_s: torch.Tensor) -> torch.Tensor:
+        """Triplet projection head (Eq 13)."""
+        return self.style_mlp(f_s)
