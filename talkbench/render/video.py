@@ -24,11 +24,25 @@ def write_mp4(
     Written to a temporary name and renamed, so an interrupted render never leaves a broken file.
     An all-black frame means the renderer failed silently (as pyrender does); it is an error.
     """
-    import av
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".partial.mp4")
+    try:
+        n = _encode(frames, tmp, path, fps, audio, sample_rate, crf)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never leave a half-written video behind
+        raise
+    if n == 0:
+        tmp.unlink(missing_ok=True)
+        raise TalkbenchError(f"no frames to write to {path}")
+    tmp.replace(path)
+    return path
+
+
+def _encode(frames, tmp: Path, path: Path, fps: float, audio, sample_rate: int, crf: int) -> int:
+    import av
+
     n = 0
     with av.open(str(tmp), mode="w") as container:
         video = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
@@ -52,11 +66,7 @@ def write_mp4(
             container.mux(packet)
         if sound is not None:
             _mux_audio(container, sound, np.asarray(audio, np.float32), sample_rate)
-    if n == 0:
-        tmp.unlink(missing_ok=True)
-        raise TalkbenchError(f"no frames to write to {path}")
-    tmp.replace(path)
-    return path
+    return n
 
 
 def _audio_stream(container, sample_rate: int):
