@@ -119,3 +119,61 @@ def analyze(answers: pd.DataFrame, min_catch_correct: float = 0.75) -> dict:
         "n_raters": int(answers["rater"].nunique()),
         "n_answers": int(len(kept)),
     }
+
+
+def load_answers(path) -> pd.DataFrame:
+    """Answers from a study folder (its SQLite store joined with the manifest) or an exported CSV."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        from talkbench.study.app import load_manifest
+        from talkbench.study.store import AnswerStore
+
+        if not (path / "answers.db").is_file():
+            raise TalkbenchError(f"{path}: no answers.db yet (serve the study with `bench study serve`)")
+        manifest = load_manifest(path)
+        trials = pd.DataFrame(manifest["trials"]).rename(columns={"id": "trial"})
+        answers = AnswerStore(path / "answers.db").frame()
+        df = answers.merge(
+            trials[["trial", "left", "right", "catch", "expected", "clip"]], on="trial", how="left"
+        )
+    elif path.is_file():
+        df = pd.read_csv(path, dtype={"expected": "string"})
+    else:
+        raise TalkbenchError(f"{path}: not a study folder or an answers CSV")
+    if df.empty:
+        raise TalkbenchError(f"{path}: no answers recorded")
+    df["catch"] = df["catch"].astype(str).str.lower().isin(("true", "1"))
+    return df
+
+
+def plot_preferences(pairs: pd.DataFrame, path) -> None:
+    """Preference for the first method of each pair with Wilson 95% CIs, one panel per criterion."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    criteria = sorted(pairs["criterion"].unique())
+    fig, axes = plt.subplots(
+        1, len(criteria), figsize=(4.5 * len(criteria), 0.6 * len(pairs) / len(criteria) + 2), squeeze=False
+    )
+    for ax, criterion in zip(axes[0], criteria):
+        part = pairs[pairs["criterion"] == criterion]
+        y = np.arange(len(part))
+        ax.errorbar(
+            part["rate"],
+            y,
+            xerr=[part["rate"] - part["ci_low"], part["ci_high"] - part["rate"]],
+            fmt="o",
+            capsize=4,
+        )
+        ax.axvline(0.5, color="grey", ls="--")
+        ax.set_yticks(y, [f"{a} vs {b}" for a, b in zip(part["method_a"], part["method_b"])])
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("preference for the first method")
+        ax.set_title(criterion)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

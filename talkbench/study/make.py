@@ -136,3 +136,60 @@ def build_study(
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return out
+
+
+def make_study_from_runs(
+    run_ids: list[str],
+    out_dir: str | Path,
+    n_clips: int = 10,
+    seed: int = 0,
+    criteria: tuple[str, ...] = ("lipsync", "realism"),
+    reference: bool = False,
+    size: int = 384,
+    tracking_uri: str | None = None,
+) -> Path:
+    """A study comparing the test predictions saved by tracked runs (all on the same dataset)."""
+    from talkbench.render import camera_for
+    from talkbench.runs import TrackedRun
+
+    if len(set(run_ids)) < 2:
+        raise TalkbenchError("bench study make needs at least two different --runs")
+    runs = [TrackedRun.open(r, tracking_uri) for r in dict.fromkeys(run_ids)]
+    datasets = {(r.config.dataset.name, r.config.dataset.root, r.config.dataset.preset) for r in runs}
+    if len(datasets) > 1:
+        raise TalkbenchError(f"the runs were evaluated on different datasets: {sorted(map(str, datasets))}")
+    data = runs[0].dataset
+    if data.spec.faces is None:
+        raise TalkbenchError(f"dataset '{data.spec.name}' has no faces (triangles): cannot render a study")
+    labels = [r.method for r in runs]
+    labels = [m if labels.count(m) == 1 else f"{m} ({r.run_id[:8]})" for m, r in zip(labels, runs)]
+    clips, predictions = [], {label: {} for label in labels}
+    for clip in data.split("test"):
+        if not all(r.has_prediction(clip.name) for r in runs):
+            continue
+        clips.append(
+            StudyClip(
+                clip.name,
+                clip.subject,
+                clip.fps,
+                np.asarray(clip.audio),
+                np.asarray(clip.template),
+                np.asarray(clip.vertices),
+            )
+        )
+        for label, r in zip(labels, runs):
+            predictions[label][clip.name] = r.prediction(clip.name)
+    return build_study(
+        out_dir,
+        clips,
+        predictions,
+        data.spec.faces,
+        camera_for(data.spec.name),
+        n_clips,
+        criteria,
+        reference,
+        None,
+        seed,
+        size,
+        title=f"Talking-face study ({data.spec.name})",
+    )

@@ -1,0 +1,46 @@
+"""`bench render`: a run's predicted test clip (or several runs side by side) to MP4 with audio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def render(
+    run: list[str] = typer.Option(..., "--run", help="Run id; repeat --run to render runs side by side."),
+    clip: str = typer.Option(..., "--clip", help="Test clip name, e.g. SynthTalk_S11_sentence21."),
+    out: Path | None = typer.Option(None, "--out", help="MP4 path (default: renders/<clip>.mp4)."),
+    condition: str | None = typer.Option(
+        None, "--condition", help="Training speaker for conditioned methods."
+    ),
+    ground_truth: bool = typer.Option(True, "--gt/--no-gt", help="Add the ground truth as the first panel."),
+    size: int = typer.Option(512, "--size", help="Panel size in pixels."),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri"),
+) -> None:
+    """Render predictions saved by tracked runs with the dataset's camera, muxed with the clip's audio."""
+    from talkbench.errors import TalkbenchError
+    from talkbench.render import camera_for, render_side_by_side
+    from talkbench.runs import TrackedRun
+
+    runs = [TrackedRun.open(r, tracking_uri) for r in run]
+    data = runs[0].dataset
+    if data.spec.faces is None:
+        raise TalkbenchError(f"dataset '{data.spec.name}' has no faces (triangles) to render")
+    by_name = {c.name: i for i, c in enumerate(data.split("test").refs)}
+    if clip not in by_name:
+        raise TalkbenchError(
+            f"--clip '{clip}' is not a test clip of '{data.spec.name}'; e.g. {next(iter(by_name))}"
+        )
+    gt = data.split("test")[by_name[clip]]
+    panels = [("ground truth", gt.vertices)] if ground_truth else []
+    panels += [(r.method, r.prediction(clip, condition)) for r in runs]
+    out = out or Path("renders") / f"{clip}.mp4"
+    path = render_side_by_side(
+        panels, data.spec.faces, out, gt.fps, camera_for(data.spec.name), gt.audio, gt.template, size
+    )
+    typer.echo(f"wrote {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("render")(render)

@@ -1,0 +1,50 @@
+"""`bench report`: a comparison report (HTML + Markdown, optional LaTeX tables) from tracked runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def report(
+    dataset: str = typer.Option("synthtalk", "--dataset", help="Experiment (dataset) to report on."),
+    runs: list[str] = typer.Option(None, "--runs", help="Only these run ids (repeat --runs); default: all."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default: reports/<dataset>)."),
+    fmt: list[str] = typer.Option(
+        None, "--format", help="html, markdown, latex (repeatable; default html+markdown)."
+    ),
+    metrics: str = typer.Option("lve,mve,fdd", "--metrics", help="Comma-separated metrics for the tables."),
+    clips: int = typer.Option(3, "--clips", help="Test clips with mouth-opening curves."),
+    log: bool = typer.Option(
+        True, "--log/--no-log", help="Log the report as an artifact of the runs it covers."
+    ),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri"),
+) -> None:
+    """Leaderboard with CIs, paired tests, per-subject table, training and ablation curves, mouth opening."""
+    from talkbench.errors import ConfigError
+    from talkbench.reports.report import build_report
+
+    formats = tuple(fmt or ("html", "markdown"))
+    bad = [f for f in formats if f not in ("html", "markdown", "latex")]
+    if bad:
+        raise ConfigError(f"--format {bad[0]!r}: expected html, markdown or latex")
+    if "latex" in formats and len(formats) == 1:
+        formats = ("markdown", "latex")
+    result = build_report(
+        dataset,
+        runs or None,
+        out,
+        formats,
+        tracking_uri,
+        tuple(m.strip() for m in metrics.split(",") if m.strip()),
+        clips,
+        log,
+    )
+    for path in (result.html, result.markdown, result.latex):
+        if path is not None and path.exists():
+            typer.echo(f"wrote {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report)

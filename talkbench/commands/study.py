@@ -1,0 +1,126 @@
+"""`bench study make|serve|export|analyze`: perceptual 2AFC studies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+study_app = typer.Typer(help="Perceptual user studies (two-alternative forced choice).", no_args_is_help=True)
+
+
+@study_app.command("make")
+def make(
+    runs: list[str] = typer.Option(..., "--runs", help="Run ids to compare (repeat --runs, at least two)."),
+    out: Path = typer.Option(..., "--out", help="Study folder to create."),
+    clips: int = typer.Option(10, "--clips", help="Test clips per method pair."),
+    seed: int = typer.Option(0, "--seed", help="Seed for clip choice, left/right sides and trial order."),
+    criteria: str = typer.Option(
+        "lipsync,realism", "--criteria", help="Comma-separated: lipsync,realism,style."
+    ),
+    reference: bool = typer.Option(
+        False, "--reference", help="Show the speaker's ground truth; ask about style."
+    ),
+    size: int = typer.Option(384, "--size", help="Panel size in pixels."),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri"),
+) -> None:
+    """Render side-by-side trials of saved test predictions and write the manifest."""
+    from talkbench.study.make import make_study_from_runs
+
+    path = make_study_from_runs(
+        runs,
+        out,
+        clips,
+        seed,
+        tuple(c.strip() for c in criteria.split(",") if c.strip()),
+        reference,
+        size,
+        tracking_uri,
+    )
+    typer.echo(f"study written to {path}; serve it with: bench study serve {path}")
+
+
+@study_app.command("serve")
+def serve(
+    study_dir: Path = typer.Argument(..., help="A folder made by `bench study make`."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (loopback by default)."),
+    port: int = typer.Option(8000, "--port"),
+) -> None:
+    """Serve the study page; every answer is stored in <study>/answers.db as it is given."""
+    from talkbench.study.app import create_app
+
+    app = create_app(study_dir)
+    typer.echo(f"serving {study_dir} on http://{host}:{port}/?rater=<id>  (Ctrl-C to stop)")
+    app.run(host=host, port=port, threaded=True, use_reloader=False)
+
+
+@study_app.command("export")
+def export(
+    study_dir: Path = typer.Argument(...),
+    out: Path | None = typer.Option(None, "--out", help="CSV path (default: <study>/answers.csv)."),
+) -> None:
+    """Export the answers joined with the manifest to CSV."""
+    from talkbench.errors import TalkbenchError
+    from talkbench.study.app import load_manifest
+    from talkbench.study.store import AnswerStore
+
+    if not (study_dir / "answers.db").is_file():
+        raise TalkbenchError(f"{study_dir}: no answers.db yet (serve the study with `bench study serve`)")
+    path = AnswerStore(study_dir / "answers.db").export_csv(
+        load_manifest(study_dir), out or study_dir / "answers.csv"
+    )
+    typer.echo(f"answers exported to {path}")
+
+
+@study_app.command("analyze")
+def analyze(
+    source: Path = typer.Argument(..., help="A study folder or an exported answers CSV."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Folder for the table and plot (default: next to source)."
+    ),
+    min_catch: float = typer.Option(
+        0.75, "--min-catch", help="Share of catch trials a rater must get right."
+    ),
+    log: bool = typer.Option(
+        True, "--log/--no-log", help="Log the analysis to the MLflow 'user-study' experiment."
+    ),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri"),
+) -> None:
+    """Preference rates, binomial tests, Wilson CIs, Holm correction, Bradley-Terry scores."""
+    from talkbench.study.analysis import analyze as run_analysis
+    from talkbench.study.analysis import load_answers, plot_preferences
+
+    answers = load_answers(source)
+    result = run_analysis(answers, min_catch)
+    out = out or (source if source.is_dir() else source.parent) / "analysis"
+    out.mkdir(parents=True, exist_ok=True)
+    pairs = result["pairs"]
+    pairs.to_csv(out / "pairs.csv", index=False)
+    plot_preferences(pairs, out / "preferences.png")
+    typer.echo(
+        f"raters: {result['n_raters']} ({len(result['excluded_raters'])} excluded by catch trials: "
+        f"{', '.join(result['excluded_raters']) or 'none'}); answers analysed: {result['n_answers']}"
+    )
+    shown = pairs.assign(
+        rate=pairs["rate"].map("{:.3f}".format),
+        ci=[f"[{lo:.3f}, {hi:.3f}]" for lo, hi in zip(pairs["ci_low"], pairs["ci_high"])],
+        p_value=pairs["p_value"].map("{:.3g}".format),
+        p_holm=pairs["p_holm"].map("{:.3g}".format),
+    )
+    typer.echo(
+        shown[
+            ["criterion", "method_a", "method_b", "wins_a", "n", "rate", "ci", "p_value", "p_holm"]
+        ].to_markdown(index=False)
+    )
+    for criterion, scores in result["bradley_terry"].items():
+        ranked = ", ".join(f"{m} {s:+.2f}" for m, s in sorted(scores.items(), key=lambda kv: -kv[1]))
+        typer.echo(f"Bradley-Terry ({criterion}): {ranked}")
+    if log:
+        from talkbench.study.record import log_study
+
+        run_id = log_study(result, out, source, tracking_uri)
+        typer.echo(f"logged to MLflow experiment 'user-study', run {run_id}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(study_app, name="study")

@@ -1,0 +1,37 @@
+"""`bench sweep`: an ablation grid as one parent MLflow run with a child run per point."""
+
+from __future__ import annotations
+
+import typer
+
+
+def sweep(
+    method: str = typer.Option(..., "--method", help="Registered method name."),
+    grid: list[str] = typer.Option(..., "--grid", help="KEY=V1,V2,... (repeat for a Cartesian grid)."),
+    seeds: str = typer.Option("0", "--seeds", help="Comma-separated training seeds per point."),
+    dataset: str | None = typer.Option(None, "--dataset"),
+    data_root: str | None = typer.Option(None, "--data-root"),
+    preset: str | None = typer.Option(None, "--preset"),
+    overrides: list[str] = typer.Option(None, "--set", help="Overrides shared by every point."),
+    jobs: int = typer.Option(1, "--jobs", help="Points run in parallel."),
+    device: str | None = typer.Option(None, "--device"),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri"),
+) -> None:
+    """Run the grid (skipping points that already have a finished run) and print a summary table."""
+    from talkbench.errors import ConfigError
+    from talkbench.sweep import missing_points_error, plan, run
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds '{seeds}': expected comma-separated integers, e.g. 0,1,2") from None
+    planned = plan(method, grid, seed_list, dataset, preset, overrides or [], data_root, device)
+    table = run(planned, jobs, tracking_uri, echo=typer.echo)
+    typer.echo(table.to_markdown(index=False, floatfmt=".4g"))
+    error = missing_points_error(planned)
+    if error is not None:
+        raise error
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sweep")(sweep)

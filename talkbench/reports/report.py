@@ -1,0 +1,446 @@
+"""Comparison reports generated from tracked runs: one Markdown source, rendered to self-contained HTML.
+
+Sections: leaderboard (mean ± std over seeds, bootstrap CIs), paired significance of the best method
+against each other, per-subject breakdown, training curves per stage, ablation curves of sweeps,
+mouth-opening curves of a few test clips, parameter counts and inference speed.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from talkbench.errors import TalkbenchError
+from talkbench.reports import figures
+from talkbench.reports import leaderboard as lb
+
+PER_SEQUENCE = "eval/per_sequence.csv"
+CSS = """
+body { font-family: system-ui, sans-serif; max-width: 1150px; margin: 2rem auto; padding: 0 1rem;
+       color: #1f2328; }
+table { border-collapse: collapse; margin: 0.8rem 0; font-size: 0.9rem; }
+th, td { border: 1px solid #d0d7de; padding: 0.3rem 0.6rem; text-align: right; }
+th:first-child, td:first-child, th:nth-child(2), td:nth-child(2) { text-align: left; }
+thead { background: #f6f8fa; }
+img { max-width: 100%; border: 1px solid #eee; }
+code { background: #f6f8fa; padding: 0 0.2rem; }
+"""
+
+
+@dataclass
+class Group:
+    """Runs that differ only by seed; ``newest`` represents the group in per-run sections."""
+
+    label: str
+    method: str
+    run_ids: list[str]
+    newest: str
+    floor: bool
+
+
+@dataclass
+class Report:
+    out_dir: Path
+    markdown: Path
+    html: Path
+    latex: Path | None
+    run_ids: list[str] = field(default_factory=list)
+
+
+def build_report(
+    dataset: str = "synthtalk",
+    run_ids: list[str] | None = None,
+    out_dir: str | Path | None = None,
+    formats: tuple[str, ...] = ("html", "markdown"),
+    tracking_uri: str | None = None,
+    metrics: tuple[str, ...] = lb.DEFAULT_METRICS,
+    n_clips: int = 3,
+    log_to_runs: bool = True,
+) -> Report:
+    from talkbench.tracking import Tracker
+
+    tracker = Tracker(tracking_uri)
+    runs = _select_runs(tracker, dataset, run_ids)
+    out = Path(out_dir or Path("reports") / dataset)
+    fig_dir = out / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    board = lb.build(runs, dataset, list(metrics))
+    groups = _groups(board)
+    per_seq = {g.label: _per_sequence(tracker, g.newest) for g in groups}
+
+    md = [f"# talkbench report: {dataset}", ""]
+    md += _setup_section(runs)
+    md += ["## Leaderboard", "", "Mean ± std over seeds; best in bold; floors are reference methods.", ""]
+    md += [lb.to_markdown(board), ""]
+    md += _ci_section(runs, groups, board)
+    md += _paired_section(dataset, board, groups, per_seq)
+    md += _subject_section(board, per_seq)
+    md += _cost_section(runs, groups)
+    md += _training_section(tracker, groups, fig_dir)
+    md += _ablation_section(tracker, dataset, board, fig_dir)
+    md += _mouth_section(tracker, runs, groups, fig_dir, n_clips)
+
+    text = "\n".join(md) + "\n"
+    md_path = out / "report.md"
+    html_path = out / "report.html"
+    latex_path = None
+    if "markdown" in formats or "html" in formats:
+        md_path.write_text(text)
+    if "html" in formats:
+        html_path.write_text(to_html(text, out, f"talkbench report: {dataset}"))
+    if "latex" in formats:
+        latex_path = out / "leaderboard.tex"
+        latex_path.write_text(lb.to_latex(board))
+    covered = [r for g in groups for r in g.run_ids]
+    if log_to_runs:
+        for run_id in covered:
+            for path in (md_path, html_path, latex_path):
+                if path is not None and path.exists():
+                    tracker.log_artifact(run_id, path, f"reports/{out.name}")
+    return Report(out, md_path, html_path, latex_path, covered)
+
+
+# -- data --------------------------------------------------------------------------------------
+def _select_runs(tracker, dataset: str, run_ids: list[str] | None) -> pd.DataFrame:
+    runs = tracker.search_runs(dataset)
+    if run_ids:
+        for run_id in run_ids:
+            tracker.get_run(run_id)  # a run that does not exist -> clear error
+        runs = runs[runs["run_id"].isin(run_ids)] if not runs.empty else runs
+        if len(runs) < len(set(run_ids)):
+            missing = sorted(set(run_ids) - set(runs.get("run_id", [])))
+            raise TalkbenchError(f"run(s) {', '.join(missing)} are not finished runs of dataset '{dataset}'")
+    if not runs.empty and "tags.talkbench.kind" in runs:
+        runs = runs[runs["tags.talkbench.kind"].fillna("") != "sweep"]
+    if runs.empty:
+        raise TalkbenchError(
+            f"experiment '{dataset}' has no finished runs in '{tracker.uri}'; run `bench run` first"
+        )
+    return runs
+
+
+def _groups(board: lb.Leaderboard) -> list[Group]:
+    groups = []
+    for row in board.rows:
+        label = (
+            row.method
+            if sum(r.method == row.method for r in board.rows) == 1
+            else f"{row.method} [{row.config_hash[:6]}]"
+        )
+        groups.append(Group(label, row.method, row.run_ids, row.run_ids[-1], row.floor))
+    return groups
+
+
+def _per_sequence(tracker, run_id: str) -> pd.DataFrame | None:
+    try:
+        path = tracker.download_artifacts(run_id, PER_SEQUENCE)
+    except TalkbenchError:
+        return None
+    return pd.read_csv(path, dtype={"condition": "string"})
+
+
+def _evaluation(dataset: str, df: pd.DataFrame):
+    from talkbench.metrics import Evaluation
+
+    df = df.copy()
+    df["condition"] = df["condition"].astype(object).where(df["condition"].notna(), None)
+    return Evaluation(dataset, df, {}, {}, "", {})
+
+
+def _fmt(value: float, scale: float) -> str:
+    return "–" if value is None or not np.isfinite(value) else f"{value / scale:.4g}"
+
+
+# -- sections ----------------------------------------------------------------------------------
+def _setup_section(runs: pd.DataFrame) -> list[str]:
+    def tag(name):
+        col = f"tags.talkbench.{name}"
+        return sorted(runs[col].dropna().astype(str).unique()) if col in runs else []
+
+    lines = ["## Setup", ""]
+    lines.append(f"- runs: {len(runs)}; methods: {', '.join(tag('method')) or 'n/a'}")
+    for name in ("region_digest", "dataset_digest", "device", "git_commit"):
+        values = tag(name)
+        if values:
+            lines.append(f"- {name.replace('_', ' ')}: {', '.join(f'`{v}`' for v in values)}")
+    lines += [
+        "- LVE: per frame the max over lip vertices of the squared L2 error, mean over all pooled frames; "
+        "FDD: per sequence std over time of squared upper-face displacement norms, GT minus prediction, "
+        "mean over sequences; MVE: mean unsquared L2 over pooled frames and vertices.",
+        "",
+    ]
+    return lines
+
+
+def _ci_section(runs: pd.DataFrame, groups: list[Group], board: lb.Leaderboard) -> list[str]:
+    by_id = runs.set_index("run_id")
+    head = ["method", *[f"{c.name.upper()} 95% CI" for c in board.columns]]
+    rows = []
+    for g in groups:
+        cells = [g.label]
+        for c in board.columns:
+            lo, hi = (
+                by_id.at[g.newest, f"metrics.test/{c.name}/ci_{b}"]
+                if f"metrics.test/{c.name}/ci_{b}" in by_id
+                else np.nan
+                for b in ("lo", "hi")
+            )
+            cells.append(f"[{_fmt(lo, c.scale)}, {_fmt(hi, c.scale)}]")
+        rows.append(cells)
+    return [
+        "## Bootstrap confidence intervals",
+        "",
+        "95% percentile bootstrap over test sequences (newest run of each row), in table units.",
+        "",
+        _md_table(head, rows),
+        "",
+    ]
+
+
+def _paired_section(dataset, board: lb.Leaderboard, groups: list[Group], per_seq: dict) -> list[str]:
+    from talkbench.metrics import paired_test
+
+    metric = board.columns[0].name
+    learned = [g for g in groups if not g.floor and per_seq.get(g.label) is not None]
+    candidates = [g for g in groups if per_seq.get(g.label) is not None]
+    if not learned or len(candidates) < 2:
+        return ["## Paired significance", "", "Needs per-sequence tables of at least two methods.", ""]
+    best = min(learned, key=lambda g: _group_mean(board, g, metric))
+    lines = [
+        "## Paired significance",
+        "",
+        f"Best method by {metric.upper()}: **{best.label}**, against each other method on the same "
+        "test clips (A − B with a paired bootstrap 95% CI; two-sided Wilcoxon signed-rank p).",
+        "",
+    ]
+    rows = []
+    scale = board.columns[0].scale
+    for g in candidates:
+        if g is best:
+            continue
+        t = paired_test(
+            _evaluation(dataset, per_seq[best.label]), _evaluation(dataset, per_seq[g.label]), metric
+        )
+        rows.append(
+            [
+                g.label,
+                _fmt(t.diff, scale),
+                f"[{_fmt(t.ci[0], scale)}, {_fmt(t.ci[1], scale)}]",
+                f"{t.p_value:.3g}",
+                str(t.n_clips),
+            ]
+        )
+    lines += [_md_table(["B (other method)", f"Δ{metric.upper()} (A−B)", "95% CI", "p", "clips"], rows), ""]
+    return lines
+
+
+def _group_mean(board: lb.Leaderboard, g: Group, metric: str) -> float:
+    for r in board.rows:
+        if r.run_ids == g.run_ids:
+            return r.values.get(metric, (np.inf,))[0]
+    return np.inf
+
+
+def _subject_section(board: lb.Leaderboard, per_seq: dict) -> list[str]:
+    col = board.columns[0]
+    table = {}
+    for label, df in per_seq.items():
+        if df is None or col.name not in df:
+            continue
+        # frame-pooled per subject (LVE/MVE pool frames; sequence means are weighted by length)
+        per_clip = (
+            df.groupby(["subject", "clip"]).agg(v=(col.name, "mean"), n=("n_frames", "mean")).reset_index()
+        )
+        pooled = per_clip.groupby("subject").apply(
+            lambda x: np.average(x["v"], weights=x["n"]), include_groups=False
+        )
+        table[label] = pooled
+    if not table:
+        return []
+    frame = pd.DataFrame(table)
+    head = ["subject", *frame.columns]
+    rows = [[s, *[_fmt(v, col.scale) for v in frame.loc[s]]] for s in frame.index]
+    return [
+        "## Per-subject breakdown",
+        "",
+        f"{col.header()} per test subject (frames pooled within a subject).",
+        "",
+        _md_table(head, rows),
+        "",
+    ]
+
+
+def _cost_section(runs: pd.DataFrame, groups: list[Group]) -> list[str]:
+    by_id = runs.set_index("run_id")
+    rows = []
+    for g in groups:
+        r = by_id.loc[g.newest]
+        params = r.get("tags.talkbench.params.total", r.get("tags.talkbench.params", np.nan))
+        speed = r.get("metrics.speed/realtime_factor", np.nan)
+        rows.append([g.label, _count(params), "–" if pd.isna(speed) else f"{float(speed):.1f}×"])
+    return [
+        "## Size and speed",
+        "",
+        "Parameters and inference speed (seconds of animation per second of compute).",
+        "",
+        _md_table(["method", "parameters", "speed"], rows),
+        "",
+    ]
+
+
+def _count(value) -> str:
+    try:
+        n = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    if not np.isfinite(n):
+        return "–"
+    return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{int(n):,}"
+
+
+def _training_section(tracker, groups: list[Group], fig_dir: Path) -> list[str]:
+    curves = {}
+    for g in groups:
+        run = tracker.get_run(g.newest)
+        keys = [k for k in run.data.metrics if re.fullmatch(r"[^/]+/(train|val)/loss", k)]
+        if keys:
+            curves[g.label] = {k: tracker.metric_history(g.newest, k) for k in keys}
+    if not curves:
+        return []
+    path = figures.training_curves(curves, fig_dir / "training_curves.png")
+    return [
+        "## Training curves",
+        "",
+        "Loss per epoch and stage (solid: training, dashed: validation).",
+        "",
+        f"![training curves](figures/{path.name})",
+        "",
+    ]
+
+
+def _ablation_section(tracker, dataset: str, board: lb.Leaderboard, fig_dir: Path) -> list[str]:
+    runs = tracker.search_runs(dataset, finished_only=False)
+    if runs.empty or "tags.talkbench.kind" not in runs:
+        return []
+    parents = runs[runs["tags.talkbench.kind"].fillna("") == "sweep"]
+    children_all = runs[runs["status"] == "FINISHED"] if "tags.mlflow.parentRunId" in runs else runs.iloc[0:0]
+    lines = []
+    col = board.columns[0]
+    for _, parent in parents.iterrows():
+        children = children_all[children_all.get("tags.mlflow.parentRunId") == parent["run_id"]]
+        metric_col = f"metrics.test/{col.name}"
+        if children.empty or metric_col not in children:
+            continue
+        grid = json.loads(parent.get("tags.talkbench.grid") or "{}")
+        for key in grid:
+            param = f"params.{key}"
+            if param not in children:
+                continue
+            others = [f"params.{k}" for k in grid if k != key and f"params.{k}" in children]
+            frame = children.assign(
+                series=children[others].astype(str).agg(", ".join, axis=1) if others else ""
+            )
+            table = frame.groupby([param, "series"])[metric_col].agg(["mean", "std", "count"]).reset_index()
+            table = table.rename(columns={param: key})
+            table["mean"] /= col.scale
+            table["std"] /= col.scale
+            if not others:
+                table = table.drop(columns="series")
+            name = re.sub(r"[^A-Za-z0-9]+", "_", f"ablation_{parent['tags.talkbench.method']}_{key}")
+            path = figures.ablation_curve(table, key, col.name.upper(), col.header(), fig_dir / f"{name}.png")
+            rows = [
+                [
+                    str(r[key]),
+                    f"{r['mean']:.4g} ± {0 if pd.isna(r['std']) else r['std']:.2g}",
+                    str(int(r["count"])),
+                ]
+                for _, r in table.iterrows()
+            ]
+            lines += [
+                f"### Ablation: {parent['tags.talkbench.method']} — {key}",
+                "",
+                f"![{name}](figures/{path.name})",
+                "",
+                _md_table([key, col.header(), "seeds"], rows),
+                "",
+            ]
+    return (["## Ablations", ""] + lines) if lines else []
+
+
+def _mouth_section(
+    tracker, runs: pd.DataFrame, groups: list[Group], fig_dir: Path, n_clips: int
+) -> list[str]:
+    if n_clips <= 0:
+        return []
+    from talkbench.metrics import mouth_opening
+    from talkbench.metrics.evaluate import mouth_pair_of
+    from talkbench.runs import TrackedRun
+
+    opened = {g.label: TrackedRun(g.newest, tracker) for g in groups}
+    try:
+        data = opened[groups[0].label].dataset
+    except TalkbenchError:
+        return []
+    pair = mouth_pair_of(data.spec)
+    if pair is None:
+        return []
+    test = data.split("test")
+    clips = [test[i] for i in range(min(n_clips, len(test)))]
+    lines = [
+        "## Mouth opening",
+        "",
+        "Distance between upper and lower lip against the ground truth "
+        "(speaker-conditioned methods: first training-speaker condition).",
+        "",
+    ]
+    for clip in clips:
+        curves = {}
+        for label, run in opened.items():
+            if run.has_prediction(clip.name):
+                curves[label] = mouth_opening(run.prediction(clip.name), *pair)
+        if not curves:
+            continue
+        gt = mouth_opening(np.asarray(clip.vertices), *pair)
+        path = figures.mouth_opening(
+            curves, gt, clip.fps, clip.name, fig_dir / f"mouth_{clip.name}.png", data.spec.unit
+        )
+        lines += [f"![mouth opening {clip.name}](figures/{path.name})", ""]
+    return lines if len(lines) > 4 else []
+
+
+# -- rendering ---------------------------------------------------------------------------------
+def _md_table(head: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def to_html(markdown: str, base: Path, title: str) -> str:
+    """Render the Markdown report to one self-contained HTML page (figures inlined as data URIs)."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark").enable("table").render(markdown)
+
+    def inline(match: re.Match) -> str:
+        src = match.group(1)
+        path = base / html.unescape(src)
+        if not path.is_file():
+            return match.group(0)
+        data = base64.b64encode(path.read_bytes()).decode()
+        return f'src="data:image/png;base64,{data}"'
+
+    body = re.sub(r'src="([^"]+\.png)"', inline, body)
+    buf = io.StringIO()
+    buf.write(
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+    )
+    buf.write(f'<link rel="icon" href="data:,"><style>{CSS}</style></head><body>\n{body}</body></html>\n')
+    return buf.getvalue()

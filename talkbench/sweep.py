@@ -1,0 +1,262 @@
+"""Sweeps: a Cartesian grid of config overrides x seeds under one parent MLflow run.
+
+Each point runs as its own `bench run` subprocess attached to the parent run, so a crash or an
+out-of-memory error in one point never takes the sweep down. A point whose config hash and seed
+already have a finished run is skipped, so a killed sweep started again finishes only what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import product
+from pathlib import Path
+
+import pandas as pd
+
+from talkbench.config import load_config
+from talkbench.errors import ConfigError, TalkbenchError
+
+
+@dataclass(frozen=True)
+class GridAxis:
+    key: str
+    values: tuple[str, ...]
+
+
+@dataclass
+class SweepPoint:
+    values: dict[str, str]  # grid key -> value (as given on the command line)
+    seed: int
+    config_hash: str
+    run_id: str | None = None
+    status: str = "pending"  # pending | done | skipped | failed
+    log: Path | None = None
+
+    def overrides(self) -> list[str]:
+        return [f"{k}={v}" for k, v in self.values.items()]
+
+
+@dataclass
+class Sweep:
+    method: str
+    dataset: str
+    preset: str | None
+    axes: list[GridAxis]
+    seeds: list[int]
+    base_overrides: list[str] = field(default_factory=list)
+    data_root: str | None = None
+    device: str | None = None
+    points: list[SweepPoint] = field(default_factory=list)
+
+    @property
+    def sweep_hash(self) -> str:
+        blob = json.dumps(
+            [
+                self.method,
+                self.dataset,
+                self.preset,
+                [(a.key, a.values) for a in self.axes],
+                self.seeds,
+                self.base_overrides,
+                self.data_root,
+            ],
+            sort_keys=True,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def parse_grid(items: Sequence[str]) -> list[GridAxis]:
+    """``key=v1,v2,...`` per item; keys are checked against the config schema when planning."""
+    axes = []
+    for item in items:
+        key, sep, values = item.partition("=")
+        parts = tuple(v.strip() for v in values.split(",") if v.strip())
+        if not sep or not key.strip() or not parts:
+            raise ConfigError(
+                f"--grid '{item}': expected KEY=V1,V2,... (e.g. memorytalker.memory_slots=16,32)"
+            )
+        if any(a.key == key.strip() for a in axes):
+            raise ConfigError(f"--grid: key '{key.strip()}' given twice")
+        axes.append(GridAxis(key.strip(), parts))
+    if not axes:
+        raise ConfigError("a sweep needs at least one --grid KEY=V1,V2,...")
+    return axes
+
+
+def plan(
+    method: str,
+    grid: Sequence[str],
+    seeds: Sequence[int] = (0,),
+    dataset: str | None = None,
+    preset: str | None = None,
+    overrides: Sequence[str] = (),
+    data_root: str | None = None,
+    device: str | None = None,
+) -> Sweep:
+    """Resolve every point's config (a grid key not in the schema fails here, before any run)."""
+    axes = parse_grid(grid)
+    seeds = list(dict.fromkeys(int(s) for s in seeds)) or [0]
+    first = load_config(method, dataset, preset, overrides=list(overrides), data_root=data_root)
+    sweep = Sweep(method, first.dataset.name, preset, axes, seeds, list(overrides), data_root, device)
+    for combo in product(*(a.values for a in axes)):
+        values = {a.key: v for a, v in zip(axes, combo)}
+        for seed in seeds:
+            cfg = load_config(
+                method,
+                dataset,
+                preset,
+                overrides=[*overrides, *(f"{k}={v}" for k, v in values.items())],
+                seed=seed,
+                data_root=data_root,
+                device=device,
+            )
+            sweep.points.append(SweepPoint(values, seed, cfg.config_hash()))
+    return sweep
+
+
+def _child_command(sweep: Sweep, point: SweepPoint, parent_run_id: str, tracking_uri: str) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "talkbench.cli",
+        "run",
+        "--method",
+        sweep.method,
+        "--dataset",
+        sweep.dataset,
+        "--seed",
+        str(point.seed),
+        "--parent-run",
+        parent_run_id,
+        "--tracking-uri",
+        tracking_uri,
+        "--no-leaderboard",
+    ]
+    if sweep.preset:
+        cmd += ["--preset", sweep.preset]
+    if sweep.data_root:
+        cmd += ["--data-root", sweep.data_root]
+    if sweep.device:
+        cmd += ["--device", sweep.device]
+    for o in [*sweep.base_overrides, *point.overrides()]:
+        cmd += ["--set", o]
+    return cmd
+
+
+def run(
+    sweep: Sweep,
+    jobs: int = 1,
+    tracking_uri: str | None = None,
+    log_dir: Path | None = None,
+    echo: Callable[[str], None] = print,
+) -> pd.DataFrame:
+    """Run the missing points (``jobs`` at a time) and return the summary table of all points."""
+    from talkbench.tracking import Tracker, run_dir
+
+    if jobs < 1:
+        raise ConfigError("--jobs must be at least 1")
+    tracker = Tracker(tracking_uri)
+    experiment_id = tracker.ensure_experiment(sweep.dataset)  # before any child: no creation races
+    done = _finished_runs(tracker, sweep.dataset)
+    for p in sweep.points:
+        p.run_id = done.get((p.config_hash, str(p.seed)))
+        p.status = "skipped" if p.run_id else "pending"
+    parent = _parent_run(tracker, sweep, experiment_id)
+    log_dir = Path(log_dir) if log_dir else run_dir(parent) / "points"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    todo = [p for p in sweep.points if p.status == "pending"]
+    echo(
+        f"sweep {sweep.sweep_hash}: {len(sweep.points)} points, {len(sweep.points) - len(todo)} already "
+        f"finished, running {len(todo)} with {jobs} job(s); parent run {parent}"
+    )
+
+    def launch(index_point: tuple[int, SweepPoint]) -> None:
+        i, p = index_point
+        p.log = log_dir / f"point-{i:03d}-seed{p.seed}.log"
+        with p.log.open("w") as fh:
+            code = subprocess.call(
+                _child_command(sweep, p, parent, tracker.uri), stdout=fh, stderr=subprocess.STDOUT
+            )
+        p.status = "done" if code == 0 else "failed"
+        label = " ".join(p.overrides()) + f" seed={p.seed}"
+        echo(f"  [{p.status}] {label}" + ("" if code == 0 else f" (exit {code}, log: {p.log})"))
+
+    status = "FINISHED"
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(launch, [(sweep.points.index(p), p) for p in todo]))
+    except BaseException:
+        status = "KILLED"
+        raise
+    finally:
+        finished = _finished_runs(tracker, sweep.dataset)
+        for p in sweep.points:
+            p.run_id = p.run_id or finished.get((p.config_hash, str(p.seed)))
+        if any(p.status == "failed" for p in sweep.points):
+            status = "FAILED"
+        tracker.finish_run(parent, status)
+    return summary(sweep, tracker)
+
+
+def _finished_runs(tracker, dataset: str) -> dict[tuple[str, str], str]:
+    runs = tracker.search_runs(dataset)
+    if runs.empty or "tags.talkbench.config_hash" not in runs:
+        return {}
+    out = {}
+    for _, r in runs.iloc[::-1].iterrows():  # oldest first, so the newest run of a point wins
+        out[(r["tags.talkbench.config_hash"], str(r.get("tags.talkbench.seed", r.get("params.seed"))))] = r[
+            "run_id"
+        ]
+    return out
+
+
+def _parent_run(tracker, sweep: Sweep, experiment_id: str) -> str:
+    """Reuse this sweep's parent run when restarting it, so its children stay under one parent."""
+    runs = tracker.search_runs(
+        sweep.dataset,
+        filter_string=f"tags.`talkbench.sweep_hash` = '{sweep.sweep_hash}'",
+        finished_only=False,
+    )
+    if not runs.empty:
+        run_id = runs.iloc[0]["run_id"]
+        tracker.reopen_run(run_id)
+        return run_id
+    tags = {
+        "talkbench.kind": "sweep",
+        "talkbench.method": sweep.method,
+        "talkbench.dataset": sweep.dataset,
+        "talkbench.sweep_hash": sweep.sweep_hash,
+        "talkbench.grid": json.dumps({a.key: list(a.values) for a in sweep.axes}),
+        "talkbench.seeds": json.dumps(sweep.seeds),
+    }
+    name = f"sweep {sweep.method}: " + ", ".join(a.key for a in sweep.axes)
+    return tracker.create_run(experiment_id, run_name=name, tags=tags)
+
+
+def summary(sweep: Sweep, tracker) -> pd.DataFrame:
+    """One row per point: grid values, seed, status, run id and its test metrics."""
+    runs = tracker.search_runs(sweep.dataset)
+    metrics = runs.set_index("run_id") if not runs.empty else None
+    rows = []
+    for p in sweep.points:
+        row = {**p.values, "seed": p.seed, "status": p.status, "run_id": p.run_id or ""}
+        if metrics is not None and p.run_id in metrics.index:
+            for col in metrics.columns:
+                if col.startswith("metrics.test/") and col.count("/") == 1:
+                    row[col.removeprefix("metrics.test/")] = metrics.at[p.run_id, col]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def missing_points_error(sweep: Sweep) -> TalkbenchError | None:
+    failed = [p for p in sweep.points if p.status == "failed"]
+    if not failed:
+        return None
+    logs = ", ".join(str(p.log) for p in failed[:3])
+    return TalkbenchError(f"{len(failed)} sweep point(s) failed; see {logs}")
