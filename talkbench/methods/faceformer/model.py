@@ -1,0 +1,260 @@
+"""FaceFormer (CVPR 2022) as released (specs/faceformer.md §2-§7), batched and with a KV cache.
+
+Module names follow the released code: ``audio_feature_map``, ``vertice_map`` (on offsets),
+``obj_vector`` (speaker one-hot, no bias), ``ppe``, ``decoder`` (one post-LN layer, 4 heads, FFN 2d),
+``vertice_map_r`` (zero-initialised, so the first prediction is the template).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from talkbench.datasets.batch import Batch
+from talkbench.datasets.spec import DatasetSpec
+from talkbench.errors import ConfigError, DataError, TalkbenchError
+from talkbench.methods.audio import build_audio_encoder
+from talkbench.methods.base import Method, Stage
+from talkbench.methods.decoder import TransformerDecoder
+from talkbench.methods.faceformer.config import FaceFormerConfig
+from talkbench.methods.layers import (
+    PeriodicPositionalEncoding,
+    alignment_mask,
+    biased_causal_mask,
+    lengths_to_mask,
+)
+
+
+class FaceFormer(Method):
+    name = "faceformer"
+    Config = FaceFormerConfig
+    uses_speaker_id = True
+    presets = ("paper", "synthtalk", "tiny")
+
+    def __init__(self, config: FaceFormerConfig, spec: DatasetSpec):
+        super().__init__(config, spec)
+        if not spec.train_subjects:
+            raise ConfigError(
+                f"dataset '{spec.name}' lists no training speakers; FaceFormer needs their one-hots"
+            )
+        self.n_vertices = int(spec.n_vertices)
+        self.n_speakers = len(spec.train_subjects)
+        self.period = int(config.period or spec.period)
+        self.alignment = spec.audio_alignment
+        d, v3 = config.feature_dim, 3 * self.n_vertices
+        self.audio = build_audio_encoder(config.audio, spec)
+        self.audio_feature_map = nn.Linear(self.audio.out_dim, d)
+        self.vertice_map = nn.Linear(v3, d)
+        self.obj_vector = nn.Linear(self.n_speakers, d, bias=False)
+        self.ppe = PeriodicPositionalEncoding(d, self.period, config.dropout)
+        self.decoder = TransformerDecoder(
+            d, config.n_heads, config.ffn_mult * d, config.n_layers, config.dropout
+        )
+        self.vertice_map_r = nn.Linear(d, v3)
+        nn.init.zeros_(self.vertice_map_r.weight)
+        nn.init.zeros_(self.vertice_map_r.bias)
+
+    # -- building blocks ------------------------------------------------------------------------
+    def stages(self) -> list[Stage]:
+        c = self.config
+        audio = tuple(f"audio.{p}" for p in self.audio.trainable_prefixes())
+        trainable = ("audio_feature_map", "vertice_map", "obj_vector", "decoder", "vertice_map_r") + audio
+        return [
+            Stage(
+                name="train",
+                epochs=c.epochs,
+                lr=c.lr,
+                trainable=trainable,
+                sampler=c.sampler,
+                batch_size=c.batch_size,
+                optimizer="adam",
+                grad_clip=c.grad_clip,
+                selection=c.selection,
+            )
+        ]
+
+    def encode(
+        self, audio: torch.Tensor, audio_lengths: torch.Tensor, n_frames: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Audio -> decoder memory (B, S, d) and the number of motion frames per element (B,).
+
+        BIWI ('pairs'): when the audio has fewer than 2T frames, the motion is cropped to
+        floor(S'/2) frames (spec §5.3)."""
+        feats, feat_len = self.audio(audio, audio_lengths, n_frames)
+        motion = (
+            feat_len if self.alignment == "interpolate" else torch.div(feat_len, 2, rounding_mode="floor")
+        )
+        if n_frames is not None:
+            motion = torch.minimum(motion, n_frames.to(motion.device))
+        return self.audio_feature_map(feats), motion
+
+    def style(self, speaker: torch.Tensor) -> torch.Tensor:
+        return self.obj_vector(F.one_hot(speaker, self.n_speakers).to(self.obj_vector.weight.dtype))
+
+    def masks(self, n_frames: int, n_audio: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Biased causal self-mask (1, H, T, T) and alignment memory mask (T, S), shared by the batch.
+
+        Padding needs no extra mask: causality keeps padded frames out of every valid frame."""
+        self_mask = biased_causal_mask(self.config.n_heads, n_frames, self.period, device=device)[None]
+        return self_mask, alignment_mask(n_frames, n_audio, self.alignment, device=device)
+
+    def first_token(self, style: torch.Tensor, teacher_forcing: bool) -> torch.Tensor:
+        """(B, 1, d): vertice_map(0) + style, except the released rollout which starts from style."""
+        if teacher_forcing or self.config.first_token == "consistent":
+            return (self.vertice_map.bias + style)[:, None]
+        return style[:, None]
+
+    def teacher_forcing(
+        self, memory: torch.Tensor, offsets: torch.Tensor, style: torch.Tensor
+    ) -> torch.Tensor:
+        """Spec §5.1: input = ground-truth offsets shifted right (zero first frame).
+
+        Returns offsets (B, T, V*3)."""
+        t = offsets.shape[1]
+        prev = self.vertice_map(offsets[:, : t - 1]) + style[:, None]
+        x = torch.cat([self.first_token(style, True), prev], dim=1)
+        self_mask, mem_mask = self.masks(t, memory.shape[1], memory.device)
+        h = self.decoder(self.ppe(x), memory, self_mask, mem_mask)
+        return self.vertice_map_r(h)
+
+    def rollout(self, memory: torch.Tensor, style: torch.Tensor, n_frames: int) -> torch.Tensor:
+        """Spec §5.2 as released: re-run the decoder over the whole prefix at every step, with
+        gradients through every step. Returns the last pass over all positions, offsets (B, T, V*3).
+
+        Only the last position is projected at intermediate steps (the released code projects all
+        and keeps the last: the same values)."""
+        self_mask, mem_mask = self.masks(n_frames, memory.shape[1], memory.device)
+        seq = self.first_token(style, False)
+        for i in range(n_frames):
+            h = self.decoder(self.ppe(seq), memory, self_mask[:, :, : i + 1, : i + 1], mem_mask[: i + 1])
+            if i == n_frames - 1:
+                return self.vertice_map_r(h)
+            last = self.vertice_map_r(h[:, -1:])
+            seq = torch.cat([seq, self.vertice_map(last) + style[:, None]], dim=1)
+        raise DataError("rollout needs at least one motion frame")
+
+    def rollout_cached(self, memory: torch.Tensor, style: torch.Tensor, n_frames: int) -> torch.Tensor:
+        """The same rollout computing only the newest position per step (spec §7.1): O(T) decoder
+        passes. Differentiable; with dropout off its outputs and gradients equal ``rollout``'s."""
+        if n_frames < 1:
+            raise DataError("rollout needs at least one motion frame")
+        self_mask, mem_mask = self.masks(n_frames, memory.shape[1], memory.device)
+        cache = self.decoder.init_cache(memory)
+        token = self.first_token(style, False)
+        outs = []
+        for i in range(n_frames):
+            h = self.decoder.step(
+                self.ppe(token, offset=i), cache, self_mask[:, :, i : i + 1, : i + 1], mem_mask[i : i + 1]
+            )
+            out = self.vertice_map_r(h)
+            outs.append(out)
+            if i < n_frames - 1:
+                token = self.vertice_map(out) + style[:, None]
+        return torch.cat(outs, dim=1)
+
+    # -- training -------------------------------------------------------------------------------
+    def _check_vertices(self, n: int, what: str) -> None:
+        if n != self.n_vertices:
+            raise DataError(
+                f"{what} has {n} vertices, but this FaceFormer was built for {self.n_vertices} "
+                f"(dataset '{self.spec.name}'); use a preset and dataset that match"
+            )
+
+    def clip_losses(
+        self, batch: Batch, speaker: torch.Tensor | None = None, mode: str | None = None
+    ) -> torch.Tensor:
+        """Per-clip MSE (B,), each averaged over its valid frames and V*3 coordinates."""
+        self._check_vertices(
+            batch.vertices.shape[2], f"batch clip '{batch.names[0] if batch.names else '?'}'"
+        )
+        memory, n_motion = self.encode(batch.audio, batch.audio_lengths, batch.lengths)
+        return self._losses(memory, n_motion, batch, batch.speaker if speaker is None else speaker, mode)
+
+    def _losses(self, memory, n_motion, batch: Batch, speaker, mode) -> torch.Tensor:
+        mode = mode or self.config.train_mode
+        t = int(n_motion.max())
+        offsets = (batch.vertices[:, :t] - batch.template[:, None]).flatten(2)
+        style = self.style(speaker)
+        if mode == "teacher_forcing":
+            pred = self.teacher_forcing(memory, offsets, style)
+        elif self.config.ar_cache:
+            pred = self.rollout_cached(memory, style, t)
+        else:
+            pred = self.rollout(memory, style, t)
+        # MSE on offsets == MSE on absolute vertices (the template cancels)
+        err = (pred - offsets).pow(2).mean(-1)
+        mask = lengths_to_mask(n_motion, t).to(err.dtype)
+        return (err * mask).sum(1) / mask.sum(1)
+
+    def loss(self, stage: str, batch: Batch) -> dict[str, torch.Tensor]:
+        if (batch.speaker < 0).any():
+            bad = [s for s, k in zip(batch.subjects, batch.speaker.tolist()) if k < 0]
+            raise DataError(
+                f"FaceFormer trains on training speakers only; got {sorted(set(bad))} "
+                f"(training speakers: {', '.join(self.spec.train_subjects)})"
+            )
+        per_clip = self.clip_losses(batch)
+        return {"loss": per_clip.mean()}
+
+    def validation_loss(self, stage: str, batch: Batch) -> dict[str, torch.Tensor]:
+        """Teacher-forcing loss as released; unseen speakers averaged over every training condition."""
+        self._check_vertices(
+            batch.vertices.shape[2], f"batch clip '{batch.names[0] if batch.names else '?'}'"
+        )
+        memory, n_motion = self.encode(batch.audio, batch.audio_lengths, batch.lengths)
+        unseen = batch.speaker < 0
+        if not unseen.any():
+            per_clip = self._losses(memory, n_motion, batch, batch.speaker, "teacher_forcing")
+        else:
+            per_clip = torch.stack(
+                [
+                    self._losses(
+                        memory, n_motion, batch, torch.where(unseen, c, batch.speaker), "teacher_forcing"
+                    )
+                    for c in range(self.n_speakers)
+                ]
+            ).mean(0)
+        return {"loss": per_clip.mean()}
+
+    # -- inference ------------------------------------------------------------------------------
+    def condition_index(self, condition: int | str | None) -> int:
+        if isinstance(condition, str):
+            index = self.spec.speaker_index(condition)
+        else:
+            index = -1 if condition is None else int(condition)
+        if not 0 <= index < self.n_speakers:
+            raise TalkbenchError(
+                "FaceFormer predicts in the style of a training speaker: condition must be "
+                f"0..{self.n_speakers - 1} "
+                f"or one of {', '.join(self.spec.train_subjects)}; got {condition!r}"
+            )
+        return index
+
+    @torch.no_grad()
+    def predict(
+        self, audio: torch.Tensor, template: torch.Tensor, condition: int | str | None = None
+    ) -> torch.Tensor:
+        """Autoregressive inference with the KV cache, any length: (S,) audio, (V, 3) template ->
+        (T, V, 3) with T = int(S'/50*fps) ('interpolate') or floor(S'_even/2) ('pairs')."""
+        index = self.condition_index(condition)
+        audio = torch.as_tensor(audio, dtype=torch.float32)
+        template = torch.as_tensor(template, dtype=torch.float32)
+        if audio.dim() != 1:
+            raise DataError(f"predict() expects audio (S,) at 16 kHz, got shape {tuple(audio.shape)}")
+        if template.dim() != 2 or template.shape[1] != 3:
+            raise DataError(f"predict() expects a template (V, 3), got shape {tuple(template.shape)}")
+        self._check_vertices(template.shape[0], "the template")
+        was_training = self.training
+        self.eval()
+        try:
+            device = self.device
+            memory, n_motion = self.encode(
+                audio[None].to(device), torch.tensor([audio.shape[0]], device=device), None
+            )
+            style = self.style(torch.tensor([index], device=device))
+            offsets = self.rollout_cached(memory, style, int(n_motion[0]))
+        finally:
+            self.train(was_training)
+        flat = template.to(device).flatten()
+        return (offsets[0] + flat).view(-1, self.n_vertices, 3)
