@@ -44,6 +44,12 @@ def _split(path: Path, name: str, entry: dict) -> Split:
         ) from exc
 
 
+def _order(split: str) -> tuple[int, str]:
+    """train, val, test first (the JSON may hold its keys sorted), then anything else by name."""
+    known = ("train", "val", "test")
+    return (known.index(split) if split in known else len(known), split)
+
+
 def build_spec(root: Path, templates: dict[str, np.ndarray], meta: dict) -> DatasetSpec:
     n_vertices = next(iter(templates.values())).shape[0]
     path = root / META_FILE
@@ -72,7 +78,7 @@ def build_spec(root: Path, templates: dict[str, np.ndarray], meta: dict) -> Data
         fps=fps,
         capture_fps=float(meta["capture_fps"]),
         n_vertices=n_vertices,
-        splits={name: _split(path, name, entry) for name, entry in meta["split"].items()},
+        splits={name: _split(path, name, meta["split"][name]) for name in sorted(meta["split"], key=_order)},
         train_subjects=tuple(meta["train_subjects"]),
         regions=regions,
         faces=faces,
