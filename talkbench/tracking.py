@@ -462,6 +462,8 @@ class MlflowLogger:
             self.tracker.log_metrics(self.run_id, metrics, step)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        if artifact_path is None and Path(path).suffix in (".pt", ".ckpt", ".pth"):
+            artifact_path = "checkpoints"  # the engine logs its final weights without a folder
         self.tracker.log_artifact(self.run_id, path, artifact_path)
 
     def log_params(self, params: Mapping[str, Any]) -> None:

@@ -236,7 +236,8 @@ def to_latex(board: Leaderboard) -> str:
     for r in board.rows:
         if r.floor and not floors_started:
             floors_started = True
-            out.append(r"\midrule")
+            if r is not board.rows[0]:
+                out.append(r"\midrule")
         cells = []
         for c in board.columns:
             text = _cell(r, c, sep=r" $\pm$ ")
@@ -275,9 +276,10 @@ def to_rich(board: Leaderboard):
         table.add_column(c.header(), justify="right")
     floors_started = False
     for r in board.rows:
-        if r.floor and not floors_started and table.row_count:
+        if r.floor and not floors_started:
             floors_started = True
-            table.add_section()
+            if table.row_count:
+                table.add_section()
         cells = []
         for c in board.columns:
             text = _cell(r, c)

@@ -1,0 +1,202 @@
+"""`bench run`, `bench methods` and `bench leaderboard`. Heavy imports happen inside the commands."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import typer
+
+from talkbench.errors import TalkbenchError
+
+
+@contextlib.contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Bad input -> ``error: <reason>`` on stderr and exit code 2 (also under CliRunner)."""
+    try:
+        yield
+    except TalkbenchError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from None
+
+
+def _console():
+    from rich.console import Console
+
+    console = Console(soft_wrap=False)
+    if not console.is_terminal:  # pipes and logs: wide enough for every leaderboard column
+        console = Console(soft_wrap=False, width=160)
+    return console
+
+
+def run_command(
+    method: str | None = typer.Option(None, "--method", "-m", help="Method name (see `bench methods`)."),
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="synthtalk (default), vocaset or biwi."),
+    data_root: Path | None = typer.Option(None, "--data-root", help="Prepared dataset directory."),
+    preset: str | None = typer.Option(
+        None, "--preset", "-p", help="Preset: paper, synthtalk, tiny (default: per dataset)."
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Training seed."),
+    overrides: list[str] | None = typer.Option(
+        None, "--set", help="Dotted override KEY=VALUE, e.g. --set memorytalker.memory_slots=16 (repeatable)."
+    ),
+    config: Path | None = typer.Option(None, "--config", help="YAML config file (between preset and --set)."),
+    tracking_uri: str | None = typer.Option(
+        None,
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db).",
+    ),
+    device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    resume: str | None = typer.Option(
+        None, "--resume", help="Continue a run from its last checkpoint: a run id, or 'last'."
+    ),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+) -> None:
+    """Train (all stages), predict the test split, evaluate, log to MLflow, print the leaderboard."""
+    with _one_line_errors():
+        from talkbench import pipeline
+        from talkbench.errors import ConfigError
+
+        if resume is not None:
+            given = [
+                o
+                for o, v in (
+                    ("--dataset", dataset),
+                    ("--data-root", data_root),
+                    ("--preset", preset),
+                    ("--seed", seed),
+                    ("--set", overrides),
+                    ("--config", config),
+                    ("--device", device),
+                )
+                if v
+            ]
+            if given:
+                raise ConfigError(f"--resume reuses the run's saved config; drop {', '.join(given)}")
+            run_id, cfg, saved_uri = pipeline.resume_target(resume)
+            if method is not None and method != cfg.method:
+                raise ConfigError(f"--resume {run_id}: that run is method '{cfg.method}', not '{method}'")
+            result = pipeline.run(
+                cfg, tracking_uri=tracking_uri or saved_uri, resume=run_id, progress=not no_progress
+            )
+        else:
+            if method is None:
+                raise ConfigError("--method is required (see `bench methods`)")
+            from talkbench.config import load_config
+
+            cfg = load_config(
+                method,
+                dataset=dataset,
+                preset=preset,
+                config_file=config,
+                overrides=overrides or [],
+                seed=seed,
+                device=device,
+                data_root=data_root,
+            )
+            result = pipeline.run(cfg, tracking_uri=tracking_uri, progress=not no_progress)
+    _print_result(result)
+
+
+def _print_result(result) -> None:
+    from talkbench.reports import leaderboard as lb
+
+    console = _console()
+    console.print(
+        f"run {result.run_id} ({result.experiment}): {result.n_predictions} predictions, "
+        f"{result.inference_speed:.1f} s of animation per s of compute; run dir {result.run_dir}"
+    )
+    if result.leaderboard is not None:
+        console.print(lb.to_rich(result.leaderboard))
+    console.print(f"tracking: {result.tracking_uri}  (mlflow ui --backend-store-uri {result.tracking_uri})")
+
+
+def methods_command(
+    preset: str = typer.Option("tiny", "--preset", help="Preset whose stage settings are shown."),
+) -> None:
+    """List the registered methods with their stages and presets."""
+    from rich.table import Table
+
+    from talkbench.config import available_presets
+    from talkbench.registry import METHODS
+
+    table = Table(title="Methods")
+    for col in ("method", "speaker id", "stages (epochs, sampler)", "presets"):
+        table.add_column(col)
+    for name in METHODS.names():
+        try:
+            cls = METHODS.get(name)
+            uses = "yes" if getattr(cls, "uses_speaker_id", False) else "no"
+        except Exception as exc:  # a broken third-party plugin must not hide the others
+            table.add_row(name, "?", f"cannot import: {str(exc).splitlines()[0][:80]}", "")
+            continue
+        table.add_row(name, uses, _stage_summary(name, preset), ", ".join(available_presets(name)) or "-")
+    _console().print(table)
+
+
+def _stage_summary(name: str, preset: str) -> str:
+    """Stages of a method built with one preset on a placeholder spec (no dataset needed)."""
+    import numpy as np
+
+    from talkbench.config import load_config
+    from talkbench.datasets.spec import DatasetSpec, Split
+    from talkbench.registry import METHODS
+
+    try:
+        cfg = load_config(name, preset=preset)
+    except TalkbenchError:
+        try:
+            cfg = load_config(name)
+        except TalkbenchError as exc:
+            return f"? ({exc})"
+    spec = DatasetSpec(
+        name=cfg.dataset.name,
+        fps=30.0,
+        n_vertices=64,
+        splits={"train": Split(("A", "B")), "val": Split(("A", "B")), "test": Split(("C",))},
+        train_subjects=("A", "B"),
+        regions={"lips": np.arange(0, 8), "upper_face": np.arange(32, 64)},
+    )
+    try:
+        stages = METHODS.get(name)(cfg.method_config, spec).stages()
+    except Exception as exc:  # e.g. a pretrained encoder that is not in the local cache
+        return f"? (needs its data: {str(exc).splitlines()[0][:60]})"
+    if not stages:
+        return "none (learning-free)"
+    return "; ".join(f"{s.name} ({s.epochs}, {s.sampler})" for s in stages)
+
+
+def leaderboard_command(
+    dataset: str = typer.Option("synthtalk", "--dataset", "-d", help="Dataset (MLflow experiment)."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, markdown, latex or csv."),
+    metrics: list[str] | None = typer.Option(
+        None, "--metrics", help="Metrics to show (repeatable or comma separated), e.g. --metrics lve,fdd."
+    ),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
+    highlight: str | None = typer.Option(None, "--highlight", help="Run id to mark."),
+) -> None:
+    """The leaderboard of one dataset: seeds grouped into mean ± std, best in bold."""
+    with _one_line_errors():
+        from talkbench.errors import ConfigError
+        from talkbench.reports import leaderboard as lb
+
+        if fmt not in lb.FORMATS:
+            raise ConfigError(f"--format '{fmt}': expected one of {', '.join(lb.FORMATS)}")
+        names = [m.strip() for item in metrics or [] for m in item.split(",") if m.strip()]
+        board = lb.leaderboard(dataset, tracking_uri=tracking_uri, metrics=names or None, highlight=highlight)
+    if fmt == "table":
+        _console().print(lb.to_rich(board))
+        if not board.rows:
+            typer.echo(
+                f"no finished runs for dataset '{dataset}' yet (bench run --method ... --dataset {dataset})"
+            )
+    else:
+        sys.stdout.write(lb.render(board, fmt))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run_command)
+    app.command("methods")(methods_command)
+    app.command("leaderboard")(leaderboard_command)

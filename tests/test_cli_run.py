@@ -1,0 +1,356 @@
+"""`bench run`, `bench leaderboard`, `bench methods` through the real CLI, on SynthTalk tiny.
+
+Default tests run in-process (typer's CliRunner). The slow ones start real processes: two
+`bench run` in parallel against one SQLite store, and `mlflow server` listing a run over HTTP.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import _mlflow_store
+import pytest
+from typer.testing import CliRunner
+
+from talkbench import tracking
+from talkbench.cli import app
+
+_migrated_db = _mlflow_store._migrated_db
+store_uri = _mlflow_store.store_uri
+
+BENCH = [sys.executable, "-m", "talkbench.cli"]
+
+
+def bench(*args: str):
+    result = CliRunner().invoke(app, list(args))
+    return result
+
+
+def _assert_one_line_error(result, *needles: str) -> None:
+    assert result.exit_code == 2, result.output
+    err = result.stderr.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    assert "Traceback" not in result.output
+    for n in needles:
+        assert n in err, err
+
+
+def _leaderboard_rows(uri: str) -> list[dict]:
+    out = bench("leaderboard", "--format", "csv", "--tracking-uri", uri)
+    assert out.exit_code == 0, out.output
+    return list(csv.DictReader(io.StringIO(out.stdout)))
+
+
+# -- the two reference methods end to end --------------------------------------------------------
+def test_template_and_mean_motion_appear_in_leaderboard(store_uri, synthtalk_tiny):
+    root = str(synthtalk_tiny)
+    for method in ("template", "mean-motion"):
+        out = bench(
+            "run",
+            "--method",
+            method,
+            "--preset",
+            "tiny",
+            "--data-root",
+            root,
+            "--tracking-uri",
+            store_uri,
+            "--no-progress",
+        )
+        assert out.exit_code == 0, out.output
+        assert "Leaderboard: synthtalk" in out.stdout and "▶" in out.stdout
+    rows = _leaderboard_rows(store_uri)
+    assert sorted(r["method"] for r in rows) == ["mean-motion", "template"]
+    assert all(r["floor"] == "True" and r["n_seeds"] == "1" for r in rows)
+    # the table agrees with the store
+    runs = tracking.Tracker(store_uri).search_runs("synthtalk")
+    for r in rows:
+        (lve,) = runs.loc[runs["tags.talkbench.method"] == r["method"], "metrics.test/lve"]
+        assert float(r["lve_mean"]) == pytest.approx(lve, rel=1e-12)
+    # markdown with a metric selection
+    md = bench("leaderboard", "--format", "markdown", "--metrics", "lve,mve", "--tracking-uri", store_uri)
+    assert md.exit_code == 0 and "LVE ↓" in md.stdout and "FDD" not in md.stdout
+
+
+def test_resume_reopens_the_same_run(store_uri, synthtalk_tiny, monkeypatch):
+    out = bench(
+        "run",
+        "--method",
+        "template",
+        "--preset",
+        "tiny",
+        "--data-root",
+        str(synthtalk_tiny),
+        "--tracking-uri",
+        store_uri,
+        "--no-progress",
+    )
+    assert out.exit_code == 0, out.output
+    tr = tracking.Tracker(store_uri)
+    (run_id,) = tr.search_runs("synthtalk")["run_id"]
+    # pretend it was killed: the run dir says unfinished, the store says KILLED
+    tracking.write_run_record(run_id, finished=False, created=time.time() + 10)
+    tr.finish_run(run_id, "KILLED")
+    bad = bench("run", "--resume", "last", "--seed", "3")
+    _assert_one_line_error(bad, "--resume reuses the run's saved config", "--seed")
+    out = bench("run", "--resume", "last", "--no-progress")  # tracking URI comes from run.json
+    assert out.exit_code == 0, out.output
+    assert run_id in out.stdout
+    runs = tr.search_runs("synthtalk", finished_only=False)
+    assert runs["run_id"].tolist() == [run_id] and runs.loc[0, "status"] == "FINISHED"
+    assert runs.loc[0, "tags.talkbench.resumed"] == "true"
+    assert tracking.read_run_record(run_id)["finished"] is True
+
+
+def test_methods_lists_reference_methods():
+    out = bench("methods")
+    assert out.exit_code == 0, out.output
+    for name in ("template", "mean-motion", "memorytalker"):
+        assert name in out.stdout
+    assert "learning-free" in out.stdout and "tiny" in out.stdout
+
+
+# -- bad input: one line, exit code 2 ------------------------------------------------------------
+def test_unknown_method(store_uri):
+    _assert_one_line_error(
+        bench("run", "--method", "facefromer", "--tracking-uri", store_uri),
+        "unknown method 'facefromer'",
+        "Did you mean: faceformer",
+    )
+
+
+def test_unknown_preset(store_uri):
+    _assert_one_line_error(
+        bench("run", "--method", "template", "--preset", "tinny", "--tracking-uri", store_uri),
+        "unknown preset 'tinny'",
+    )
+
+
+def test_unknown_override_key(store_uri):
+    _assert_one_line_error(
+        bench(
+            "run",
+            "--method",
+            "template",
+            "--preset",
+            "tiny",
+            "--set",
+            "eval.n_bot=3",
+            "--tracking-uri",
+            store_uri,
+        ),
+        "unknown config key 'eval.n_bot'",
+    )
+
+
+def test_unknown_metric(store_uri):
+    _assert_one_line_error(
+        bench("leaderboard", "--metrics", "lve,fddd", "--tracking-uri", store_uri), "unknown metric 'fddd'"
+    )
+
+
+def test_unknown_format(store_uri):
+    _assert_one_line_error(bench("leaderboard", "--format", "html", "--tracking-uri", store_uri), "--format")
+
+
+def test_data_root_that_is_not_a_dataset(store_uri, tmp_path):
+    (tmp_path / "notes.txt").write_text("not a dataset")
+    result = bench(
+        "run",
+        "--method",
+        "template",
+        "--preset",
+        "tiny",
+        "--data-root",
+        str(tmp_path),
+        "--tracking-uri",
+        store_uri,
+    )
+    _assert_one_line_error(result, str(tmp_path))
+    # no run was created for it
+    assert tracking.Tracker(store_uri).search_runs("synthtalk", finished_only=False).empty
+
+
+def test_unreachable_tracking_uri_fails_before_data(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # the data root does not exist either: the tracking error must come first (nothing was loaded)
+    result = bench(
+        "run",
+        "--method",
+        "template",
+        "--preset",
+        "tiny",
+        "--data-root",
+        str(tmp_path / "nope"),
+        "--tracking-uri",
+        f"http://127.0.0.1:{port}",
+    )
+    _assert_one_line_error(result, f"tracking server 'http://127.0.0.1:{port}' cannot be reached")
+
+
+def test_unwritable_sqlite_location(tmp_path):
+    result = bench(
+        "run",
+        "--method",
+        "template",
+        "--preset",
+        "tiny",
+        "--tracking-uri",
+        f"sqlite:///{tmp_path}/missing/mlflow.db",
+    )
+    _assert_one_line_error(result, "does not exist")
+
+
+def test_resume_unknown_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("TALKBENCH_HOME", str(tmp_path))
+    _assert_one_line_error(bench("run", "--resume", "0123abcd"), "no run directory")
+    _assert_one_line_error(bench("run", "--resume", "last"), "no unfinished run")
+
+
+@pytest.mark.slow
+def test_cli_entry_point_one_line_error_in_a_process(tmp_path):
+    """The installed entry point (not CliRunner): exit 2, one line on stderr, no traceback."""
+    proc = subprocess.run(
+        [*BENCH, "leaderboard", "--metrics", "nope", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().startswith("error: unknown metric 'nope'")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+# -- real processes (slow) -----------------------------------------------------------------------
+@pytest.mark.slow
+def test_two_parallel_runs_land_completely(store_uri, synthtalk_tiny):
+    tracking.Tracker(store_uri).ensure_experiment("synthtalk")  # DB and experiment before spawning
+    procs = [
+        subprocess.Popen(
+            [
+                *BENCH,
+                "run",
+                "--method",
+                "mean-motion",
+                "--preset",
+                "tiny",
+                "--seed",
+                str(seed),
+                "--data-root",
+                str(synthtalk_tiny),
+                "--tracking-uri",
+                store_uri,
+                "--no-progress",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in (0, 1)
+    ]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+        assert "database is locked" not in err
+    runs = tracking.Tracker(store_uri).search_runs("synthtalk", finished_only=False)
+    assert sorted(runs["tags.talkbench.seed"]) == ["0", "1"]
+    assert (runs["status"] == "FINISHED").all()
+    assert runs["metrics.test/lve"].notna().all() and runs["metrics.speed/realtime_factor"].notna().all()
+    tr = tracking.Tracker(store_uri)
+    for rid in runs["run_id"]:
+        assert "eval/per_sequence.csv" in tr.list_artifacts(rid, "eval")
+    (row,) = _leaderboard_rows(store_uri)  # same config, two seeds: one row
+    assert row["n_seeds"] == "2"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_mlflow_server_lists_the_run_over_http(store_uri, synthtalk_tiny, tmp_path):
+    out = bench(
+        "run",
+        "--method",
+        "template",
+        "--preset",
+        "tiny",
+        "--data-root",
+        str(synthtalk_tiny),
+        "--tracking-uri",
+        store_uri,
+        "--no-progress",
+    )
+    assert out.exit_code == 0, out.output
+    (run_id,) = tracking.Tracker(store_uri).search_runs("synthtalk")["run_id"]
+    port = _free_port()
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    server = subprocess.Popen(
+        [
+            str(mlflow_bin),
+            "server",
+            "--backend-store-uri",
+            store_uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--artifacts-destination",
+            str(tmp_path / "mlartifacts"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, server.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "mlflow server did not come up within 120 s"
+            time.sleep(0.5)
+        with urllib.request.urlopen(
+            base + "/api/2.0/mlflow/experiments/get-by-name?experiment_name=synthtalk", timeout=10
+        ) as r:
+            exp_id = json.load(r)["experiment"]["experiment_id"]
+        body = json.dumps({"experiment_ids": [exp_id], "max_results": 10}).encode()
+        req = urllib.request.Request(
+            base + "/api/2.0/mlflow/runs/search", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
+            runs = json.load(r)["runs"]
+        assert [r["info"]["run_id"] for r in runs] == [run_id]
+        tags = {t["key"]: t["value"] for t in runs[0]["data"]["tags"]}
+        assert tags["talkbench.method"] == "template"
+        # and talkbench itself can use the server as its tracking URI
+        rows = _leaderboard_rows(base)
+        assert [r["method"] for r in rows] == ["template"]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=20)
