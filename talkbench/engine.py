@@ -250,7 +250,10 @@ class _Trainer:
         if train:
             sampler, shuffle = stage.sampler, True
         else:  # validation: a fixed order; triplet stages need their positives/negatives
-            sampler, shuffle = ("triplet" if stage.sampler == "triplet" else "sequential"), False
+            # (when the split has them: a one-speaker validation split has no negatives)
+            subjects = {r.subject for r in view.refs} if hasattr(view, "refs") else None
+            triplet = stage.sampler == "triplet" and (subjects is None or len(subjects) >= 2)
+            sampler, shuffle = ("triplet" if triplet else "sequential"), False
         kw = dict(
             sampler=sampler,
             batch_size=stage.batch_size,
@@ -404,7 +407,7 @@ class _Trainer:
             loss = out["loss"]
             if not torch.isfinite(loss.detach()).all():
                 raise TalkbenchError(
-                    f"stage '{stage.name}', epoch {epoch}: loss is {float(loss)} on clips "
+                    f"stage '{stage.name}', epoch {epoch}: loss is {float(loss.detach())} on clips "
                     f"{', '.join(batch.names[:4])}; lower the learning rate or check the data"
                 )
             opt.zero_grad(set_to_none=True)

@@ -182,6 +182,7 @@ class ListLogger:
     def log_metrics(self, metrics, step):
         self.metrics.append((step, dict(metrics)))
         if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a") as fh:
                 fh.write(json.dumps([step, metrics]) + "\n")
         if self.kill_at_step is not None and step == self.kill_at_step:
@@ -207,13 +208,12 @@ def build(cfg, data: MemoryData) -> DummyMethod:
     return DummyMethod(cfg.method_config, data.spec)
 
 
-def main(argv: list[str]) -> None:
-    """Subprocess entry: ``python _engine_support.py RUN_DIR OUT.pt [resume] [kill=STEP] [set=...]``."""
-    torch.set_num_threads(1)
+def run_job(args: list[str]) -> None:
+    """One training job: ``RUN_DIR OUT.pt [resume] [kill=STEP] [set=KEY=VALUE ...]``."""
     from talkbench.engine import train
 
-    run_dir, out = Path(argv[0]), Path(argv[1])
-    flags = argv[2:]
+    run_dir, out = Path(args[0]), Path(args[1])
+    flags = args[2:]
     resume = "resume" in flags
     kill = next((int(f.split("=", 1)[1]) for f in flags if f.startswith("kill=")), None)
     sets = [f.split("=", 1)[1] for f in flags if f.startswith("set=")]
@@ -223,8 +223,25 @@ def main(argv: list[str]) -> None:
     logger = ListLogger(run_dir / "metrics.jsonl", kill_at_step=kill)
     result = train(method, data, cfg, run_dir, logger=logger, resume=resume, progress=False,
                    loader_factory=memory_loader)  # fmt: skip
-    torch.save({"state": method.state_dict(), "best_epochs": result.best_epochs,
-                "resumed_from": result.resumed_from}, out)  # fmt: skip
+    method.eval()
+    preds = [
+        method.predict(torch.from_numpy(c.audio), torch.from_numpy(c.template)) for c in data.split("test")
+    ]
+    torch.save({"state": method.state_dict(), "best_epochs": result.best_epochs, "history": result.history,
+                "resumed_from": result.resumed_from, "predictions": preds}, out)  # fmt: skip
+
+
+def main(argv: list[str]) -> None:
+    """Subprocess entry: jobs separated by ``--``, run one after the other in this process."""
+    torch.set_num_threads(1)
+    job: list[str] = []
+    for arg in [*argv, "--"]:
+        if arg == "--":
+            if job:
+                run_job(job)
+            job = []
+        else:
+            job.append(arg)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,92 @@
+"""Resume: a run SIGKILLed mid-stage and resumed ends bit-identical to an uninterrupted one (CPU);
+corrupt or mismatched checkpoints are one clear error."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from _engine_support import MemoryData, build, dummy_config, memory_loader
+
+from talkbench.engine import train
+from talkbench.errors import ConfigError, TalkbenchError
+
+SUPPORT = Path(__file__).with_name("_engine_support.py")
+SETS = ["set=train.checkpoint_every=2", "set=dummy.pre_epochs=3", "set=dummy.fine_epochs=4"]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(SUPPORT), *args], env=env, capture_output=True, text=True,
+                          timeout=240)  # fmt: skip
+
+
+def test_sigkill_mid_stage_then_resume_is_bit_identical(tmp_path):
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    # global epochs 0-2 are 'pre', 3-6 'fine'; 'fine' checkpoints after its 2nd epoch (global 4);
+    # the process dies at global epoch 5, mid-stage, with unsaved progress after that checkpoint
+    proc = _run(str(killed), str(tmp_path / "never.pt"), "kill=5", *SETS)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert not (tmp_path / "never.pt").exists()
+    proc = _run(str(killed), str(tmp_path / "resumed.pt"), "resume", *SETS, "--",
+                str(straight), str(tmp_path / "straight.pt"), *SETS)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    resumed = torch.load(tmp_path / "resumed.pt", weights_only=False)
+    reference = torch.load(tmp_path / "straight.pt", weights_only=False)
+    assert resumed["resumed_from"] == 5 and reference["resumed_from"] is None
+    assert resumed["state"].keys() == reference["state"].keys()
+    for key, value in reference["state"].items():
+        assert torch.equal(resumed["state"][key], value), f"{key} differs after resume"
+    assert resumed["best_epochs"] == reference["best_epochs"]
+    assert resumed["history"] == reference["history"]  # every epoch's losses, exactly
+    for a, b in zip(resumed["predictions"], reference["predictions"]):
+        assert torch.equal(a, b)  # hence identical test metrics
+    # the killed run logged epochs 0-5; the resumed one re-ran only 5 and 6
+    logged = [line.split(",")[0] for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert logged == ["[0", "[1", "[2", "[3", "[4", "[5", "[5", "[6"]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return MemoryData()
+
+
+def _resume(data, run_dir, *sets):
+    cfg = dummy_config("dummy.pre_epochs=1", "dummy.fine_epochs=1", *sets)
+    method = build(cfg, data)
+    return train(method, data, cfg, run_dir, resume=True, progress=False, loader_factory=memory_loader)
+
+
+def test_resume_without_a_checkpoint_starts_from_scratch(data, tmp_path):
+    result = _resume(data, tmp_path)
+    assert result.resumed_from is None and (tmp_path / "checkpoints" / "last.pt").exists()
+    # resuming a finished run does no more training and keeps its bookkeeping
+    again = _resume(data, tmp_path)
+    assert again.resumed_from == 2 and again.history == result.history
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "foreign"])
+def test_corrupt_checkpoint_is_one_clear_error(data, tmp_path, damage):
+    _resume(data, tmp_path)
+    last = tmp_path / "checkpoints" / "last.pt"
+    blob = last.read_bytes()
+    last.unlink()  # it is a hard link to the stage checkpoint: break the link, damage only last.pt
+    if damage == "garbage":
+        last.write_bytes(b"not a checkpoint at all")
+    elif damage == "truncated":
+        last.write_bytes(blob[: len(blob) // 2])
+    else:
+        torch.save({"weights": torch.zeros(3)}, last)
+    with pytest.raises(TalkbenchError, match=rf"checkpoint {last} is .*(corrupt|not a talkbench).*--resume"):
+        _resume(data, tmp_path)
+
+
+def test_resume_with_a_different_config_is_refused(data, tmp_path):
+    _resume(data, tmp_path)
+    with pytest.raises(ConfigError, match="config hash"):
+        _resume(data, tmp_path, "dummy.lr=0.5")
