@@ -107,3 +107,38 @@ def make_vocaset_like(root: Path, sentences: tuple[int, ...] = (1, 21), seconds:
     (root / "regions").mkdir(exist_ok=True)
     np.save(root / "regions" / "upper_face.npy", np.arange(100, 200, dtype=np.int64))
     return root
+
+
+def make_release(raw, n_vertices: int = 5023) -> dict:
+    """A tiny release: 3 subjects, 2-3 sequences, frames shuffled across data_verts, int16 22 kHz audio."""
+    rng = np.random.default_rng(3)
+    all_subjects = vocaset.TRAIN_SUBJECTS + vocaset.VAL_SUBJECTS + vocaset.TEST_SUBJECTS
+    subjects = all_subjects[:2] + all_subjects[-1:]
+    seqs = {
+        subjects[0]: ["sentence01", "sentence02"],
+        subjects[1]: ["sentence21"],
+        subjects[2]: ["sentence21", "sentence22"],
+    }
+    lengths = {(s, q): 12 + 6 * i for i, (s, q) in enumerate((s, q) for s in subjects for q in seqs[s])}
+    total = sum(lengths.values())
+    rows = rng.permutation(total)
+    verts = rng.standard_normal((total, n_vertices, 3)).astype(np.float32) * 0.01
+    raw.mkdir(parents=True, exist_ok=True)
+    np.save(raw / "data_verts.npy", verts)
+    index, audio, pos = {}, {}, 0
+    for (s, q), n in lengths.items():
+        frames = {k: int(rows[pos + k]) for k in range(n)}
+        index.setdefault(s, {})[q] = dict(sorted(frames.items(), key=lambda kv: -kv[0]))  # unsorted keys
+        pos += n
+        samples = (rng.standard_normal(int(n / 60 * 22000)) * 3000).astype(np.int16)
+        audio.setdefault(s, {})[q] = {"audio": samples, "sample_rate": 22000}
+    # one sequence with motion but no audio: the reference conversion skips it
+    index[subjects[0]]["sentence03"] = {0: 0, 1: 1}
+    templates = {s: rng.standard_normal((n_vertices, 3)).astype(np.float32) for s in subjects}
+    for name, obj in (
+        ("subj_seq_to_idx.pkl", index),
+        ("raw_audio_fixed.pkl", audio),
+        ("templates.pkl", templates),
+    ):
+        (raw / name).write_bytes(pickle.dumps(obj, protocol=2))
+    return {"verts": verts, "index": index, "audio": audio, "lengths": lengths}

@@ -7,13 +7,13 @@ import pickle
 import numpy as np
 import pytest
 import soundfile as sf
-from datasets_fakes import make_vocaset_like
+from datasets_fakes import make_release, make_vocaset_like
 
 from talkbench.datasets import load_dataset, vocaset
 from talkbench.datasets.prepare_vocaset import prepare_vocaset
 from talkbench.errors import DataError
 
-ALL = vocaset.TRAIN_SUBJECTS + vocaset.VAL_SUBJECTS + vocaset.TEST_SUBJECTS
+ALL = vocaset.TRAIN_SUBJECTS + vocaset.VAL_SUBJECTS + vocaset.TEST_SUBJECTS  # the release's subjects
 
 
 @pytest.fixture(scope="module")
@@ -88,40 +88,6 @@ def test_missing_region_files_are_named(voca, tmp_path):
 
 
 # ------------------------------------------------------------------------------ prepare_vocaset
-def make_release(raw, n_vertices: int = 5023) -> dict:
-    """A tiny release: 3 subjects, 2-3 sequences, frames shuffled across data_verts, int16 22 kHz audio."""
-    rng = np.random.default_rng(3)
-    subjects = ALL[:2] + ALL[-1:]
-    seqs = {
-        subjects[0]: ["sentence01", "sentence02"],
-        subjects[1]: ["sentence21"],
-        subjects[2]: ["sentence21", "sentence22"],
-    }
-    lengths = {(s, q): 12 + 6 * i for i, (s, q) in enumerate((s, q) for s in subjects for q in seqs[s])}
-    total = sum(lengths.values())
-    rows = rng.permutation(total)
-    verts = rng.standard_normal((total, n_vertices, 3)).astype(np.float32) * 0.01
-    raw.mkdir(parents=True, exist_ok=True)
-    np.save(raw / "data_verts.npy", verts)
-    index, audio, pos = {}, {}, 0
-    for (s, q), n in lengths.items():
-        frames = {k: int(rows[pos + k]) for k in range(n)}
-        index.setdefault(s, {})[q] = dict(sorted(frames.items(), key=lambda kv: -kv[0]))  # unsorted keys
-        pos += n
-        samples = (rng.standard_normal(int(n / 60 * 22000)) * 3000).astype(np.int16)
-        audio.setdefault(s, {})[q] = {"audio": samples, "sample_rate": 22000}
-    # one sequence with motion but no audio: the reference conversion skips it
-    index[subjects[0]]["sentence03"] = {0: 0, 1: 1}
-    templates = {s: rng.standard_normal((n_vertices, 3)).astype(np.float32) for s in subjects}
-    for name, obj in (
-        ("subj_seq_to_idx.pkl", index),
-        ("raw_audio_fixed.pkl", audio),
-        ("templates.pkl", templates),
-    ):
-        (raw / name).write_bytes(pickle.dumps(obj, protocol=2))
-    return {"verts": verts, "index": index, "audio": audio, "lengths": lengths}
-
-
 def test_prepare_vocaset_converts_a_fake_release(tmp_path, monkeypatch):
     raw, out = tmp_path / "raw", tmp_path / "prepared"
     rel = make_release(raw)

@@ -48,12 +48,11 @@ class CheckResult:
 
     def format(self) -> str:
         lines = [f"{self.root} ({self.kind})"]
+        lines += [f"  {k}: {v}" for k, v in self.summary.items()]  # of the clips that passed
+        lines += [f"  note: {n}" for n in self.notes]
         if self.problems:
             lines.append(f"{len(self.problems)} problem(s):")
             lines += [f"  - {p}" for p in self.problems]
-        else:
-            lines += [f"  {k}: {v}" for k, v in self.summary.items()]
-        lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 
