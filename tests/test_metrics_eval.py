@@ -419,3 +419,15 @@ def test_biwi_regions_in_evaluation():
     assert ev.to_table().set_index("metric").loc["lve", "scale"] == 1e-4  # registry's BIWI scale
     moved = DatasetSpec("biwi", 25.0, 23370, {}, (), regions={"lips": lips[1:], "upper_face": upper})
     assert moved.region_digest() != ev.region_digest
+
+
+def test_float32_fast_path_matches_float64_definitions(toy):
+    # the evaluator keeps full-mesh differences in float32 for float32 data; must stay within 1e-6
+    spec, clips, _ = toy
+    preds = [(n, None, v.astype(np.float32)) for n, _, v in _noisy(clips, 1e-3, seed=8)]
+    ev = evaluate(preds, spec, clips, n_boot=0)
+    for (n, _, p), (_, row) in zip(preds, ev.per_sequence.iterrows()):
+        g = clips[n].vertices
+        assert row["mve"] == pytest.approx(mve(p, g), rel=1e-6)
+        assert row["lve"] == pytest.approx(lve_frames(p, g, LIPS).mean(), rel=1e-6)
+        assert row["fdd"] == pytest.approx(fdd(p, g, clips[n].template, UPPER), rel=1e-6)

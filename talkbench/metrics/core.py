@@ -3,7 +3,8 @@
 Every function takes NumPy arrays or torch tensors of shape (T, V, 3) with absolute vertex positions
 at the dataset's motion rate. Prediction and ground truth are truncated to the shorter of the two
 lengths (FaceDiffuser's rule; CodeTalker crashes when the prediction is shorter). Arithmetic is in
-float64 so the results do not depend on the input precision.
+float64 so the results do not depend on the input precision. (The evaluator's batch path keeps the
+full-mesh MVE differences in the input precision and accumulates in float64; see evaluate.py.)
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from talkbench.errors import DataError
 ArrayLike = Any  # np.ndarray | torch.Tensor
 
 
-def as_vertices(x: ArrayLike, what: str = "vertices") -> np.ndarray:
-    """(T, V, 3) float64 NumPy view of a NumPy array or torch tensor; (T, V*3) is reshaped."""
+def as_vertices(x: ArrayLike, what: str = "vertices", exact: bool = True) -> np.ndarray:
+    """(T, V, 3) NumPy view of a NumPy array or torch tensor; (T, V*3) is reshaped. float64 when
+    ``exact``, else float32/float64 inputs keep their dtype (no copy)."""
     if hasattr(x, "detach"):  # torch tensor, without importing torch here
         x = x.detach().cpu().numpy()
     a = np.asarray(x)
@@ -28,7 +30,9 @@ def as_vertices(x: ArrayLike, what: str = "vertices") -> np.ndarray:
         raise DataError(f"{what}: expected an array of shape (T, V, 3) or (T, V*3), got {a.shape}")
     if a.shape[0] == 0:
         raise DataError(f"{what}: has no frames (shape {a.shape})")
-    return a.astype(np.float64, copy=False)
+    if exact or a.dtype not in (np.float32, np.float64):
+        return a.astype(np.float64, copy=False)
+    return a
 
 
 def check_finite(a: np.ndarray, what: str) -> None:
@@ -73,7 +77,7 @@ def truncate_pair(pred: ArrayLike, gt: ArrayLike) -> tuple[np.ndarray, np.ndarra
     return p[:t], g[:t]
 
 
-def _template(template: ArrayLike, n_vertices: int) -> np.ndarray:
+def as_template(template: ArrayLike, n_vertices: int) -> np.ndarray:
     if hasattr(template, "detach"):
         template = template.detach().cpu().numpy()
     tpl = np.asarray(template, dtype=np.float64)
@@ -109,7 +113,7 @@ def upper_face_dynamics(vertices: ArrayLike, template: ArrayLike, upper: ArrayLi
     v = as_vertices(vertices)
     check_finite(v, "vertices")
     idx = check_indices(upper, v.shape[1], "upper_face")
-    m = v[:, idx] - _template(template, v.shape[1])[idx]
+    m = v[:, idx] - as_template(template, v.shape[1])[idx]
     a = np.einsum("tvc,tvc->tv", m, m)
     return float(a.std(axis=0).mean())
 

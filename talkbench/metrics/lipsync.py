@@ -31,10 +31,10 @@ FLAME_MOUTH_PAIR = (np.array([3546], dtype=np.int64), np.array([3504], dtype=np.
 
 def mouth_opening(vertices: ArrayLike, upper: ArrayLike, lower: ArrayLike) -> np.ndarray:
     """(T,) distance between the mean of the upper-lip and the mean of the lower-lip vertex set."""
-    v = as_vertices(vertices)
+    v = as_vertices(vertices, exact=False)  # gather the few lip vertices before going to float64
     up = check_indices(upper, v.shape[1], "upper_lip")
     lo = check_indices(lower, v.shape[1], "lower_lip")
-    d = v[:, up].mean(axis=1) - v[:, lo].mean(axis=1)
+    d = v[:, up].astype(np.float64).mean(axis=1) - v[:, lo].astype(np.float64).mean(axis=1)
     return np.sqrt(np.einsum("tc,tc->t", d, d))
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from talkbench.metrics.core import ArrayLike, _template, check_indices, truncate_pair
+from talkbench.metrics.core import ArrayLike, as_template, check_indices, truncate_pair
 
 
 def displacement_energy(vertices: np.ndarray, template: np.ndarray, idx: np.ndarray) -> float:
@@ -30,7 +30,7 @@ def style_sums(
 ) -> dict[str, float]:
     """Per-sequence sums: lip and upper-face displacement energy of prediction and ground truth."""
     p, g = truncate_pair(pred, gt)
-    tpl = _template(template, g.shape[1])
+    tpl = as_template(template, g.shape[1])
     li = check_indices(lips, g.shape[1], "lips")
     up = check_indices(upper, g.shape[1], "upper_face")
     return {
