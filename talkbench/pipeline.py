@@ -250,8 +250,8 @@ def _run_inside(tracker, run_id, rdir: Path, cfg, data, spec, method, resumed: b
         tracker.log_params(run_id, cfg.flatten())
         tracker.log_artifact(run_id, config_path)
         root = getattr(data, "root", None) or cfg.dataset.root or cfg.dataset.name
-        for context in ("train", "test"):
-            tracker.log_dataset(run_id, spec.name, root, spec.digest, context=context)
+        # one input per dataset: MLflow keeps a single association per (run, dataset)
+        tracker.log_dataset(run_id, spec.name, root, spec.digest, context="train+test")
         git = tracking.git_info()
         if git["diff"]:
             tracker.log_text(run_id, git["diff"][: 5 << 20], "provenance/git.diff")

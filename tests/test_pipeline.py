@@ -1,0 +1,169 @@
+"""pipeline.run end to end on SynthTalk tiny, checking what lands in the MLflow store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import _mlflow_store
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from talkbench import pipeline, tracking
+from talkbench.config import RunConfig, load_config
+from talkbench.datasets import load_dataset
+from talkbench.methods.reference import TemplateMethod
+from talkbench.registry import METHODS
+
+_migrated_db = _mlflow_store._migrated_db
+store_uri = _mlflow_store.store_uri
+
+
+@dataclass
+class OneHotConfig:
+    gain: float = 0.01
+
+
+class OneHotTemplate(TemplateMethod):
+    """Learning-free but speaker-conditioned: template + a per-condition offset (tests the conditions)."""
+
+    name = "test-onehot"
+    Config = OneHotConfig
+    uses_speaker_id = True
+
+    def __init__(self, config, spec):
+        super().__init__(config, spec)
+        self.offset = torch.nn.Parameter(torch.zeros(1))  # one parameter, for parameter_counts
+
+    @torch.no_grad()
+    def predict(self, audio, template, condition=None):
+        assert condition is not None
+        out = super().predict(audio, template)
+        return out + self.config.gain * (condition + 1)
+
+
+@pytest.fixture
+def onehot_method():
+    METHODS.register("test-onehot", OneHotTemplate)
+    yield "test-onehot"
+    METHODS._items.pop("test-onehot", None)
+
+
+def _cfg(method: str, root, **kw) -> RunConfig:
+    if method == "test-onehot":  # no preset files: the same settings as the tiny presets
+        return load_config(method, overrides=["dataset.preset=tiny", "eval.n_boot=50"], data_root=root, **kw)
+    return load_config(method, preset="tiny", data_root=root, **kw)
+
+
+def test_template_run_logs_everything(store_uri, synthtalk_tiny, tmp_path):
+    cfg = _cfg("template", synthtalk_tiny, seed=3)
+    result = pipeline.run(cfg, tracking_uri=store_uri, progress=False)
+    tr = tracking.Tracker(store_uri)
+    run = tr.get_run(result.run_id)
+    data = load_dataset("synthtalk", root=synthtalk_tiny)
+    test = data.split("test")
+
+    assert run.info.status == "FINISHED"
+    assert tr.client.get_experiment(run.info.experiment_id).name == "synthtalk"
+    # params = the flattened resolved config
+    assert run.data.params == {k: tracking._fmt(v) for k, v in cfg.flatten().items()}
+    tags = run.data.tags
+    assert tags["talkbench.method"] == "template" and tags["talkbench.seed"] == "3"
+    assert tags["talkbench.preset"] == "tiny" and tags["talkbench.device"] == pipeline.resolved_device(cfg)
+    assert tags["talkbench.config_hash"] == cfg.config_hash()
+    assert tags["talkbench.version.mlflow"] and tags["talkbench.version.torch"]
+    assert tags["talkbench.git_dirty"] in ("true", "false", "unknown")
+    assert float(tags["talkbench.inference_speed"]) > 0
+    assert tags["talkbench.params.total"] == "0"
+    assert tags["talkbench.region_digest"] == data.spec.region_digest()
+    assert float(tags["talkbench.scale.lve"]) == data.spec.table_scales.get("lve", 1.0)
+    # the dataset as an input with the spec's digest
+    contexts = {
+        {t.key: t.value for t in i.tags}["mlflow.data.context"]: i.dataset for i in run.inputs.dataset_inputs
+    }
+    assert set(contexts) == {"train+test"}
+    assert contexts["train+test"].digest == data.spec.digest and contexts["train+test"].name == "synthtalk"
+
+    # one prediction per test clip, (T, V*3) float32, equal to the template for this method
+    names = sorted(tr.list_artifacts(result.run_id, "predictions"))
+    assert names == sorted(f"predictions/{c.name}.npy" for c in test.refs)
+    clip = test[0]
+    pred = np.load(tr.download_artifacts(result.run_id, f"predictions/{clip.name}.npy", tmp_path))
+    assert pred.dtype == np.float32 and pred.shape[1] == data.spec.n_vertices * 3
+    np.testing.assert_allclose(
+        pred.reshape(len(pred), -1, 3),
+        np.broadcast_to(clip.template, (len(pred), *clip.template.shape)),
+        atol=1e-6,
+    )
+    assert abs(len(pred) - clip.n_frames) <= 1
+
+    # metrics: logged values equal the evaluation; per-sequence table has every clip
+    assert run.data.metrics["test/lve"] == pytest.approx(result.evaluation.aggregates["lve"])
+    table = pd.read_csv(tr.download_artifacts(result.run_id, "eval/per_sequence.csv", tmp_path))
+    assert sorted(table["clip"]) == sorted(c.name for c in test.refs)
+    assert "speed/realtime_factor" in run.data.metrics
+    # the resolved config is saved with the run and in the run dir; it rebuilds the same config
+    saved = yaml.safe_load(open(tr.download_artifacts(result.run_id, "config.yaml", tmp_path)))
+    assert saved == cfg.to_dict()
+    assert RunConfig.load(result.run_dir / "config.yaml").config_hash() == cfg.config_hash()
+    assert tracking.read_run_record(result.run_id)["finished"] is True
+    # the final weights are logged as a checkpoint
+    assert "checkpoints/model.pt" in tr.list_artifacts(result.run_id, "checkpoints")
+    # the leaderboard highlights this run
+    (row,) = result.leaderboard.rows
+    assert row.highlighted and row.run_ids == [result.run_id]
+
+
+def test_speaker_conditioned_method_predicts_every_condition(store_uri, synthtalk_tiny, onehot_method):
+    result = pipeline.run(_cfg(onehot_method, synthtalk_tiny), tracking_uri=store_uri, progress=False)
+    data = load_dataset("synthtalk", root=synthtalk_tiny)
+    spec, test = data.spec, data.split("test")
+    # test speakers are unseen: each clip once per training speaker
+    assert all(spec.speaker_index(s) == -1 for s in test.subjects)
+    assert result.n_predictions == len(test) * len(spec.train_subjects)
+    names = set(tracking.Tracker(store_uri).list_artifacts(result.run_id, "predictions"))
+    expected = {f"predictions/{c.name}_condition_{s}.npy" for c in test.refs for s in spec.train_subjects}
+    assert names == expected
+    per_seq = result.evaluation.per_sequence
+    assert sorted(per_seq["condition"].unique()) == sorted(spec.train_subjects)
+    # a larger offset is a larger error: the conditions really reached predict()
+    mve = per_seq.groupby("condition")["mve_sum"].sum()
+    order = [spec.train_subjects[i] for i in range(len(spec.train_subjects))]
+    assert list(mve.loc[order]) == sorted(mve.loc[order])
+
+
+def test_conditions_for_seen_and_unseen_speakers(synthtalk_tiny):
+    spec = load_dataset("synthtalk", root=synthtalk_tiny).spec
+    onehot = OneHotTemplate(OneHotConfig(), spec)
+    plain = TemplateMethod(None, spec)
+    seen = spec.train_subjects[1]
+    assert pipeline.conditions_for(onehot, spec, seen) == [1]
+    assert pipeline.conditions_for(onehot, spec, "unseen") == list(range(len(spec.train_subjects)))
+    assert pipeline.conditions_for(plain, spec, "unseen") == [None]
+
+
+def test_failed_run_is_marked_failed(store_uri, synthtalk_tiny, monkeypatch):
+    class Boom(RuntimeError):
+        pass
+
+    def broken_predict(self, audio, template, condition=None):
+        raise Boom("predict failed")
+
+    monkeypatch.setattr(TemplateMethod, "predict", broken_predict)
+    with pytest.raises(Boom):
+        pipeline.run(_cfg("template", synthtalk_tiny), tracking_uri=store_uri, progress=False)
+    runs = tracking.Tracker(store_uri).search_runs("synthtalk", finished_only=False)
+    assert runs["status"].tolist() == ["FAILED"]
+    rid = runs.loc[0, "run_id"]
+    assert tracking.read_run_record(rid)["finished"] is False
+    assert tracking.last_unfinished_run() == rid
+
+
+def test_bad_prediction_shape_is_a_clear_error(store_uri, synthtalk_tiny, monkeypatch):
+    from talkbench.errors import TalkbenchError
+
+    monkeypatch.setattr(TemplateMethod, "predict", lambda self, a, t, c=None: torch.zeros(5, 3))
+    with pytest.raises(TalkbenchError, match=r"predict\(\) for clip .* returned shape \(5, 3\)"):
+        pipeline.run(_cfg("template", synthtalk_tiny), tracking_uri=store_uri, progress=False)
