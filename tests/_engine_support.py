@@ -231,9 +231,52 @@ def run_job(args: list[str]) -> None:
                 "resumed_from": result.resumed_from, "predictions": preds}, out)  # fmt: skip
 
 
+def ddp_job(out_dir: Path) -> None:
+    """One rank under torchrun: train, record what this rank logged, wrote and saw, save its weights."""
+    import os
+
+    from talkbench.engine import train
+
+    rank = int(os.environ["RANK"])
+    data = MemoryData()
+    cfg = dummy_config("dummy.pre_epochs=2", "dummy.fine_epochs=2", "train.checkpoint_every=1")
+    method = build(cfg, data)
+    seen: list[str] = []
+    original_loss = method.loss
+
+    def spy_loss(stage, batch):
+        if method.training:
+            seen.extend(batch.names)
+        return original_loss(stage, batch)
+
+    method.loss = spy_loss
+    writes: list[str] = []
+    real_save = torch.save
+
+    def spy_save(obj, f, *a, **k):
+        target = getattr(f, "name", f)
+        if isinstance(target, str | os.PathLike):  # files, not the in-memory buffers of collectives
+            writes.append(str(target))
+        return real_save(obj, f, *a, **k)
+
+    torch.save = spy_save
+    logger = ListLogger()
+    try:
+        result = train(method, data, cfg, out_dir / "run", logger=logger, progress=False,
+                       loader_factory=memory_loader)  # fmt: skip
+    finally:
+        torch.save = real_save
+    real_save({"state": method.state_dict(), "logged": logger.metrics, "artifacts": logger.artifacts,
+               "writes": writes, "seen": seen, "world_size": result.world_size},
+              out_dir / f"rank{rank}.pt")  # fmt: skip
+
+
 def main(argv: list[str]) -> None:
     """Subprocess entry: jobs separated by ``--``, run one after the other in this process."""
     torch.set_num_threads(1)
+    if argv[0] == "ddp":
+        ddp_job(Path(argv[1]))
+        return
     job: list[str] = []
     for arg in [*argv, "--"]:
         if arg == "--":
