@@ -65,6 +65,7 @@ def _make_clip(subject: str, sentence: int, rng) -> tuple[Clip, list[dict]]:
     segments, start = [], int(rng.integers(2, 6))
     while start + 3 < t_n:
         o[start : start + 2] = 0.0
+        o[start + 2 : start + 4] = np.maximum(o[start + 2 : start + 4], 0.6)  # the vowel opens
         segments.append(
             {"phoneme": "p", "category": "bilabial", "start": start / FPS, "end": (start + 2) / FPS}
         )
@@ -132,7 +133,7 @@ def test_ground_truth_scores_perfect(toy):
     ):
         assert a[m] == pytest.approx(0.0, abs=1e-12), m
     assert a["lip_corr"] == pytest.approx(1.0)
-    assert a["bilabial_recall"] == 1.0
+    assert a["bilabial_recall"] == 1.0 and a["vowel_open_rate"] == 1.0
     assert a["articulation_gain/S1"] == pytest.approx(1.0) and a["upper_face_ratio/S2"] == pytest.approx(1.0)
     assert set(ev.metrics) == set(METRICS.names()) and not ev.skipped
     assert ev.region_digest == spec.region_digest() and ev.metric_versions["lve"] >= 1
@@ -431,3 +432,17 @@ def test_float32_fast_path_matches_float64_definitions(toy):
         assert row["mve"] == pytest.approx(mve(p, g), rel=1e-6)
         assert row["lve"] == pytest.approx(lve_frames(p, g, LIPS).mean(), rel=1e-6)
         assert row["fdd"] == pytest.approx(fdd(p, g, clips[n].template, UPPER), rel=1e-6)
+
+
+def test_static_face_is_not_rewarded(toy):
+    # the template method: mouth closed at rest, so bilabials "close" -- the companion metrics tell
+    spec, clips, aligns = toy
+    preds = [(n, None, np.repeat(c.template[None], c.n_frames, axis=0)) for n, c in clips.items()]
+    ev = evaluate(preds, spec, clips, aligns, n_boot=200)
+    a = ev.aggregates
+    assert a["bilabial_recall"] == 1.0 and a["vowel_open_rate"] == 0.0
+    assert a["lip_corr"] == 0.0 and a["av_offset"] == 0.0
+    assert a["articulation_gain/S1"] == 0.0
+    assert a["articulation_log_err"] == pytest.approx(math.log(1e3))  # ratio clipped at 1e-3
+    assert all(np.isfinite(v) for k, v in ev.flat().items() if "log_err" in k)
+    assert ev.to_table().set_index("metric").loc["fdd_abs", "scale"] == 1e-7  # shares fdd's scale

@@ -9,6 +9,7 @@ from talkbench.metrics.lipsync import (
     load_alignments,
     mouth_opening,
     pearson,
+    vowel_openings,
 )
 from talkbench.metrics.registry import METRIC_ORDER, METRICS, MetricInfo, metric_info
 from talkbench.metrics.stats import PairedTest, paired_test
@@ -17,4 +18,5 @@ __all__ = [
     "METRICS", "METRIC_ORDER", "Evaluation", "MetricInfo", "PairedTest", "av_offset", "bilabial_closures",
     "evaluate", "fdd", "load_alignments", "lve", "lve_frames", "metric_info", "mouth_opening", "mve",
     "mve_frames", "paired_test", "pearson", "upper_face_dynamics",
+    "vowel_openings",
 ]

@@ -279,11 +279,10 @@ def evaluate(
         for m in ("lip_corr", "av_offset", "av_offset_abs"):
             skipped[m] = f"dataset '{spec.name}' defines no mouth_pair or upper_lip/lower_lip regions"
     if alignments is None or mouth is None:
-        skipped["bilabial_recall"] = (
-            "no phoneme alignments given" if alignments is None else skipped["lip_corr"]
-        )
+        for m in ("bilabial_recall", "vowel_open_rate"):
+            skipped[m] = "no phoneme alignments given" if alignments is None else skipped["lip_corr"]
     else:
-        _bilabial_columns(df, curves, gt_curves, alignments, spec.fps)
+        _segment_columns(df, curves, gt_curves, alignments, spec.fps)
 
     _check_conditions(df)
     metrics = tuple(m for m in METRIC_ORDER if m not in skipped)
@@ -296,8 +295,9 @@ def evaluate(
     return ev
 
 
-def _bilabial_columns(df, curves, gt_curves, alignments, fps: float) -> None:
-    """n_bilabial / n_closed per row, with the closure threshold from each speaker's true range."""
+def _segment_columns(df, curves, gt_curves, alignments, fps: float) -> None:
+    """n_bilabial / n_closed and n_vowel / n_vowel_open per row, with the closure threshold from
+    each speaker's true opening range."""
     missing = sorted(set(df["clip"]) - set(alignments))
     if missing:
         raise DataError(
@@ -308,16 +308,17 @@ def _bilabial_columns(df, curves, gt_curves, alignments, fps: float) -> None:
     for subject in set(subj_of.values()):
         c = np.concatenate([gt_curves[n] for n, s in subj_of.items() if s == subject])
         thresholds[subject] = lipsync.closure_threshold(float(c.min()), float(c.max()), CLOSURE_FRACTION)
-    n_seg, n_closed = [], []
+    counts = []
     for name, cond, subject in zip(df["clip"], df["condition"], df["subject"]):
         segments = lipsync.validate_segments(list(alignments[name]), f"alignment of clip '{name}'")
-        a, b = lipsync.bilabial_closures(curves[(name, cond)], segments, fps, thresholds[subject])
-        n_seg.append(a)
-        n_closed.append(b)
-    df["n_bilabial"] = np.asarray(n_seg, np.float64)
-    df["n_closed"] = np.asarray(n_closed, np.float64)
+        curve, th = curves[(name, cond)], thresholds[subject]
+        closed = lipsync.bilabial_closures(curve, segments, fps, th)
+        counts.append(closed + lipsync.vowel_openings(curve, segments, fps, th))
+    c = np.asarray(counts, np.float64).reshape(-1, 4)
+    df["n_bilabial"], df["n_closed"], df["n_vowel"], df["n_vowel_open"] = c.T
     with np.errstate(divide="ignore", invalid="ignore"):
         df["bilabial_recall"] = df["n_closed"] / df["n_bilabial"]
+        df["vowel_open_rate"] = df["n_vowel_open"] / df["n_vowel"]
 
 
 def _check_conditions(df: pd.DataFrame) -> None:

@@ -7,7 +7,10 @@
   predicted and true opening curves within +-max_lag frames; positive = the prediction is late;
 - bilabial closure recall (SynthTalk): the fraction of bilabial segments of the true phoneme
   alignment during which the predicted opening falls below a closure threshold set relative to the
-  speaker's true opening range.
+  speaker's true opening range;
+- vowel opening rate, its complement: the fraction of vowel segments during which the predicted
+  opening rises above that threshold. A static face whose mouth is closed at rest scores a perfect
+  bilabial recall and a vowel opening rate of 0, so the two are reported together.
 """
 
 from __future__ import annotations
@@ -103,6 +106,26 @@ def bilabial_closures(
         n_seg += 1
         n_closed += bool(np.min(pred_open[lo:hi]) <= closed_below)
     return n_seg, n_closed
+
+
+def vowel_openings(
+    pred_open: np.ndarray,
+    segments: Sequence[Mapping],
+    fps: float,
+    closed_below: float,
+) -> tuple[int, int]:
+    """(number of vowel segments inside the sequence, number of them where the predicted opening
+    exceeds ``closed_below`` at some frame of the segment)."""
+    n_seg = n_open = 0
+    for seg in segments:
+        if seg["category"] != "vowel":
+            continue
+        lo, hi = segment_frames(float(seg["start"]), float(seg["end"]), fps, len(pred_open))
+        if hi <= lo:
+            continue
+        n_seg += 1
+        n_open += bool(np.max(pred_open[lo:hi]) > closed_below)
+    return n_seg, n_open
 
 
 def closure_threshold(gt_min: float, gt_max: float, fraction: float) -> float:

@@ -37,6 +37,7 @@ class MetricInfo:
     columns: tuple[str, ...]
     scales: dict[str, float] = field(default_factory=dict)
     requires: str | None = None  # "mouth_pair" | "alignments" | None
+    scale_key: str | None = None  # the table-scale entry it shares (fdd_abs uses fdd's)
 
     def __post_init__(self) -> None:
         assert self.reduction in REDUCTIONS, self.reduction
@@ -47,8 +48,9 @@ class MetricInfo:
 
     def scale_for(self, dataset: str, table_scales: dict[str, float] | None = None) -> float:
         """Display scale: the dataset spec's own table scale wins, then the registry's, then 1."""
-        if table_scales and self.name in table_scales:
-            return float(table_scales[self.name])
+        key = self.scale_key or self.name
+        if table_scales and key in table_scales:
+            return float(table_scales[key])
         return float(self.scales.get(dataset.lower(), 1.0))
 
     @property
@@ -80,7 +82,7 @@ _ENTRIES = (
     MetricInfo(
         "fdd_abs", 1, "u^2", "lower",
         "mean over sequences of |D(gt) - D(pred)| (FaceDiffuser's ABS FDD)",
-        "sequence-mean", ("fdd_abs",), {"vocaset": 1e-7, "biwi": 1e-5},
+        "sequence-mean", ("fdd_abs",), {"vocaset": 1e-7, "biwi": 1e-5}, scale_key="fdd",
     ),
     MetricInfo(
         "lip_corr", 1, "1", "higher",
@@ -106,15 +108,22 @@ _ENTRIES = (
         "segment-pooled", ("n_closed", "n_bilabial"), requires="alignments",
     ),
     MetricInfo(
+        "vowel_open_rate", 1, "1", "higher",
+        "fraction of vowel segments of the true alignment (pooled over sequences) during which the "
+        "predicted mouth opening exceeds min + 0.2 x (max - min) of the speaker's true opening",
+        "segment-pooled", ("n_vowel_open", "n_vowel"), requires="alignments",
+    ),
+    MetricInfo(
         "articulation_log_err", 1, "1", "lower",
         "mean over test speakers of |log g|, g = RMS predicted / RMS true lip displacement from the "
-        "template, pooled over the speaker's frames and lip vertices",
+        "template, pooled over the speaker's frames and lip vertices, g clipped to [1e-3, 1e3]",
         "speaker-pooled", ("lip_sq_pred", "lip_sq_gt"),
     ),
     MetricInfo(
         "upper_face_log_err", 1, "1", "lower",
         "mean over test speakers of |log u|, u = RMS predicted / RMS true upper-face displacement "
-        "from the template, pooled over the speaker's frames and upper-face vertices",
+        "from the template, pooled over the speaker's frames and upper-face vertices, u clipped to "
+        "[1e-3, 1e3]",
         "speaker-pooled", ("upper_sq_pred", "upper_sq_gt"),
     ),
 )

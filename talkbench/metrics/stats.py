@@ -9,6 +9,7 @@ in a paired test, for both methods.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +17,7 @@ from scipy import stats as sps
 
 from talkbench.errors import TalkbenchError
 from talkbench.metrics.registry import MetricInfo, metric_info
-from talkbench.metrics.style import mean_abs_log, ratio
+from talkbench.metrics.style import abs_log, mean_abs_log, ratio
 
 
 @dataclass
@@ -66,7 +67,7 @@ def per_sequence_values(info: MetricInfo, block: StatBlock) -> np.ndarray:
             return np.where(cols[1] > 0, cols[0] / cols[1], np.nan)
         if info.reduction == "sequence-mean":
             return cols[0].copy()
-        return np.abs(np.log(ratio(cols[0], cols[1])))
+        return abs_log(ratio(cols[0], cols[1]))
 
 
 def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
@@ -76,7 +77,9 @@ def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[float, floa
     if s.size == 0:
         return (float("nan"), float("nan"))
     a = (1.0 - level) / 2.0
-    lo, hi = np.quantile(s, [a, 1.0 - a], method="linear")
+    # interpolating between infinite samples gives NaN: take order statistics then
+    method = "linear" if np.isfinite(s).all() else "nearest"
+    lo, hi = np.quantile(s, [a, 1.0 - a], method=method)
     return float(lo), float(hi)
 
 
@@ -114,6 +117,13 @@ def paired_test(a, b, metric: str, n_boot: int = 1000, seed: int = 0) -> PairedT
     signed-rank test on per-clip values (per-sequence metric, averaged over conditions).
     """
     info = metric_info(metric)
+    for label, ev in (("A", a), ("B", b)):
+        missing = [c for c in info.columns if c not in ev.per_sequence.columns]
+        if missing:
+            raise TalkbenchError(
+                f"paired test on {metric}: evaluation {label} has no {', '.join(missing)} column(s) "
+                f"({getattr(ev, 'skipped', {}).get(metric, 'metric not computed')})"
+            )
     common = sorted(set(a.per_sequence["clip"]) & set(b.per_sequence["clip"]))
     if len(common) < 2:
         raise TalkbenchError(
@@ -126,8 +136,10 @@ def paired_test(a, b, metric: str, n_boot: int = 1000, seed: int = 0) -> PairedT
     w = bootstrap_weights(len(common), n_boot, seed)
     diffs = condition_mean(reduce(info, block_a, w)) - condition_mean(reduce(info, block_b, w))
 
-    xa = np.nanmean(per_sequence_values(info, block_a), axis=0)
-    xb = np.nanmean(per_sequence_values(info, block_b), axis=0)
+    with warnings.catch_warnings():  # clips without any segment are NaN for segment metrics
+        warnings.simplefilter("ignore", RuntimeWarning)
+        xa = np.nanmean(per_sequence_values(info, block_a), axis=0)
+        xb = np.nanmean(per_sequence_values(info, block_b), axis=0)
     d = xa - xb
     d = d[np.isfinite(d)]
     if d.size == 0 or np.all(d == 0):

@@ -47,13 +47,19 @@ def ratio(pred_sq: np.ndarray, gt_sq: np.ndarray) -> np.ndarray:
         return np.sqrt(np.asarray(pred_sq, np.float64) / np.asarray(gt_sq, np.float64))
 
 
-def mean_abs_log(ratios: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Mean over speakers (``axis``) of |log ratio|, ignoring speakers absent from a resample (NaN).
+RATIO_CLIP = (1e-3, 1e3)  # a static face (ratio 0) scores |log 1e-3| = 6.91, not infinity
 
-    A static prediction has ratio 0 and error +inf: an honest, if harsh, score.
-    """
+
+def abs_log(ratios: np.ndarray) -> np.ndarray:
+    """|log ratio| with the ratio clipped to RATIO_CLIP (NaN stays NaN: undefined ratio)."""
+    return np.abs(np.log(np.clip(ratios, *RATIO_CLIP)))
+
+
+def mean_abs_log(ratios: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Mean over speakers (``axis``) of |log ratio| (clipped), ignoring speakers absent from a
+    resample (NaN)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        err = np.abs(np.log(ratios))
+        err = abs_log(ratios)
     present = ~np.isnan(err)
     total = np.where(present, err, 0.0).sum(axis=axis)
     count = present.sum(axis=axis)
