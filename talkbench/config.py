@@ -499,11 +499,12 @@ def _parse_override(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set train.checkpoint_every=10")
+        raise ConfigError(f"--set {text}: expected KEY=VALUE, e.g. --set train.checkpoint_every=10")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {text!r}: cannot parse the value as YAML ({exc})") from None
+        reason = " ".join(str(exc).split())
+        raise ConfigError(f"--set {text}: cannot parse the value as YAML ({reason})") from None
     return key, value
 
 
@@ -513,7 +514,7 @@ def _read_yaml(path: Path) -> Any:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}".replace("\n", " ")) from None
+        raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
     return {} if data is None else data
 
 
