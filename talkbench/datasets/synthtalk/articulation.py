@@ -21,8 +21,10 @@ from .speech import critically_damped
 OVERSAMPLE = 4  # internal rate = capture fps * OVERSAMPLE
 LEAD = 0.035  # seconds the articulators anticipate the sound
 # Base natural frequencies (rad/s) of each mouth channel; the lips are quicker than the jaw.
-OMEGA = {"jaw": 42.0, "round": 55.0, "spread": 55.0, "press": 95.0, "labiodental": 70.0}
-PRESS_TARGET = 1.35  # aim beyond contact so closure saturates (lips pressed) within the segment
+OMEGA = {"jaw": 36.0, "round": 40.0, "spread": 40.0, "press": 45.0, "labiodental": 50.0}
+PRESS_TARGET = 1.5  # aim beyond contact so closure saturates (lips pressed) within the segment
+# Lips start closing well before a bilabial (anticipation) and part at its acoustic release.
+PRESS_ON, PRESS_OFF = 0.07, 0.02
 BROW_WIDTH = 0.12  # seconds (Gaussian sd) of a brow raise
 BROW_LEAD = 0.04
 
@@ -36,6 +38,10 @@ def mouth_weights(segs: list[Segment], style: Style, t: np.ndarray) -> np.ndarra
     ends = np.array([s.end for s in segs])
     idx = np.minimum(np.searchsorted(ends, t + LEAD, side="right"), len(segs) - 1)
     steps = tgt[idx]
+    p = MOUTH_FIELDS.index("press")
+    on_idx = np.minimum(np.searchsorted(ends, t + PRESS_ON, side="right"), len(segs) - 1)
+    off_idx = np.minimum(np.searchsorted(ends, t + PRESS_OFF, side="right"), len(segs) - 1)
+    steps[:, p] = np.maximum(tgt[on_idx, p], tgt[off_idx, p])  # closure held from onset-lead to release
     dt = float(t[1] - t[0])
     out = np.empty_like(steps)
     for k, ch in enumerate(MOUTH_FIELDS):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .face import EYE_U, EYE_V, MOUTH_HALF_U, MOUTH_V, Topology
+from .face import EYE_U, EYE_V, MOUTH_V, Topology
 
 MOUTH_FIELDS = ("jaw", "round", "spread", "press", "labiodental")
 FIELDS = (*MOUTH_FIELDS, "brow", "blink")
@@ -17,18 +17,19 @@ JAW_HINGE = (0.06, -0.09)  # (y, z) of the jaw's rotation axis in metres
 JAW_ANGLE = 0.12  # radians at weight 1 (about 12 mm of lower-lip travel)
 
 
-def _mouth_span(u: np.ndarray) -> np.ndarray:
-    """1 at the lip centre, 0 at and beyond the mouth corners."""
-    return np.where(np.abs(u) < MOUTH_HALF_U, np.cos(0.5 * np.pi * u / MOUTH_HALF_U) ** 2, 0.0)
+def _mouth_span(u: np.ndarray, half: float) -> np.ndarray:
+    """1 at the lip centre, 0 at and beyond the mouth corners (|u| >= half)."""
+    return np.where(np.abs(u) < half, np.cos(0.5 * np.pi * u / half) ** 2, 0.0)
 
 
 def lower_weight(topo: Topology) -> np.ndarray:
     """How much a vertex follows the jaw: 1 on the chin, 0 above the mouth, split at the lip line."""
     u, t = topo.u, topo.v - MOUTH_V
-    sigma = 0.05 + 0.6 * np.clip(np.abs(u) - MOUTH_HALF_U, 0.0, None) ** 2
+    half = topo.mouth_half_u
+    sigma = 0.05 + 0.6 * np.clip(np.abs(u) - half, 0.0, None) ** 2
     w = 0.5 * (1.0 - np.tanh(t / sigma))
     on_line = np.abs(t) < 1e-9
-    m = _mouth_span(u)
+    m = _mouth_span(u, half)
     w = np.where(on_line, 0.5 - 0.5 * topo.side * m, w)
     # Above the mouth the jaw pulls the cheeks a little, fading with height.
     return np.clip(w, 0.0, 1.0)
@@ -42,20 +43,21 @@ def fields(topo: Topology, tmpl: np.ndarray, asymmetry: float = 0.0) -> np.ndarr
     V = topo.n_vertices
     out = np.zeros((len(FIELDS), V, 3))
     lw = lower_weight(topo)
-    lip = np.exp(-((u / (1.25 * MOUTH_HALF_U)) ** 4) - (t / 0.16) ** 2)  # lips and their surround
-    lip_line = np.exp(-((u / (1.1 * MOUTH_HALF_U)) ** 4) - (t / 0.07) ** 2)
-    m = _mouth_span(u)
+    half = topo.mouth_half_u
+    lip = np.exp(-((u / (1.25 * half)) ** 4) - (t / 0.16) ** 2)  # lips and their surround
+    lip_line = np.exp(-((u / (1.1 * half)) ** 4) - (t / 0.07) ** 2)
+    m = _mouth_span(u, half)
 
     # jaw open: rotate the lower face about the hinge (small-angle), chin down and slightly back.
     hy, hz = JAW_HINGE
     out[0, :, 1] = -JAW_ANGLE * (z - hz) * lw
     out[0, :, 2] = JAW_ANGLE * (y - hy) * lw * 0.5
     # lip round: protrude and narrow, with a small rounded opening.
-    out[1, :, 0] = -0.4 * x * lip
+    out[1, :, 0] = -0.3 * x * lip
     out[1, :, 1] = 0.0015 * side * m * np.exp(-((t / 0.05) ** 2))
     out[1, :, 2] = 0.006 * lip
     # lip spread: corners out and slightly back.
-    out[2, :, 0] = 0.28 * x * lip
+    out[2, :, 0] = 0.2 * x * lip
     out[2, :, 1] = 0.0008 * lip
     out[2, :, 2] = -0.0015 * lip
     # lip press: lips thin and bulge slightly (the closure itself is close_lips()).
@@ -63,8 +65,8 @@ def fields(topo: Topology, tmpl: np.ndarray, asymmetry: float = 0.0) -> np.ndarr
     out[3, :, 1] = -0.0008 * side * lip_line
     # labiodental: lower lip up and back under the upper teeth.
     low = (side < 0) * lip_line
-    out[4, :, 1] = 0.0055 * low
-    out[4, :, 2] = -0.004 * low
+    out[4, :, 1] = 0.004 * low
+    out[4, :, 2] = -0.003 * low
     # Left/right asymmetry scales the mouth fields on one side.
     out[:5] *= (1.0 + asymmetry * u)[None, :, None]
     # brow raise: brows up, forehead follows, fading upwards.
@@ -74,33 +76,36 @@ def fields(topo: Topology, tmpl: np.ndarray, asymmetry: float = 0.0) -> np.ndarr
     out[5, :, 1] = 0.0065 * brow
     out[5, :, 2] = 0.0008 * brow
     # blink: lids close over the eye (upper part down, lower part slightly up).
-    eye = np.exp(-(((au - EYE_U) / 0.13) ** 2) - ((v - EYE_V) / 0.09) ** 2)
-    above = np.clip((v - EYE_V) / 0.09 + 0.5, 0.0, 1.0)
+    eye = np.exp(-(((au - EYE_U) / 0.13) ** 2) - ((v - EYE_V) / 0.065) ** 2)
+    above = np.clip((v - EYE_V) / 0.065 + 0.5, 0.0, 1.0)
     out[6, :, 1] = eye * (-0.008 * above + 0.002 * (1.0 - above))
     return out
+
+
+def _lip_columns(topo: Topology):
+    """For vertices near the open mouth: ids, their mouth column, falloff, and direction (+1 lower lip)."""
+    cols_u = topo.u[topo.mouth_upper]
+    col_of = {float(cu): k for k, cu in enumerate(cols_u)}
+    t = topo.v - MOUTH_V
+    near = np.flatnonzero((np.abs(t) < 0.2) & (np.abs(topo.u) < topo.mouth_half_u))
+    idx = np.array([col_of[float(cu)] for cu in topo.u[near]], dtype=np.int64)
+    fall = np.exp(-np.abs(t[near]) / 0.05)
+    sign = -topo.side[near].astype(np.float64)  # upper side moves against the gap, the lower side with it
+    return near, idx, fall * sign
 
 
 def close_lips(verts: np.ndarray, topo: Topology, closure: np.ndarray) -> np.ndarray:
     """Bring upper and lower lips together by ``closure`` in [0, 1] per frame (1 = touching), in place.
 
-    The lip gap at each mouth column is scaled by (1 - closure); lips that would cross are closed fully.
-    The correction spreads to neighbouring rows of the same column with a short falloff.
-    verts: (T, V, 3) float64.
+    The lip gap at each mouth column is scaled by (1 - closure); then any vertical overlap left (a lip
+    pushed past the other) is removed, so lips touch but never cross. Each correction spreads to the
+    neighbouring rows of the same column with a short falloff. verts: (T, V, 3) float64.
     """
     up, lo = topo.mouth_upper, topo.mouth_lower
-    gap = verts[:, up] - verts[:, lo]  # (T, M, 3)
-    crossed = gap[..., 1] < 0.0
-    c = np.where(crossed, 1.0, np.clip(closure, 0.0, 1.0)[:, None])  # (T, M)
-    half = 0.5 * c[..., None] * gap  # move each lip half way
-    # Each mouth column's vertices on either side follow with a falloff in rows.
-    cols_u = topo.u[up]
-    col_of = {float(cu): k for k, cu in enumerate(cols_u)}
-    t = topo.v - MOUTH_V
-    near = np.flatnonzero((np.abs(t) < 0.2) & (np.abs(topo.u) < MOUTH_HALF_U))
-    idx = np.array([col_of[float(cu)] for cu in topo.u[near]], dtype=np.int64)
-    fall = np.exp(-np.abs(t[near]) / 0.05)
-    sign = -topo.side[near].astype(np.float64)  # upper side moves down (against the gap), lower up
-    sign[np.isin(near, lo)] = 1.0
-    sign[np.isin(near, up)] = -1.0
-    verts[:, near] += (sign * fall)[None, :, None] * half[:, idx]
+    near, idx, w = _lip_columns(topo)
+    gap = verts[:, up] - verts[:, lo]  # (T, M, 3), +y when open
+    half = 0.5 * np.clip(closure, 0.0, 1.0)[:, None, None] * gap
+    verts[:, near] += w[None, :, None] * half[:, idx]
+    overlap = np.minimum(verts[:, up, 1] - verts[:, lo, 1], 0.0)  # (T, M), < 0 where lips cross
+    verts[:, near, 1] += w[None, :] * (0.5 * overlap)[:, idx]
     return verts

@@ -34,41 +34,50 @@ class Topology:
     faces: np.ndarray  # (F, 3) int64
     regions: dict[str, np.ndarray]
     mouth_pair: tuple[np.ndarray, np.ndarray]  # (upper ids, lower ids) at the lip centre
+    mouth_half_u: float  # |u| of the mouth corners: the lips part strictly inside it
 
     @property
     def n_vertices(self) -> int:
         return int(self.u.shape[0])
 
 
-def _mouth_columns(u_cols: np.ndarray) -> np.ndarray:
-    return np.flatnonzero(np.abs(u_cols) < MOUTH_HALF_U - 1e-9)
+def _mouth_columns(u_cols: np.ndarray, n_mouth: int) -> np.ndarray:
+    """The n_mouth columns nearest the centre (n_mouth has the parity of the column count)."""
+    return np.sort(np.argsort(np.abs(u_cols), kind="stable")[:n_mouth])
 
 
-def grid_for(n_vertices: int) -> tuple[int, int]:
-    """(nu, nv) whose vertex count nu*nv + mouth copies is nearest n_vertices (exact when possible)."""
-    best: tuple[int, int, int] | None = None
+def grid_for(n_vertices: int) -> tuple[int, int, int]:
+    """(nu, nv, n_mouth): a near-square grid plus mouth copies, nu*nv + n_mouth nearest n_vertices.
+
+    The mouth spans about 2 * MOUTH_HALF_U of the width; letting its column count vary a little makes
+    exact counts (e.g. FLAME's 5023) reachable.
+    """
+    best = None
     side = int(round(np.sqrt(n_vertices)))
-    for nu in range(max(8, side - 12), side + 13):
-        m = len(_mouth_columns(np.linspace(-1, 1, nu)))
-        nv = max(8, int(round((n_vertices - m) / nu)))
-        for cand in (nv - 1, nv, nv + 1):
-            err = abs(nu * cand + m - n_vertices)
-            key = (err, abs(nu - cand), nu)
-            if best is None or key < best:
-                best = (err, abs(nu - cand), nu)
-                chosen = (nu, cand)
-    return chosen
+    for nu in range(max(8, side - 14), side + 3):
+        m0 = MOUTH_HALF_U * (nu - 1)  # columns strictly inside the nominal span
+        for m in range(max(2, int(m0) - 3), int(m0) + 4):
+            if (m - nu) % 2:
+                continue  # symmetric about u = 0
+            nv = max(8, int(round((n_vertices - m) / nu)))
+            if not nu <= nv <= 1.4 * nu:  # the face is taller than wide
+                continue
+            key = (abs(nu * nv + m - n_vertices), abs(m - m0), nv - nu)
+            if best is None or key < best[0]:
+                best = (key, (nu, nv, m))
+    return best[1]
 
 
 @lru_cache(maxsize=8)
-def build_topology(nu: int, nv: int) -> Topology:
+def build_topology(nu: int, nv: int, n_mouth: int) -> Topology:
     uc = np.linspace(-1.0, 1.0, nu)
     vr = np.linspace(-1.0, 1.0, nv)
     jm = int(np.argmin(np.abs(vr - MOUTH_V)))
     # Shift rows so the mouth row sits exactly on MOUTH_V (keeps the rest evenly spaced).
     vr = vr + (MOUTH_V - vr[jm])
     vr = np.clip(vr, -1.0, 1.0)
-    mcols = _mouth_columns(uc)
+    mcols = _mouth_columns(uc, n_mouth)
+    corner = float(np.min(np.abs(np.delete(uc, mcols))))  # |u| of the shared mouth-corner columns
     gu, gv = np.meshgrid(uc, vr)  # (nv, nu), row-major ids = j * nu + i
     n_grid = nu * nv
     u = np.concatenate([gu.ravel(), uc[mcols]])
@@ -97,9 +106,9 @@ def build_topology(nu: int, nv: int) -> Topology:
     t = v - vr[jm]
     au = np.abs(u)
     row_step = vr[1] - vr[0]
-    lips = (au <= MOUTH_HALF_U * 1.25) & (np.abs(t) <= max(0.11, 1.6 * row_step))
-    upper_lip = lips & (side > 0)
-    lower_lip = lips & (side < 0)
+    lips = (au <= corner * 1.25) & (np.abs(t) <= max(0.11, 1.6 * row_step))
+    upper_lip = lips & (side >= 0)  # the mouth corners belong to both lips
+    lower_lip = lips & (side <= 0)
     jaw = (t < 0) & ~lips & (au <= 0.8)
     eyes = ((au - EYE_U) / 0.2) ** 2 + ((v - EYE_V) / 0.13) ** 2 <= 1.0
     brows = (v > EYE_V + 0.1) & (v <= EYE_V + 0.32) & (au >= 0.12) & (au <= 0.7)
@@ -111,11 +120,11 @@ def build_topology(nu: int, nv: int) -> Topology:
         "eyes": eyes, "brows": brows, "forehead": forehead, "upper_face": upper_face,
     }
     regions = {k: np.flatnonzero(m).astype(np.int64) for k, m in masks.items()}
-    centre = np.abs(uc[mcols]) <= 0.34 * MOUTH_HALF_U + 1e-9
+    centre = np.abs(uc[mcols]) <= 0.34 * corner + 1e-9
     if not centre.any():
         centre = np.abs(uc[mcols]) == np.abs(uc[mcols]).min()
     mouth_pair = (mouth_upper[centre], mouth_lower[centre])
-    return Topology(nu, nv, u, v, side, mouth_lower, mouth_upper, faces, regions, mouth_pair)
+    return Topology(nu, nv, u, v, side, mouth_lower, mouth_upper, faces, regions, mouth_pair, corner)
 
 
 SHAPE_KEYS = ("width", "height", "depth", "mouth", "nose", "chin")

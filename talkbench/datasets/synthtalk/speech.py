@@ -2,7 +2,7 @@
 
 Source: Rosenberg glottal pulses at the speaker's F0 contour (declination, pitch accents, jitter) with
 breathy aspiration; filter: a cascade of four time-varying formant resonators, run in 10 ms blocks whose
-filter state carries across blocks (scipy.signal.sosfilt zi); plus band-passed noise for frication and
+filter state carries across blocks (scipy.signal.lfilter zi); plus band-passed noise for frication and
 stop bursts, amplitude envelopes, and a little background noise.
 """
 
@@ -12,6 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 from scipy import signal
+from scipy.ndimage import uniform_filter1d
 
 from .phonemes import BANDWIDTHS, INVENTORY, NOISE_BANDS
 from .sentences import Segment
@@ -81,14 +82,24 @@ def _band_sos(band: str) -> np.ndarray:
     return signal.butter(2, [lo, min(hi, SR / 2 - 200)], btype="band", fs=SR, output="sos")
 
 
-def _resonator_sos(freqs: np.ndarray, bws: np.ndarray) -> np.ndarray:
-    """(..., 6) second-order sections of unit-DC-gain resonators at freqs with bandwidths bws (Hz)."""
+def cascade_coefficients(freqs: np.ndarray, bws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gain (N,) and denominator (N, 2K+1) of K cascaded unit-DC-gain resonators per row of freqs (N, K).
+
+    Each resonator is 1 / (1 - c z^-1 + r^2 z^-2), r = exp(-pi B / SR), c = 2 r cos(2 pi F / SR), with gain
+    1 - c + r^2 (Klatt's normalisation); the cascade's denominator is the product of the K polynomials.
+    """
     r = np.exp(-np.pi * bws / SR)
     c = 2.0 * r * np.cos(2.0 * np.pi * freqs / SR)
     a2 = r * r
-    g = 1.0 - c + a2
-    z = np.zeros_like(g)
-    return np.stack([g, z, z, np.ones_like(g), -c, a2], axis=-1)
+    gain = np.prod(1.0 - c + a2, axis=-1)
+    den = np.ones(freqs.shape[:-1] + (1,))
+    for k in range(freqs.shape[-1]):  # polynomial product, vectorised over rows
+        sec = np.stack([np.ones_like(c[..., k]), -c[..., k], a2[..., k]], axis=-1)
+        new = np.zeros(den.shape[:-1] + (den.shape[-1] + 2,))
+        for j in range(3):
+            new[..., j: j + den.shape[-1]] += sec[..., j: j + 1] * den
+        den = new
+    return gain, den
 
 
 def formant_tracks(segs: list[Segment], voice: Voice, t: np.ndarray) -> np.ndarray:
@@ -102,9 +113,9 @@ def formant_tracks(segs: list[Segment], voice: Voice, t: np.ndarray) -> np.ndarr
 
 
 def _smooth(x: np.ndarray, width: int) -> np.ndarray:
-    win = np.hanning(width + 2)[1:-1]
-    win /= win.sum()
-    return signal.oaconvolve(x, win, mode="same")
+    """Triangular smoothing over about ``width`` samples (two box filters), for click-free envelopes."""
+    half = max(1, width // 2)
+    return uniform_filter1d(uniform_filter1d(x, half, mode="nearest"), half, mode="nearest")
 
 
 def synthesize(segs: list[Segment], voice: Voice, rng: np.random.Generator) -> np.ndarray:
@@ -143,12 +154,14 @@ def synthesize(segs: list[Segment], voice: Voice, rng: np.random.Generator) -> n
     bw = np.broadcast_to(np.array(BANDWIDTHS) * (1.0 + 0.6 * voice.breathiness * np.array([1, 0.5, 0, 0])),
                          fr.shape)
     fr = np.minimum(fr, SR / 2 - 600)
-    sos = _resonator_sos(fr, bw)  # (n_blocks, 4, 6)
+    gain, den = cascade_coefficients(fr, bw)  # one 8th-order filter per block
     out = np.empty(n)
-    zi = np.zeros((4, 2))
+    zi = np.zeros(den.shape[1] - 1)
+    num = np.zeros(den.shape[1])
     for k in range(n_blocks):
         a, b = k * BLOCK, min(n, (k + 1) * BLOCK)
-        out[a:b], zi = signal.sosfilt(sos[k], src[a:b], zi=zi)
+        num[0] = gain[k]
+        out[a:b], zi = signal.lfilter(num, den[k], src[a:b], zi=zi)
 
     for band, env in noise_env.items():
         width = 48 if band.startswith("burst") else 160
