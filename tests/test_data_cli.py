@@ -94,3 +94,12 @@ def test_make_synthtalk_tiny(tmp_path):
     assert (out / "synthtalk.json").is_file() and str(out) in res.output
     res = runner.invoke(app, ["data", "check", str(out)])
     assert res.exit_code == 0 and "(synthtalk)" in res.output, res.output
+
+
+def test_make_synthtalk_without_out_uses_the_cache(tmp_path, monkeypatch):
+    pytest.importorskip("talkbench.datasets.synthtalk")
+    monkeypatch.setenv("TALKBENCH_HOME", str(tmp_path))
+    res = runner.invoke(app, ["data", "make", "synthtalk", "--preset", "tiny"])
+    assert res.exit_code == 0, res.output
+    made = [p.parent for p in tmp_path.rglob("synthtalk.json")]
+    assert len(made) == 1 and str(made[0]) in res.output

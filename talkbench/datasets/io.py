@@ -28,7 +28,7 @@ def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndar
     if rate == target:
         return np.asarray(audio, np.float32)
     g = math.gcd(int(rate), int(target))
-    out = resample_poly(np.asarray(audio, np.float64), target // g, int(rate) // g)
+    out = resample_poly(np.asarray(audio, np.float32), target // g, int(rate) // g)
     return out.astype(np.float32)
 
 

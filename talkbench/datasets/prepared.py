@@ -161,6 +161,8 @@ def probe_clip(
 
 def finite_problem(npy: Path, vertices: np.ndarray, fps: float) -> str | None:
     """The first non-finite frame, as a message, or None."""
+    if np.isfinite(vertices).all():
+        return None
     bad = ~np.isfinite(vertices.reshape(vertices.shape[0], -1)).all(axis=1)
     if not bad.any():
         return None
