@@ -71,8 +71,8 @@ def read_audio(path: str | Path, note: bool = True) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------- pickles
-# What a templates/audio/index pickle may contain: containers and numbers are built by opcodes without
-# find_class; the only globals admitted are those numpy needs to rebuild arrays, dtypes and scalars.
+# What a templates/audio/index pickle may contain: dicts, lists, strings and numbers are built by opcodes
+# without find_class; the only globals admitted are those numpy needs to rebuild arrays, dtypes, scalars.
 _NUMPY_GLOBALS = {
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
@@ -85,7 +85,6 @@ _NUMPY_GLOBALS = {
     # protocol-2 pickles from Python 3 store bytes (the array data) as _codecs.encode(str, 'latin1')
     ("_codecs", "encode"),
 }
-_PLAIN_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "int", "float", "str", "bytes", "bool"}
 
 
 class _PlainDataUnpickler(pickle.Unpickler):
@@ -94,9 +93,7 @@ class _PlainDataUnpickler(pickle.Unpickler):
         self._path = path
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _NUMPY_GLOBALS or (
-            module in ("builtins", "__builtin__") and name in _PLAIN_BUILTINS
-        ):
+        if (module, name) in _NUMPY_GLOBALS:
             return super().find_class(module, name)
         raise DataError(
             f"{self._path}: refused to load pickle: it references {module}.{name}; only plain data "
