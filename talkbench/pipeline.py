@@ -61,9 +61,11 @@ def load_data(cfg: RunConfig):
 
 
 def build_method(cfg: RunConfig, spec):
+    from talkbench.checkpoint import seed_everything
     from talkbench.registry import METHODS
 
     cls = METHODS.get(cfg.method)
+    seed_everything(cfg.seed)  # weight initialisation is part of what the seed fixes
     return cls(cfg.method_config, spec)
 
 
