@@ -138,6 +138,11 @@ def test_make_loader_with_a_worker_process_matches_in_process(train):
     parallel = make_loader(train, batch_size=5, seed=1, num_workers=1)
     batches = list(parallel)
     assert [b.names for b in batches] == serial
+    # persistent workers: a later epoch's order still follows the sampler in this process
+    reference = make_loader(train, batch_size=5, seed=1)
+    parallel.set_epoch(1)
+    reference.set_epoch(1)
+    assert [b.names for b in parallel] == [b.names for b in reference] != serial
     direct = next(iter(make_loader(train, batch_size=5, seed=1)))
     assert torch.equal(batches[0].vertices, direct.vertices) and torch.equal(batches[0].audio, direct.audio)
 

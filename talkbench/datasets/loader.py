@@ -115,5 +115,7 @@ def make_loader(
         collate_fn=_Collate(speaker_index),
         num_workers=num_workers,
         pin_memory=pin_memory,
+        # workers keep their decoded-audio cache across epochs (the sampler still runs in this process)
+        persistent_workers=num_workers > 0,
     )
     return ClipLoader(split_view, batch_sampler, loader)
