@@ -25,7 +25,7 @@ from talkbench.datasets.prepared import (
     probe_clip,
 )
 from talkbench.datasets.spec import DatasetSpec, Split
-from talkbench.errors import DataError, TalkbenchError
+from talkbench.errors import ConfigError, DataError, TalkbenchError
 
 KINDS = ("synthtalk", "vocaset", "biwi", "prepared")
 
@@ -93,6 +93,8 @@ def _spec(root: Path, kind: str, templates: dict, result: CheckResult) -> Datase
 
 def check_dataset(root: str | Path, kind: str | None = None) -> CheckResult:
     """Check everything under ``root``; ``kind`` (synthtalk|vocaset|biwi|prepared) is detected if None."""
+    if kind is not None and kind not in KINDS:
+        raise ConfigError(f"unknown dataset kind '{kind}'; expected one of {', '.join(KINDS)}")
     root = Path(root).expanduser()
     result = CheckResult(root, kind or "?")
     if not root.is_dir():
@@ -106,8 +108,6 @@ def check_dataset(root: str | Path, kind: str | None = None) -> CheckResult:
         templates = load_templates(root / TEMPLATES)
     except DataError as exc:
         result.add(str(exc))
-    if kind is not None and kind not in KINDS:
-        raise DataError(f"unknown dataset kind '{kind}'; expected one of {', '.join(KINDS)}")
     result.kind = kind or detect_kind(root, templates)
     if not (root / WAV_DIR).is_dir() or not (root / VERTS_DIR).is_dir() or not templates:
         return result
