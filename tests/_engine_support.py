@@ -72,7 +72,8 @@ class DummyMethod(Method):
 
     def offsets(self, audio: torch.Tensor, n_frames: int) -> torch.Tensor:
         b = audio.shape[0]
-        frames = audio[:, : n_frames * SPF].reshape(b, n_frames, SPF)
+        spf = audio.shape[1] // n_frames  # loaders align audio and motion: ~16000 / fps samples a frame
+        frames = audio[:, : n_frames * spf].reshape(b, n_frames, spf)
         energy = frames.pow(2).mean(-1).add(1e-8).sqrt()
         feats = torch.stack([energy, torch.ones_like(energy)], -1)
         h = torch.tanh(self.encoder(feats))
@@ -93,7 +94,7 @@ class DummyMethod(Method):
 
     @torch.no_grad()
     def predict(self, audio, template, condition=None):
-        t = audio.shape[-1] // SPF
+        t = max(1, round(audio.shape[-1] * self.spec.fps / 16000))
         return template[None] + self.offsets(audio[None], t)[0]
 
 

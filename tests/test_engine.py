@@ -14,6 +14,15 @@ from talkbench.errors import ConfigError, TalkbenchError
 from talkbench.methods.base import Stage
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread is faster than two contended ones (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def data():
     return MemoryData()
@@ -199,3 +208,20 @@ def test_device_and_precision_resolution():
         assert resolve_device("auto") == torch.device("cpu")
         with pytest.raises(ConfigError, match="no CUDA device"):
             resolve_device("cuda")
+
+
+def test_real_loader_on_synthtalk_tiny(synthtalk_tiny, tmp_path):
+    """The default loader factory (talkbench.datasets.make_loader) on a generated SynthTalk dataset."""
+    from talkbench.datasets import load_dataset
+
+    ds = load_dataset("synthtalk", root=synthtalk_tiny)
+    cfg = dummy_config("dummy.pre_epochs=2", "dummy.fine_epochs=1", "dummy.batch_size=4")
+    method = build(cfg, ds)
+    logger = ListLogger()
+    result = train(method, ds, cfg, tmp_path, logger=logger, progress=False)
+    assert [s for s, _ in logger.metrics] == [0, 1, 2]
+    assert logger.metrics[1][1]["pre/train/loss"] < logger.metrics[0][1]["pre/train/loss"]
+    assert all(math.isfinite(v) for v in result.final_metrics.values())
+    clip = ds.split("test")[0]
+    out = method.predict(torch.tensor(clip.audio), torch.tensor(clip.template))
+    assert out.shape == clip.vertices.shape
