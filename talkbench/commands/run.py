@@ -53,6 +53,10 @@ def run_command(
         None, "--resume", help="Continue a run from its last checkpoint: a run id, or 'last'."
     ),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+    parent_run: str | None = typer.Option(
+        None, "--parent-run", help="Nest this run under a parent MLflow run (used by `bench sweep`)."
+    ),
+    no_leaderboard: bool = typer.Option(False, "--no-leaderboard", help="Do not print the leaderboard."),
 ) -> None:
     """Train (all stages), predict the test split, evaluate, log to MLflow, print the leaderboard."""
     with _one_line_errors():
@@ -96,11 +100,13 @@ def run_command(
                 device=device,
                 data_root=data_root,
             )
-            result = pipeline.run(cfg, tracking_uri=tracking_uri, progress=not no_progress)
-    _print_result(result)
+            result = pipeline.run(
+                cfg, tracking_uri=tracking_uri, progress=not no_progress, parent_run_id=parent_run
+            )
+    _print_result(result, leaderboard=not no_leaderboard)
 
 
-def _print_result(result) -> None:
+def _print_result(result, leaderboard: bool = True) -> None:
     from talkbench.reports import leaderboard as lb
 
     console = _console()
@@ -108,7 +114,7 @@ def _print_result(result) -> None:
         f"run {result.run_id} ({result.experiment}): {result.n_predictions} predictions, "
         f"{result.inference_speed:.1f} s of animation per s of compute; run dir {result.run_dir}"
     )
-    if result.leaderboard is not None:
+    if leaderboard and result.leaderboard is not None:
         console.print(lb.to_rich(result.leaderboard))
     console.print(f"tracking: {result.tracking_uri}  (mlflow ui --backend-store-uri {result.tracking_uri})")
 
