@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from talkbench.datasets.synthtalk import PRESETS, cache_key, ensure_synthtalk, generate
-from talkbench.datasets.synthtalk.face import build_topology, grid_for
+from talkbench.datasets.synthtalk import PRESETS, cache_key, ensure_synthtalk, generate, speaker
+from talkbench.datasets.synthtalk.articulation import animate, weights
+from talkbench.datasets.synthtalk.blendshapes import fields
+from talkbench.datasets.synthtalk.face import build_topology, grid_for, template
+from talkbench.datasets.synthtalk.sentences import Segment
 from talkbench.errors import ConfigError
 
 CATEGORIES = {"bilabial", "labiodental", "vowel", "sibilant", "stop", "nasal", "liquid", "glide", "silence"}
@@ -125,6 +128,26 @@ def test_vertex_counts(preset):
     if preset == "full":
         assert topo.n_vertices == 5023  # FLAME's size
     assert len(topo.mouth_upper) == len(topo.mouth_lower) >= 3
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_mouth_opens_and_closes_on_every_topology(preset):
+    # /a m a/ on each preset's mesh (incl. the 5,023-vertex one that tests never write to disk)
+    topo = build_topology(*grid_for(PRESETS[preset].n_vertices))
+    spk = speaker(0, 0, 0.8)
+    tmpl = template(topo, spk.shape)
+    bounds = [("sil", 0.0, 0.2), ("a", 0.2, 0.38), ("m", 0.38, 0.47), ("a", 0.47, 0.65), ("sil", 0.65, 0.9)]
+    cat = {"sil": "silence", "a": "vowel", "m": "bilabial"}
+    segs = [Segment(s, cat[s], a, b) for s, a, b in bounds]
+    w, closure = weights(segs, spk.style, 54, 60, np.random.default_rng(0))
+    v = animate(tmpl, fields(topo, tmpl, spk.style.asymmetry), topo, w, closure)
+    assert v.shape == (54, topo.n_vertices, 3) and np.isfinite(v).all()
+    up, lo = topo.mouth_pair
+    opening = np.linalg.norm(v[:, up].mean(1) - v[:, lo].mean(1), axis=1)
+    assert opening[:6].max() < 1e-4  # at rest the lips touch
+    assert opening[12:23].max() > 5e-3  # /a/ opens the mouth by several millimetres
+    assert opening[23:29].min() < 3e-4  # /m/ closes it
+    assert opening[29:39].max() > 5e-3
 
 
 def test_deterministic_and_seed_dependent(synthtalk_tiny, tmp_path):

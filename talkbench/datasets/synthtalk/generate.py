@@ -105,6 +105,26 @@ def _splits(p: Preset) -> dict:
     }
 
 
+def generation_params(p: Preset) -> dict:
+    """Every parameter that shapes the output (logged in synthtalk.json and hashed into the cache key)."""
+    from . import articulation, blendshapes, speakers, speech
+
+    return {
+        **asdict(p),
+        "words": list(p.words),
+        "grid": list(grid_for(p.n_vertices)),
+        "sample_rate": SR,
+        "filter_block": speech.BLOCK,
+        "accent_f0": speech.ACCENT_F0,
+        "omega": dict(articulation.OMEGA),
+        "lead": articulation.LEAD,
+        "press": [articulation.PRESS_TARGET, articulation.PRESS_ON, articulation.PRESS_OFF],
+        "jaw_angle": blendshapes.JAW_ANGLE,
+        "latent_dim": speakers.LATENT_DIM,
+        "style_directions": {k: list(v) for k, v in speakers.STYLE_DIRS.items()},
+    }
+
+
 def _dump_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, sort_keys=True, indent=1) + "\n")
 
@@ -154,8 +174,7 @@ def generate(out_dir: str | Path, preset: str = "small", seed: int = 0, style_co
         "preset": p.name,
         "seed": int(seed),
         "style_coupling": style_coupling,
-        "params": {**asdict(p), "words": list(p.words), "grid": list(grid_for(p.n_vertices)),
-                   "sample_rate": SR},
+        "params": generation_params(p),
         "fps": FPS,
         "capture_fps": CAPTURE_FPS,
         "n_vertices": topo.n_vertices,
@@ -173,7 +192,7 @@ def generate(out_dir: str | Path, preset: str = "small", seed: int = 0, style_co
 def cache_key(preset: str, seed: int, style_coupling: float) -> str:
     p = get_preset(preset)
     _check(seed, style_coupling)
-    blob = json.dumps({"v": GENERATOR_VERSION, "preset": asdict(p), "seed": int(seed),
+    blob = json.dumps({"v": GENERATOR_VERSION, "params": generation_params(p), "seed": int(seed),
                        "coupling": float(style_coupling)}, sort_keys=True)
     digest = hashlib.sha256(blob.encode()).hexdigest()[:12]
     return f"{p.name}-seed{int(seed)}-c{float(style_coupling):g}-{digest}"

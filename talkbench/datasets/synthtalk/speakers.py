@@ -17,7 +17,7 @@ from talkbench.errors import ConfigError
 LATENT_DIM = 4
 # Directions in latent space of each style score (z0 ~ pitch, z1 ~ vocal-tract length, z2 ~ rate,
 # z3 ~ breathiness). Articulation gain rides mostly on pitch and tract length.
-_STYLE_DIRS = {
+STYLE_DIRS = {
     "articulation_gain": (0.8, -0.6, 0.0, 0.0),
     "jaw_lip_ratio": (0.0, 0.7, 0.0, 0.7),
     "asymmetry": (0.0, 0.0, 0.6, 0.8),
@@ -83,7 +83,7 @@ def voice_from_latent(z: np.ndarray) -> Voice:
 def style_scores(z: np.ndarray, eps: np.ndarray, coupling: float) -> dict[str, float]:
     c = float(coupling)
     out = {}
-    for k, (name, a) in enumerate(_STYLE_DIRS.items()):
+    for k, (name, a) in enumerate(STYLE_DIRS.items()):
         a = np.asarray(a)
         out[name] = float(c * (a @ z) / np.linalg.norm(a) + np.sqrt(max(0.0, 1.0 - c * c)) * eps[k])
     return out
@@ -107,7 +107,7 @@ def make_speaker(rng: np.random.Generator, name: str, split: str, coupling: floa
     if not 0.0 <= coupling <= 1.0:
         raise ConfigError(f"style_coupling: expected a value in [0, 1], got {coupling}")
     z = rng.standard_normal(LATENT_DIM)
-    eps = rng.standard_normal(len(_STYLE_DIRS))
+    eps = rng.standard_normal(len(STYLE_DIRS))
     shape = sample_shape(rng)
     return Speaker(name, split, tuple(z.tolist()), voice_from_latent(z),
                    style_from_scores(style_scores(z, eps, coupling)), shape)
