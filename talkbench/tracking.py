@@ -186,9 +186,28 @@ class Tracker:
 
         _quiet_mlflow_logs()
         try:
-            self.client = MlflowClient(tracking_uri=self.uri)
+            if self._db is not None:
+                self.client = self._init_sqlite(self._db, MlflowClient)
+            else:
+                self.client = MlflowClient(tracking_uri=self.uri)
+        except TalkbenchError:
+            raise
         except Exception as exc:
             raise TalkbenchError(f"tracking URI '{self.uri}' cannot be used: {_first_line(exc)}") from None
+
+    def _init_sqlite(self, db: Path, client_cls):
+        """Create/migrate the store under a file lock: concurrent first-time migrations of one fresh
+        SQLite file race ("duplicate column"), so parallel runs on a new store take turns here."""
+        import fcntl
+
+        with open(db.absolute().parent / f".{db.name}.init-lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                client = client_cls(tracking_uri=self.uri)  # may build the store right here
+                retry_locked(client.search_experiments)(max_results=1)
+                return client
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     # -- connectivity ---------------------------------------------------------------------------
     def check(self) -> None:

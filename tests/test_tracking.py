@@ -213,3 +213,25 @@ def test_package_versions_are_real():
     v = tracking.package_versions()
     assert v["torch"] == torch.__version__.split("+")[0] or v["torch"] == torch.__version__
     assert v["mlflow"] == mlflow.__version__
+
+
+@pytest.mark.slow
+def test_parallel_first_use_of_a_fresh_store(tmp_path):
+    """Three processes open one brand-new SQLite store at once: migrations take turns, one experiment."""
+    import sys
+
+    uri = f"sqlite:///{tmp_path}/fresh.db"
+    code = (
+        "import sys; from talkbench.tracking import Tracker; t = Tracker(sys.argv[1]); "
+        "e = t.ensure_experiment('synthtalk'); r = t.create_run(e); "
+        "t.log_metrics(r, {'x': 1.0}); t.finish_run(r)"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, uri], stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errs
+    tr = Tracker(uri)
+    assert len(tr.client.search_experiments()) == 2  # Default + synthtalk
+    assert len(tr.search_runs("synthtalk")) == 3
