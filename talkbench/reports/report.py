@@ -209,9 +209,9 @@ def _paired_section(dataset, board: lb.Leaderboard, groups: list[Group], per_seq
     from talkbench.metrics import paired_test
 
     metric = board.columns[0].name
-    learned = [g for g in groups if not g.floor and per_seq.get(g.label) is not None]
     candidates = [g for g in groups if per_seq.get(g.label) is not None]
-    if not learned or len(candidates) < 2:
+    learned = [g for g in candidates if not g.floor] or candidates  # floors compete only among themselves
+    if len(candidates) < 2:
         return ["## Paired significance", "", "Needs per-sequence tables of at least two methods.", ""]
     best = min(learned, key=lambda g: _group_mean(board, g, metric))
     lines = [
