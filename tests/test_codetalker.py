@@ -459,9 +459,10 @@ def test_inference_exact_and_fast_agree_inside_the_window_and_differ_outside():
     assert model.predict(audio[:8000], template, condition=1, mode="exact").shape == (14, V, 3)
 
 
-def test_exact_inference_feeds_back_full_prefix_decodes():
+@pytest.mark.parametrize("pe_quirk", ["constant", "fixed"])
+def test_exact_inference_feeds_back_full_prefix_decodes(pe_quirk):
     """The released loop: token i+1 = vertice_map(last frame of decode(quantise(prefix))) + style."""
-    model = make_model()
+    model = make_model(pe_quirk=pe_quirk)
     audio, template = torch.randn(8000), torch.zeros(V, 3)
     out = model.predict(audio, template, condition=0, mode="exact")
     p, vq = model.predictor, model.vqvae

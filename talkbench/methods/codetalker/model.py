@@ -251,7 +251,7 @@ class CodeTalker(Method):
         released code does this because conv/instance norm need two frames)."""
         if z_q.shape[1] == 1:
             return self.vqvae.decode(torch.cat([z_q, z_q], dim=1))[:, :1]
-        return self.vqvae.decode(z_q)[:, -1:]
+        return self.vqvae.decode(z_q, last_only=True)
 
     @torch.no_grad()
     def predict(self, audio: torch.Tensor, template: torch.Tensor, condition: int | None = None,

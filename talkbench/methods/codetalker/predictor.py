@@ -99,5 +99,8 @@ class Predictor(nn.Module):
         steps = torch.arange(position, -1, -1, device=dev).div(self.period, rounding_mode="floor")
         self_row = -alibi_slopes(self.n_heads).to(x)[:, None, None] * steps.to(x)[None, None, :]
         n_audio = cache.mem_k[0].shape[2]
-        mem_row = alignment_mask(position + 1, n_audio, self.alignment, dev)[position:]
+        k = torch.arange(n_audio, device=dev)[None, :]
+        own = 2 * position if self.alignment == "pairs" else position  # first audio frame of this one
+        width = 2 if self.alignment == "pairs" else 1
+        mem_row = (k < own) | (k >= own + width)  # True = blocked, as alignment_mask's row
         return self.feat_map(self.decoder.step(x, cache, self_row, mem_row))

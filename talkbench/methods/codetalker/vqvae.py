@@ -181,9 +181,12 @@ class MotionDecoder(nn.Module):
         self.transformer = TransformerStack(s)
         self.vertice_map_reverse = nn.Linear(s.hidden, s.in_dim, bias=s.reverse_bias)
 
-    def forward(self, z: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, valid: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """``last_only``: map only the last frame to vertices (autoregressive feedback of unpadded
+        clips needs nothing else; the V*3 output layer dominates the cost)."""
         h = self.pre(z) if self.pre is not None else z
-        return self.vertice_map_reverse(self.transformer(self.squasher(h, valid), valid))
+        h = self.transformer(self.squasher(h, valid), valid)
+        return self.vertice_map_reverse(h[:, -1:] if last_only else h)
 
 
 class VQVAE(nn.Module):
@@ -228,8 +231,10 @@ class VQVAE(nn.Module):
         valid = self._valid(x, valid)
         return self.quantize(self.encoder(x, valid), valid)
 
-    def decode(self, z_q: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        return self.decoder(z_q, self._valid(z_q, valid))
+    def decode(
+        self, z_q: torch.Tensor, valid: torch.Tensor | None = None, last_only: bool = False
+    ) -> torch.Tensor:
+        return self.decoder(z_q, self._valid(z_q, valid), last_only)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, Quantized]:
         """Offsets (B, T, V*3) -> (reconstructed offsets, Quantized)."""
