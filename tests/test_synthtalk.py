@@ -190,6 +190,21 @@ def test_ensure_caches_by_parameters(synthtalk_tiny):
     assert cache_key("tiny", 0, 0.5) != cache_key("tiny", 0, 0.8) != cache_key("tiny", 1, 0.8)
 
 
+def test_ensure_leaves_nothing_behind_on_failure(monkeypatch):
+    import talkbench.datasets.synthtalk.generate as gen
+
+    def interrupted(out, *args, **kwargs):
+        (Path(out) / "wav").mkdir(parents=True, exist_ok=True)
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(gen, "generate", interrupted)
+    with pytest.raises(OSError, match="No space"):
+        gen.ensure_synthtalk("tiny", seed=5)
+    root = gen.cache_root()
+    assert not (root / gen.cache_key("tiny", 5, 0.8)).exists()  # no half-written dataset to be reused
+    assert not [p for p in root.iterdir() if p.name.startswith(".tmp")]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
