@@ -9,7 +9,9 @@ the loaders' order is a pure function of (seed, epoch).
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 import math
 import sys
 import time
@@ -102,6 +104,17 @@ def check_stages(stages: list[Stage], method_name: str) -> None:
         for ok, what in checks:
             if not ok:
                 raise ConfigError(f"{where}: invalid {what}")
+
+
+def training_fingerprint(cfg: RunConfig) -> str:
+    """Hash of the settings that shape training; a resume may change the rest (device, workers, eval)."""
+    d = cfg.to_dict()
+    for key in ("device", "eval", "preset"):
+        d.pop(key, None)
+    for key in ("num_workers", "log_every", "checkpoint_every"):
+        d["train"].pop(key, None)
+    blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def freeze_for(method: Method, stage: Stage) -> list[nn.Parameter]:
@@ -467,6 +480,7 @@ class _Trainer:
             "version": ckpt.VERSION,
             "method": self.method.name,
             "config_hash": self.cfg.config_hash(),
+            "fingerprint": training_fingerprint(self.cfg),
             "seed": self.cfg.seed,
             "stage_index": stage_index,
             "epoch": epoch,
@@ -504,10 +518,11 @@ class _Trainer:
             raise TalkbenchError(
                 f"checkpoint {path} belongs to method '{payload['method']}', not '{self.method.name}'"
             )
-        if payload.get("config_hash") != self.cfg.config_hash():
+        if payload.get("fingerprint") != training_fingerprint(self.cfg):
             raise ConfigError(
-                f"checkpoint {path} was written with config hash {payload.get('config_hash')}, this run "
-                f"has {self.cfg.config_hash()}; resume with the same configuration or use a new run dir"
+                f"checkpoint {path} was written by a run with other training settings (config hash "
+                f"{payload.get('config_hash')}, this run {self.cfg.config_hash()}); resume with the same "
+                "configuration or use a new run dir"
             )
         if not 0 <= payload["stage_index"] <= len(stages):
             raise TalkbenchError(

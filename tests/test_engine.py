@@ -225,3 +225,10 @@ def test_real_loader_on_synthtalk_tiny(synthtalk_tiny, tmp_path):
     clip = ds.split("test")[0]
     out = method.predict(torch.tensor(clip.audio), torch.tensor(clip.template))
     assert out.shape == clip.vertices.shape
+
+
+def test_progress_bar_stays_silent_without_a_terminal(data, tmp_path, capfd):
+    cfg = dummy_config("dummy.pre_epochs=1", "dummy.fine_epochs=1")
+    train(build(cfg, data), data, cfg, tmp_path, progress=True, loader_factory=memory_loader)
+    out, err = capfd.readouterr()
+    assert "epochs" not in err and "━" not in err and out == ""
