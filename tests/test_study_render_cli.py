@@ -1,0 +1,120 @@
+"""`bench render` and `bench study make/export/analyze` on runs in a real tracking store."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from talkbench.cli import app
+from talkbench.errors import TalkbenchError
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    from talkbench import pipeline
+    from talkbench.config import load_config
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('study_store')}/mlflow.db"
+    ids = [
+        pipeline.run(load_config(m, preset="tiny"), tracking_uri=uri, progress=False).run_id
+        for m in ("template", "mean-motion")
+    ]
+    return uri, ids
+
+
+def _ok(args):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.output
+
+
+def test_render_runs_side_by_side_with_ground_truth(two_runs, tmp_path):
+    from talkbench.render import read_mp4
+    from talkbench.runs import TrackedRun
+
+    uri, ids = two_runs
+    clip = TrackedRun.open(ids[0], uri).dataset.split("test").refs[0].name
+    out = tmp_path / "sbs.mp4"
+    _ok(
+        [
+            "render",
+            "--run",
+            ids[0],
+            "--run",
+            ids[1],
+            "--clip",
+            clip,
+            "--out",
+            str(out),
+            "--size",
+            "64",
+            "--tracking-uri",
+            uri,
+        ]
+    )
+    frames, audio, _, _ = read_mp4(out)
+    assert frames.shape[1:] == (64, 192, 3)  # ground truth + two methods
+    assert len(audio) > 0
+    result = runner.invoke(app, ["render", "--run", ids[0], "--clip", "nope", "--tracking-uri", uri])
+    assert isinstance(result.exception, TalkbenchError) and "not a test clip" in str(result.exception)
+    result = runner.invoke(app, ["render", "--run", "f" * 32, "--clip", clip, "--tracking-uri", uri])
+    assert isinstance(result.exception, TalkbenchError) and "does not exist" in str(result.exception)
+
+
+def test_study_from_runs_then_export_and_analyze_to_mlflow(two_runs, tmp_path):
+    from talkbench.study.store import AnswerStore
+    from talkbench.tracking import Tracker
+
+    uri, ids = two_runs
+    study = tmp_path / "study"
+    _ok(
+        [
+            "study",
+            "make",
+            "--runs",
+            ids[0],
+            "--runs",
+            ids[1],
+            "--out",
+            str(study),
+            "--clips",
+            "2",
+            "--size",
+            "64",
+            "--seed",
+            "3",
+            "--tracking-uri",
+            uri,
+        ]
+    )
+    manifest = json.loads((study / "manifest.json").read_text())
+    assert manifest["methods"] == ["mean-motion", "template"]
+    store = AnswerStore(study / "answers.db")
+    for rater in ("r1", "r2"):
+        for t in manifest["trials"]:
+            for c in t["criteria"]:
+                choice = t["expected"] if t["catch"] else ("left" if t["left"] == "mean-motion" else "right")
+                if rater == "r2" and t["catch"]:
+                    choice = "left" if choice == "right" else "right"  # r2 fails the catch trials
+                store.add(rater, t["id"], c, choice)
+    _ok(["study", "export", str(study)])
+    assert (study / "answers.csv").read_text().count("\n") > 4
+    out = _ok(["study", "analyze", str(study), "--tracking-uri", uri])
+    assert "1 excluded by catch trials: r2" in out
+    runs = Tracker(uri).search_runs("user-study")
+    assert len(runs) == 1
+    pref = runs.iloc[0]["metrics.pref/mean-motion_vs_template/lipsync"]
+    assert pref == 1.0  # r1 always preferred mean-motion; r2 was excluded
+    assert (study / "analysis" / "preferences.png").stat().st_size > 1000
+
+
+def test_study_needs_two_runs_and_a_served_folder(two_runs, tmp_path):
+    uri, ids = two_runs
+    result = runner.invoke(
+        app, ["study", "make", "--runs", ids[0], "--out", str(tmp_path / "s"), "--tracking-uri", uri]
+    )
+    assert isinstance(result.exception, TalkbenchError) and "at least two" in str(result.exception)
+    result = runner.invoke(app, ["study", "analyze", str(tmp_path)])
+    assert isinstance(result.exception, TalkbenchError)
