@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import pickle
 import re
@@ -191,7 +192,8 @@ def test_ensure_caches_by_parameters(synthtalk_tiny):
 
 
 def test_ensure_leaves_nothing_behind_on_failure(monkeypatch):
-    import talkbench.datasets.synthtalk.generate as gen
+    # the package exports the function `generate`, which shadows its module of the same name
+    gen = importlib.import_module("talkbench.datasets.synthtalk.generate")
 
     def interrupted(out, *args, **kwargs):
         (Path(out) / "wav").mkdir(parents=True, exist_ok=True)
