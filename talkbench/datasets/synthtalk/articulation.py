@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 
 from .blendshapes import FIELDS, MOUTH_FIELDS, close_lips
+from .dynamics import critically_damped
 from .face import Topology
 from .phonemes import INVENTORY
 from .sentences import Segment
 from .speakers import Style
-from .speech import critically_damped
 
 OVERSAMPLE = 4  # internal rate = capture fps * OVERSAMPLE
 LEAD = 0.035  # seconds the articulators anticipate the sound

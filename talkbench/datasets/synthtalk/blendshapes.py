@@ -30,8 +30,7 @@ def lower_weight(topo: Topology) -> np.ndarray:
     w = 0.5 * (1.0 - np.tanh(t / sigma))
     on_line = np.abs(t) < 1e-9
     m = _mouth_span(u, half)
-    w = np.where(on_line, 0.5 - 0.5 * topo.side * m, w)
-    # Above the mouth the jaw pulls the cheeks a little, fading with height.
+    w = np.where(on_line, 0.5 - 0.5 * topo.side * m, w)  # the lip edges split: lower follows the jaw
     return np.clip(w, 0.0, 1.0)
 
 

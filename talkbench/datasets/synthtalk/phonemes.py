@@ -7,7 +7,7 @@ signal; nasals keep a weak low murmur.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # Order of the articulatory channels that visemes weight (matches blendshapes.MOUTH_FIELDS).
 CHANNELS = ("jaw", "round", "spread", "press", "labiodental")
@@ -42,7 +42,6 @@ class Phoneme:
     noise_amp: float = 0.0
     burst: bool = False  # a stop: closure (silent or voice bar) then a release burst
     front: float = 0.0
-    tags: dict = field(default_factory=dict)
 
     def target(self, channel: str) -> float:
         return self.viseme.get(channel, 0.0)
@@ -95,5 +94,3 @@ INVENTORY: dict[str, Phoneme] = {
 }
 
 VOWELS = tuple(s for s, p in INVENTORY.items() if p.category == "vowel")
-CONSONANTS = tuple(s for s, p in INVENTORY.items() if p.category not in ("vowel", "silence"))
-OPEN_VOWELS = ("a",)

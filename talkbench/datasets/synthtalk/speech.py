@@ -14,6 +14,7 @@ import numpy as np
 from scipy import signal
 from scipy.ndimage import uniform_filter1d
 
+from .dynamics import critically_damped
 from .phonemes import BANDWIDTHS, INVENTORY, NOISE_BANDS
 from .sentences import Segment
 from .speakers import Voice
@@ -22,19 +23,6 @@ SR = 16_000
 BLOCK = 160  # samples per filter-coefficient update (10 ms)
 ACCENT_F0 = 0.22  # relative F0 rise on a pitch accent
 ACCENT_WIDTH = 0.09  # seconds (Gaussian sd)
-
-
-def critically_damped(x: np.ndarray, omega: float, dt: float, axis: int = 0) -> np.ndarray:
-    """Response of a critically damped 2nd-order system (unit DC gain) to the target track x."""
-    p = float(np.exp(-omega * dt))
-    b = np.array([(1.0 - p) ** 2])
-    a = np.array([1.0, -2.0 * p, p * p])
-    x = np.asarray(x, dtype=np.float64)
-    first = np.take(x, [0], axis=axis)
-    zi = signal.lfilter_zi(b, a)
-    shape = [1] * x.ndim
-    shape[axis] = 2
-    return signal.lfilter(b, a, x, axis=axis, zi=zi.reshape(shape) * first)[0]
 
 
 def _step_track(segs: list[Segment], values: np.ndarray, times: np.ndarray) -> np.ndarray:
