@@ -100,7 +100,8 @@ def test_bilabial_closure_silences_and_sibilants_hiss(data):
             if s["phoneme"] == "p":  # the closure part, before the release burst
                 closure_rms.append(np.sqrt(np.mean(x[a + 160: a + int(0.5 * (b - a))] ** 2)))
             seg = x[a:b]
-            spec = np.abs(np.fft.rfft(seg)) ** 2
+            mid = x[a + (b - a) // 4: b - (b - a) // 4]  # steady part, away from transitions
+            spec = np.abs(np.fft.rfft(mid)) ** 2
             hf = spec[int(len(spec) * 4000 / 8000):].sum() / spec.sum()
             if s["category"] == "vowel":
                 vowel_rms.append(np.sqrt(np.mean(seg**2)))
@@ -109,7 +110,7 @@ def test_bilabial_closure_silences_and_sibilants_hiss(data):
                 sib_hf.append(hf)
     assert closure_rms and sib_hf
     assert np.median(closure_rms) < 0.1 * np.median(vowel_rms)
-    assert np.median(sib_hf) > 0.5 > 5 * np.median(vowel_hf)
+    assert np.median(sib_hf) > 0.4 and np.median(sib_hf) > 50 * np.median(vowel_hf)
 
 
 def test_bilabials_close_the_lips_and_open_vowels_open_them(data):
