@@ -9,6 +9,7 @@ import pickle
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from .sentences import Segment, make_sentence, timing
 from .speakers import Speaker, make_speaker
 from .speech import SR, synthesize
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
 CAPTURE_FPS = 60
 FPS = 30
 
@@ -171,6 +172,7 @@ def generate(out_dir: str | Path, preset: str = "small", seed: int = 0, style_co
         np.save(out / "regions" / f"{name}.npy", topo.regions[name])
     meta = {
         "generator_version": GENERATOR_VERSION,
+        "source_digest": source_digest(),
         "preset": p.name,
         "seed": int(seed),
         "style_coupling": style_coupling,
@@ -189,11 +191,21 @@ def generate(out_dir: str | Path, preset: str = "small", seed: int = 0, style_co
     return out
 
 
+@lru_cache(maxsize=1)
+def source_digest() -> str:
+    """Hash of the generator's own source: a code change can never reuse a stale cached dataset."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def cache_key(preset: str, seed: int, style_coupling: float) -> str:
     p = get_preset(preset)
     _check(seed, style_coupling)
     blob = json.dumps({"v": GENERATOR_VERSION, "params": generation_params(p), "seed": int(seed),
-                       "coupling": float(style_coupling)}, sort_keys=True)
+                       "coupling": float(style_coupling), "source": source_digest()}, sort_keys=True)
     digest = hashlib.sha256(blob.encode()).hexdigest()[:12]
     return f"{p.name}-seed{int(seed)}-c{float(style_coupling):g}-{digest}"
 
