@@ -43,9 +43,10 @@ def f0_contour(segs: list[Segment], voice: Voice, t: np.ndarray, rng: np.random.
     bumps = np.zeros_like(t)
     for ta in accent_times(segs):
         bumps += ACCENT_F0 * np.exp(-0.5 * ((t - ta) / ACCENT_WIDTH) ** 2)
-    # Jitter: smooth random perturbation of about 1.2 %.
+    # Jitter: a random perturbation of 1.2 % (sd), new every 10 ms and slightly smoothed.
     n_ctl = int(np.ceil(total / 0.01)) + 2
-    jit = critically_damped(rng.standard_normal(n_ctl), 300.0, 0.01) * 0.012 / 0.45
+    jit = critically_damped(rng.standard_normal(n_ctl), 150.0, 0.01)
+    jit = 0.012 * (jit - jit.mean()) / (jit.std() + 1e-12)
     jit = np.interp(t, np.arange(n_ctl) * 0.01, jit)
     return voice.f0_mean * decl * (1.0 + bumps) * (1.0 + jit)
 
