@@ -61,9 +61,9 @@ def fields(topo: Topology, tmpl: np.ndarray, asymmetry: float = 0.0) -> np.ndarr
     out[2, :, 2] = -0.0015 * lip
     # lip press: lips thin and bulge slightly (the closure itself is close_lips()).
     out[3, :, 2] = 0.0015 * lip_line
-    out[3, :, 1] = -0.0008 * side * lip_line
+    out[3, :, 1] = -0.0008 * (1.0 - 2.0 * lw) * lip_line  # +1 above the lips, -1 below, 0 at corners
     # labiodental: lower lip up and back under the upper teeth.
-    low = (side < 0) * lip_line
+    low = lw * lip_line  # follows the lower face smoothly, so the mouth corners do not crease
     out[4, :, 1] = 0.004 * low
     out[4, :, 2] = -0.003 * low
     # Left/right asymmetry scales the mouth fields on one side.
