@@ -112,6 +112,29 @@ def test_resume_reopens_the_same_run(store_uri, synthtalk_tiny, monkeypatch):
     assert tracking.read_run_record(run_id)["finished"] is True
 
 
+def test_corrupt_checkpoint_on_resume(store_uri, synthtalk_tiny):
+    out = bench(
+        "run",
+        "--method",
+        "template",
+        "--preset",
+        "tiny",
+        "--data-root",
+        str(synthtalk_tiny),
+        "--tracking-uri",
+        store_uri,
+        "--no-progress",
+    )
+    assert out.exit_code == 0, out.output
+    tr = tracking.Tracker(store_uri)
+    (run_id,) = tr.search_runs("synthtalk")["run_id"]
+    tracking.write_run_record(run_id, finished=False)
+    last = tracking.run_dir(run_id) / "checkpoints" / "last.pt"
+    last.write_bytes(b"not a checkpoint")
+    _assert_one_line_error(bench("run", "--resume", run_id, "--no-progress"), str(last), "corrupt")
+    assert tr.get_run(run_id).info.status == "FAILED"
+
+
 def test_methods_lists_reference_methods():
     out = bench("methods")
     assert out.exit_code == 0, out.output
@@ -354,3 +377,58 @@ def test_mlflow_server_lists_the_run_over_http(store_uri, synthtalk_tiny, tmp_pa
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(timeout=20)
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_continues_the_same_mlflow_run(store_uri, synthtalk_tiny):
+    """A `bench run` killed mid-training and resumed with --resume ends in the same MLflow run with
+    the same test metrics as an uninterrupted run of the same config (CPU)."""
+    args = [
+        "run",
+        "--method",
+        "memorytalker",
+        "--preset",
+        "tiny",
+        "--data-root",
+        str(synthtalk_tiny),
+        "--tracking-uri",
+        store_uri,
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--set",
+        "train.checkpoint_every=1",
+        "--set",
+        "memorytalker.memorizing_epochs=4",
+    ]
+    ok = subprocess.run([*BENCH, *args], capture_output=True, text=True, timeout=600)
+    assert ok.returncode == 0, ok.stderr
+    tr = tracking.Tracker(store_uri)
+    (reference,) = tr.search_runs("synthtalk")["run_id"]
+
+    proc = subprocess.Popen([*BENCH, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    killed_id = None
+    while killed_id is None:
+        assert proc.poll() is None, "the run finished before it could be killed"
+        assert time.monotonic() < deadline
+        for rec in tracking.runs_root().glob("*/checkpoints/last.pt"):
+            if rec.parent.parent.name != reference:
+                killed_id = rec.parent.parent.name
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert tr.get_run(killed_id).info.status == "RUNNING"  # SIGKILL: nobody closed it
+
+    resumed = subprocess.run(
+        [*BENCH, "run", "--resume", killed_id, "--no-progress"], capture_output=True, text=True, timeout=600
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    runs = tr.search_runs("synthtalk", finished_only=False)
+    assert sorted(runs["run_id"]) == sorted([reference, killed_id])
+    assert (runs["status"] == "FINISHED").all()
+    ref, res = tr.get_run(reference), tr.get_run(killed_id)
+    assert res.data.tags["talkbench.resumed"] == "true"
+    assert ref.data.params == res.data.params
+    for key in ("test/lve", "test/mve", "test/fdd"):
+        assert res.data.metrics[key] == ref.data.metrics[key], key
