@@ -237,10 +237,16 @@ class Tracker:
 
     def _check_http(self) -> None:
         url = self.uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
+        request = urllib.request.Request(url, headers=_auth_headers())
         try:
-            with urllib.request.urlopen(url, timeout=10) as resp:
+            with urllib.request.urlopen(request, timeout=10) as resp:
                 resp.read(1)
         except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):
+                raise TalkbenchError(
+                    f"tracking server '{self.uri}' refused access (HTTP {exc.code}); set "
+                    "MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN"
+                ) from None
             raise TalkbenchError(
                 f"tracking server '{self.uri}' answered HTTP {exc.code} {exc.reason}; "
                 "is it an MLflow tracking server?"
@@ -459,6 +465,19 @@ class Tracker:
         hist = self.client.get_metric_history(run_id, key)
         rows = sorted((m.step, m.value, m.timestamp) for m in hist)
         return pd.DataFrame(rows, columns=["step", "value", "timestamp"])
+
+
+def _auth_headers() -> dict[str, str]:
+    """The credentials MLflow's own client would send (basic auth or a bearer token from the env)."""
+    import base64
+
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    if token:
+        return {"Authorization": f"Bearer {token}"}
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user and password:
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+    return {}
 
 
 def _first_line(exc: BaseException) -> str:

@@ -58,6 +58,36 @@ def test_unreachable_server_fails_with_reason():
         Tracker(f"http://127.0.0.1:{port}")
 
 
+@pytest.mark.parametrize(
+    ("code", "needle"), [(401, r"refused access \(HTTP 401\)"), (404, "HTTP 404 .*MLflow tracking server")]
+)
+def test_server_that_is_not_usable(code, needle, monkeypatch):
+    import http.server
+    import threading
+
+    seen = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen["auth"] = self.headers.get("Authorization")
+            self.send_response(code)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "tok")
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(TalkbenchError, match=needle):
+            Tracker(f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen["auth"] == "Bearer tok"  # the check sends the credentials MLflow would send
+
+
 def test_file_store_refused(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
     with pytest.raises(TalkbenchError, match="file store"):
