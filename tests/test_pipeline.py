@@ -167,3 +167,26 @@ def test_bad_prediction_shape_is_a_clear_error(store_uri, synthtalk_tiny, monkey
     monkeypatch.setattr(TemplateMethod, "predict", lambda self, a, t, c=None: torch.zeros(5, 3))
     with pytest.raises(TalkbenchError, match=r"predict\(\) for clip .* returned shape \(5, 3\)"):
         pipeline.run(_cfg("template", synthtalk_tiny), tracking_uri=store_uri, progress=False)
+
+
+def test_prediction_selection_when_too_big(synthtalk_tiny, monkeypatch):
+    data = load_dataset("synthtalk", root=synthtalk_tiny)
+    test = list(data.split("test"))
+    plain = TemplateMethod(None, data.spec)
+    assert pipeline.prediction_selection(plain, test, data.spec) is None  # tiny: save all
+    monkeypatch.setattr(pipeline, "MAX_PREDICTION_BYTES", 1)
+    chosen = pipeline.prediction_selection(plain, test, data.spec)
+    subjects = {c.subject for c in test}
+    assert len(chosen) == len(subjects)
+    assert {next(c.subject for c in test if c.name == n) for n in chosen} == subjects
+
+
+def test_predictions_can_be_switched_off(store_uri, synthtalk_tiny):
+    cfg = load_config(
+        "template", preset="tiny", data_root=synthtalk_tiny, overrides=["eval.save_predictions=false"]
+    )
+    result = pipeline.run(cfg, tracking_uri=store_uri, progress=False, leaderboard=False)
+    tr = tracking.Tracker(store_uri)
+    assert tr.list_artifacts(result.run_id, "predictions") == []
+    assert result.n_predictions == len(load_dataset("synthtalk", root=synthtalk_tiny).split("test"))
+    assert result.leaderboard is None
