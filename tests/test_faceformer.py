@@ -13,7 +13,7 @@ import yaml
 from talkbench.datasets.batch import collate
 from talkbench.datasets.clip import Clip
 from talkbench.datasets.spec import DatasetSpec
-from talkbench.errors import DataError, TalkbenchError
+from talkbench.errors import ConfigError, DataError, TalkbenchError
 from talkbench.methods.audio import AudioEncoderConfig
 from talkbench.methods.faceformer import FaceFormer, FaceFormerConfig
 from talkbench.registry import METHODS
@@ -278,3 +278,19 @@ def test_presets_resolve_and_set_overrides():
         assert paper.audio.name_or_path == "facebook/wav2vec2-base-960h"
     synth = load_config("faceformer", dataset="synthtalk").method_config
     assert synth.audio.kind == "mel"
+
+
+def test_stage_carries_every_config_setting():
+    model = make_model(epochs=7, lr=3e-4, batch_size=5, sampler="bucketed", schedule="cosine", grad_clip=1.0)
+    stage = model.stages()[0]
+    assert (stage.epochs, stage.lr, stage.batch_size, stage.sampler, stage.schedule, stage.grad_clip) == (
+        7,
+        3e-4,
+        5,
+        "bucketed",
+        "cosine",
+        1.0,
+    )
+    assert {n for n, _ in model.named_trainable(stage)} == {n for n, _ in model.named_parameters()}
+    with pytest.raises(ConfigError, match="faceformer.train_mode"):
+        FaceFormerConfig(train_mode="scheduled_sampling")

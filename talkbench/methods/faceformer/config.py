@@ -37,6 +37,7 @@ class FaceFormerConfig:
     lr: float = 1e-4
     batch_size: int = 1
     sampler: Literal["sequential", "bucketed"] = "sequential"
+    schedule: Literal["constant", "cosine"] = "constant"  # released: constant
     grad_clip: float | None = None
     selection: Literal["val", "last"] = "last"  # released: no model selection, last epoch
     audio: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)
@@ -53,6 +54,7 @@ class FaceFormerConfig:
             ("first_token", ("released", "consistent")),
             ("train_mode", ("autoregressive", "teacher_forcing")),
             ("sampler", ("sequential", "bucketed")),
+            ("schedule", ("constant", "cosine")),
             ("selection", ("val", "last")),
         ):
             if getattr(self, key) not in allowed:

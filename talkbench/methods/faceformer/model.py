@@ -69,6 +69,7 @@ class FaceFormer(Method):
                 sampler=c.sampler,
                 batch_size=c.batch_size,
                 optimizer="adam",
+                schedule=c.schedule,
                 grad_clip=c.grad_clip,
                 selection=c.selection,
             )
