@@ -89,14 +89,19 @@ def style_scores(z: np.ndarray, eps: np.ndarray, coupling: float) -> dict[str, f
     return out
 
 
+def _soft(s: float, limit: float = 2.0) -> float:
+    """Soft-clip a standard-normal score to +-limit: no physically absurd speakers in the tails."""
+    return float(limit * np.tanh(s / limit))
+
+
 def style_from_scores(s: dict[str, float]) -> Style:
     return Style(
-        articulation_gain=float(np.exp(0.3 * s["articulation_gain"])),
-        jaw_lip_ratio=float(np.exp(0.3 * s["jaw_lip_ratio"])),
+        articulation_gain=float(np.exp(0.22 * _soft(s["articulation_gain"]))),
+        jaw_lip_ratio=float(np.exp(0.2 * _soft(s["jaw_lip_ratio"]))),
         asymmetry=float(0.12 * np.tanh(s["asymmetry"])),
-        stiffness=float(np.exp(0.15 * s["stiffness"])),
-        brow_gain=float(np.exp(0.35 * s["brow_gain"])),
-        blink_rate=float(0.3 * np.exp(0.3 * s["blink_rate"])),
+        stiffness=float(np.exp(0.12 * _soft(s["stiffness"]))),
+        brow_gain=float(np.exp(0.3 * _soft(s["brow_gain"]))),
+        blink_rate=float(0.3 * np.exp(0.3 * _soft(s["blink_rate"]))),
     )
 
 
