@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from talkbench.datasets.batch import Batch, collate
 from talkbench.datasets.clip import Clip
 from talkbench.datasets.spec import DatasetSpec, Split
+from talkbench.engine import freeze_for  # the engine's own freezing by Stage.trainable
 from talkbench.errors import ConfigError, DataError
 from talkbench.methods.audio import AudioEncoderConfig
-from talkbench.methods.base import Stage
 from talkbench.methods.memorytalker import MemoryTalker, MemoryTalkerConfig
 from talkbench.methods.memorytalker.frontend import style_log_mel
 from talkbench.methods.memorytalker.losses import masked_mse, velocity_mse
@@ -86,13 +86,6 @@ def triplet_batch(spec: DatasetSpec, seconds=(0.6, 0.8)) -> Batch:
     batch.positive = collate(positives, spec.speaker_index)
     batch.negative = collate(negatives, spec.speaker_index)
     return batch
-
-
-def freeze_for(model: MemoryTalker, stage: Stage) -> None:
-    """What the engine does: only parameters matching the stage's prefixes train."""
-    names = {n for n, _ in model.named_trainable(stage)}
-    for n, p in model.named_parameters():
-        p.requires_grad_(n in names)
 
 
 @pytest.fixture(autouse=True)
@@ -354,10 +347,10 @@ def test_stage2_step_changes_only_the_style_branch():
         model.output_proj.weight.normal_(0, 0.1)
     s1, s2 = model.stages()
     model.begin_stage(s2)
-    freeze_for(model, s2)
+    params = freeze_for(model, s2)
     model.train()
     before = copy.deepcopy(model.state_dict())
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    opt = torch.optim.Adam(params, lr=1e-3)
     losses = model.loss("animating", triplet_batch(spec))
     assert set(losses) == {"loss", "mse", "velocity", "lip", "style"}
     losses["loss"].backward()

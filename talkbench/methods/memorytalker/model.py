@@ -6,6 +6,16 @@ decoder pass over the whole sequence (no causal mask) with f_txt as cross-attent
 alignment mask; zero-initialised output head + template. Stage 1 adds a teacher-forced path
 ([f_txt ; E_m(v - template)]) and the memory losses; stage 2 stylizes the memory per sample with
 w_s = sigmoid(f_s) scale(f_s) from a speaking-style encoder on log-mel of the same audio.
+
+Choices beyond the release (specs/memorytalker.md §10), all identical to it at batch size 1:
+- padded batches: every loss is masked (padded frames never count); L_align keeps the release's
+  ``batchmean`` (sum over valid frames and slots divided by B), i.e. a per-clip sum over frames
+  averaged over the batch; style weights are per sample (M~_b = diag(w_s,b) M_m), never averaged;
+- the style encoder runs on each clip's own samples (grouped by length), so padding cannot reach it;
+- stage 2 keeps frozen modules in train mode as released (``frozen_train_mode: true``); false puts
+  every module but the style branch in eval mode during the animating stage;
+- no 600-frame cap; ``stylized`` (a saved buffer) switches inference to the stylized memory once the
+  animating stage has begun, so a stage-1 checkpoint predicts with the plain memory.
 """
 
 from __future__ import annotations
