@@ -199,13 +199,13 @@ def run(
     ``resume``: False, or the MLflow run id to continue (its run directory must exist; the engine
     continues from the last checkpoint there). ``parent_run_id`` nests the run (sweeps).
     """
+    if resume is True:
+        raise ConfigError("resume: pass the run id to continue (or use resume_target('last'))")
+    resume_id = resume if isinstance(resume, str) else None
     # 1. the store first: unreachable servers and unwritable paths fail before anything else
     tracker = tracking.Tracker(tracking_uri)
     experiment = cfg.dataset.name
     experiment_id = tracker.ensure_experiment(experiment)
-    resume_id = resume if isinstance(resume, str) else None
-    if resume is True:
-        raise ConfigError("resume: pass the run id to continue (or use resume_target('last'))")
     if resume_id is not None:
         tracker.get_run(resume_id)  # clear error if the store does not know it
 
