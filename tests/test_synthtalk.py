@@ -212,6 +212,8 @@ def test_ensure_leaves_nothing_behind_on_failure(monkeypatch):
     [
         ({"preset": "huge"}, r"preset.*'huge'.*tiny"),
         ({"preset": "tiny", "style_coupling": 1.5}, r"style_coupling.*\[0, 1\]"),
+        ({"preset": "tiny", "style_coupling": "high"}, r"style_coupling.*\[0, 1\].*'high'"),
+        ({"preset": "tiny", "style_coupling": float("nan")}, r"style_coupling.*\[0, 1\]"),
         ({"preset": "tiny", "seed": -1}, r"seed.*non-negative"),
     ],
 )

@@ -63,7 +63,11 @@ def get_preset(preset: str) -> Preset:
 def _check(seed: int, style_coupling: float) -> None:
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"synthtalk seed: expected a non-negative integer, got {seed!r}")
-    if not 0.0 <= float(style_coupling) <= 1.0:
+    try:
+        ok = 0.0 <= float(style_coupling) <= 1.0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
         raise ConfigError(f"synthtalk style_coupling: expected a value in [0, 1], got {style_coupling!r}")
 
 
