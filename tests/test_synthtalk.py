@@ -229,3 +229,5 @@ def test_refuses_non_empty_output(tmp_path):
     with pytest.raises(ConfigError, match="not empty"):
         generate(tmp_path, preset="tiny")
     assert (tmp_path / "keep.txt").read_text() == "mine"
+    with pytest.raises(ConfigError, match="not a directory"):
+        generate(tmp_path / "keep.txt", preset="tiny")

@@ -140,6 +140,8 @@ def generate(out_dir: str | Path, preset: str = "small", seed: int = 0, style_co
     _check(seed, style_coupling)
     style_coupling = float(style_coupling)
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"synthtalk output {out}: exists and is not a directory")
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"synthtalk output {out}: directory exists and is not empty")
     for sub in ("wav", "vertices_npy", "regions", "alignments"):
