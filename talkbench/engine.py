@@ -458,7 +458,10 @@ class _Trainer:
     def _reduce(self, sums: dict[str, torch.Tensor], count: torch.Tensor) -> dict[str, float]:
         """Clip-weighted means over the epoch, summed across ranks under DDP."""
         keys = sorted(sums)
-        flat = torch.stack([count] + [sums[k] for k in keys])
+        if self.dist.enabled:  # a rank may have had no batch (small validation split): agree on keys
+            keys = sorted(set().union(*distributed.gather_objects(keys, self.dist)))
+        zero = torch.zeros((), dtype=torch.float64, device=self.device)
+        flat = torch.stack([count] + [sums.get(k, zero) for k in keys])
         flat = distributed.all_reduce_sum(flat, self.dist)
         total = float(flat[0])
         return {k: float(flat[i + 1]) / max(total, 1.0) for i, k in enumerate(keys)}

@@ -232,15 +232,26 @@ def run_job(args: list[str]) -> None:
                 "resumed_from": result.resumed_from, "predictions": preds}, out)  # fmt: skip
 
 
-def ddp_job(out_dir: Path) -> None:
-    """One rank under torchrun: train, record what this rank logged, wrote and saw, save its weights."""
+def ddp_job(out_dir: Path, data_root: str | None = None) -> None:
+    """One rank under torchrun: train, record what this rank logged, wrote and saw, save its weights.
+
+    With ``data_root`` (a SynthTalk folder) training uses the real make_loader and its rank sharding;
+    otherwise in-memory clips and the engine's own ShardedLoader.
+    """
     import os
 
     from talkbench.engine import train
 
     rank = int(os.environ["RANK"])
-    data = MemoryData()
-    cfg = dummy_config("dummy.pre_epochs=2", "dummy.fine_epochs=2", "train.checkpoint_every=1")
+    if data_root is not None:
+        from talkbench.datasets import load_dataset
+
+        data, factory = load_dataset("synthtalk", root=data_root), None
+    else:
+        data, factory = MemoryData(), memory_loader
+    cfg = dummy_config(
+        "dummy.pre_epochs=2", "dummy.fine_epochs=2", "train.checkpoint_every=1", "dummy.batch_size=4"
+    )
     method = build(cfg, data)
     seen: list[str] = []
     original_loss = method.loss
@@ -264,7 +275,7 @@ def ddp_job(out_dir: Path) -> None:
     logger = ListLogger()
     try:
         result = train(method, data, cfg, out_dir / "run", logger=logger, progress=False,
-                       loader_factory=memory_loader)  # fmt: skip
+                       loader_factory=factory)  # fmt: skip
     finally:
         torch.save = real_save
     real_save({"state": method.state_dict(), "logged": logger.metrics, "artifacts": logger.artifacts,
@@ -276,7 +287,7 @@ def main(argv: list[str]) -> None:
     """Subprocess entry: jobs separated by ``--``, run one after the other in this process."""
     torch.set_num_threads(1)
     if argv[0] == "ddp":
-        ddp_job(Path(argv[1]))
+        ddp_job(Path(argv[1]), *argv[2:3])
         return
     job: list[str] = []
     for arg in [*argv, "--"]:
