@@ -232,3 +232,34 @@ def test_progress_bar_stays_silent_without_a_terminal(data, tmp_path, capfd):
     train(build(cfg, data), data, cfg, tmp_path, progress=True, loader_factory=memory_loader)
     out, err = capfd.readouterr()
     assert "epochs" not in err and "━" not in err and out == ""
+
+
+def test_bf16_autocast_is_active_in_losses_when_asked(data, tmp_path):
+    """precision=bf16 runs losses under autocast (CPU here; on CUDA 'auto' picks it), fp32 does not."""
+
+    def autocast_states(precision):
+        cfg = dummy_config("dummy.pre_epochs=1", "dummy.fine_epochs=1", f"precision={precision}")
+        method = build(cfg, data)
+        states, original = [], method.loss
+
+        def spy(stage, batch):
+            states.append(torch.is_autocast_enabled("cpu"))
+            out = original(stage, batch)
+            states.append(out["mse"].dtype)
+            return out
+
+        method.loss = spy
+        result = train(method, data, cfg, tmp_path / precision, progress=False, loader_factory=memory_loader)
+        assert all(math.isfinite(v) for v in result.final_metrics.values())
+        return result.precision, set(states)
+
+    assert autocast_states("bf16") == ("bf16", {True, torch.float32})  # losses reduce in fp32
+    assert autocast_states("fp32") == ("fp32", {False, torch.float32})
+
+
+def test_log_every_and_selection_override(data, tmp_path):
+    _, logger, result = _train(data, tmp_path, "train.log_every=2", "train.selection=last")
+    # steps 1, 3, 5 by the cadence, plus each stage's last epoch (2 and 6)
+    assert [s for s, _ in logger.metrics] == [1, 2, 3, 5, 6]
+    assert len(result.history) == 7  # everything is still kept in the result
+    assert result.selection == {"pre": "last", "fine": "last"} and result.best_epochs["fine"] == 3
