@@ -477,3 +477,21 @@ def test_exact_inference_feeds_back_full_prefix_decodes(pe_quirk):
             tokens = torch.cat([tokens, p.vertice_map(dec) + style[:, None]], 1)
         ref = vq.decode(vq.quantize(feats).z_q).reshape(-1, V, 3)
     assert torch.allclose(out, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_batched_conditions_equal_one_condition_at_a_time(mode):
+    model = make_model(batch_conditions=False)
+    audio, template = torch.randn(9000), torch.randn(V, 3)
+    single = torch.stack([model.predict(audio, template, condition=c, mode=mode) for c in range(3)])
+    batched = model.predict_conditions(audio, template, [0, 1, 2], mode)
+    assert torch.allclose(single, batched, atol=1e-5)
+    model.config.batch_conditions = True
+    served = torch.stack([model.predict(audio, template, condition=c, mode=mode) for c in range(3)])
+    assert torch.allclose(single, served, atol=1e-5)
+    # a weight update invalidates the cached pass
+    with torch.no_grad():
+        model.predictor.style_embedding.weight.mul_(2.0)
+    again = model.predict(audio, template, condition=1, mode=mode)
+    assert not torch.allclose(again, served[1], atol=1e-4)
+    assert torch.allclose(again, model.predict_conditions(audio, template, [1], mode)[0], atol=1e-5)

@@ -60,6 +60,7 @@ class CodeTalkerConfig:
     # inference
     inference: str = "exact"  # exact: released quadratic loop | fast: cached predictor + windowed decode
     fast_window: int = 32
+    batch_conditions: bool = True  # predict every training condition of a clip in one pass
     val_conditions: str = "all"  # unseen validation speakers: average over all training styles | first
     # optimisation
     vq_epochs: int = 200
@@ -125,6 +126,8 @@ class CodeTalker(Method):
             alignment=spec.audio_alignment,
         )
         self._vq_frozen = False
+        self._weights_version = 0
+        self._predict_cache: tuple | None = None
 
     @staticmethod
     def vq_shape(c: CodeTalkerConfig, in_dim: int) -> VQShape:
@@ -168,6 +171,9 @@ class CodeTalker(Method):
 
     def train(self, mode: bool = True):
         super().train(mode)
+        if mode:  # weights may change from here on: drop cached predictions
+            self._weights_version += 1
+            self._predict_cache = None
         if self._vq_frozen:
             self.vqvae.eval()  # the released code calls autoencoder.eval() every stage-2 epoch
         return self
@@ -237,14 +243,19 @@ class CodeTalker(Method):
         return self._predictor_loss(rep, styles)
 
     # -- inference ------------------------------------------------------------------------------
-    def _style(self, condition: int | None, device) -> torch.Tensor:
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        self._weights_version += 1
+        self._predict_cache = None
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def _condition(self, condition: int | None) -> int:
         n = len(self.spec.train_subjects)
         cond = 0 if condition is None else int(condition)
         if not 0 <= cond < n:
             raise ConfigError(
                 f"codetalker condition must be a training-speaker index in [0, {n}), got {condition}"
             )
-        return self.predictor.style_embedding(torch.tensor([cond], device=device))
+        return cond
 
     def _decode_last(self, z_q: torch.Tensor) -> torch.Tensor:
         """Decode a prefix and return its last frame; a single frame is duplicated first (the
@@ -254,11 +265,39 @@ class CodeTalker(Method):
         return self.vqvae.decode(z_q, last_only=True)
 
     @torch.no_grad()
-    def predict(self, audio: torch.Tensor, template: torch.Tensor, condition: int | None = None,
-                mode: str | None = None) -> torch.Tensor:
+    def predict(
+        self, audio: torch.Tensor, template: torch.Tensor, condition: int | None = None,
+        mode: str | None = None,
+    ) -> torch.Tensor:
+        """(T, V, 3) for one condition (None = the first training speaker).
+
+        With ``batch_conditions`` every training condition of this audio is computed in one batched
+        pass (exactly the per-condition result: the conditions share the audio, nothing is padded)
+        and the following calls for the same audio, template and weights are served from it, as the
+        protocol predicts each unseen-speaker clip once per training speaker.
+        """
+        mode = mode or self.config.inference
+        cond = self._condition(condition)
+        if not self.config.batch_conditions or self.training:
+            return self.predict_conditions(audio, template, [cond], mode)[0]
+        # any in-place update of a parameter (optimizer step, load_state_dict) bumps its version
+        weights = (self._weights_version, sum(p._version for p in self.parameters()))
+        key = (mode, audio._version, template._version, weights, repr(self.config))
+        hit = self._predict_cache
+        if hit is None or hit[0] is not audio or hit[1] is not template or hit[2] != key:
+            out = self.predict_conditions(audio, template, range(len(self.spec.train_subjects)), mode)
+            hit = self._predict_cache = (audio, template, key, out)
+        return hit[3][cond]
+
+    @torch.no_grad()
+    def predict_conditions(
+        self, audio: torch.Tensor, template: torch.Tensor, conditions, mode: str | None = None
+    ) -> torch.Tensor:
+        """Animate one clip under several training-speaker conditions at once: (C, T, V, 3)."""
         mode = mode or self.config.inference
         if mode not in CHOICES["inference"]:
             raise ConfigError(f"codetalker.inference must be 'exact' or 'fast', got '{mode}'")
+        conds = [self._condition(c) for c in conditions]
         was_training = self.training
         self.eval()
         try:
@@ -269,15 +308,16 @@ class CodeTalker(Method):
             n = int(frames[0])
             if n < 1:
                 raise ConfigError(f"audio of {audio.shape[1]} samples is too short for one motion frame")
-            style = self._style(condition, device)
+            c = len(conds)
+            memory = memory.expand(c, -1, -1)
+            style = self.predictor.style_embedding(torch.tensor(conds, device=device))
             first = style[:, None]
             if self.config.first_token == "mapped":
                 first = first + self.predictor.vertice_map.bias
             run = self._exact if mode == "exact" else self._fast
-            feats = run(memory, style, first, n)
-            offsets = self.vqvae.decode(self.vqvae.quantize(feats).z_q) if n > 1 else \
-                self._decode_last(self.vqvae.quantize(feats).z_q)
-            return offsets.reshape(n, -1, 3) + template.to(device)
+            z_q = self.vqvae.quantize(run(memory, style, first, n)).z_q
+            offsets = self.vqvae.decode(z_q) if n > 1 else self._decode_last(z_q)
+            return offsets.reshape(c, n, -1, 3) + template.to(device)
         finally:
             self.train(was_training)
 
