@@ -87,6 +87,52 @@ def conditions_for(method, spec, subject: str) -> list[int | None]:
     return list(range(len(spec.train_subjects)))
 
 
+# -- rendered samples ---------------------------------------------------------------------------
+def _render_samples(tracker, run_id: str, method, test: list, spec, n_clips: int, rdir: Path) -> None:
+    """Ground truth next to the prediction for the first test clip of up to ``n_clips`` subjects.
+
+    A renderer failure (no OpenGL here, say) is logged as a warning and a tag: the run itself and
+    everything already logged are kept.
+    """
+    if n_clips <= 0 or spec.faces is None:
+        return
+    from talkbench.render import camera_for, render_side_by_side
+
+    chosen, seen = [], set()
+    for clip in test:
+        if clip.subject not in seen and len(chosen) < n_clips:
+            seen.add(clip.subject)
+            chosen.append(clip)
+    import torch
+
+    out_dir = rdir / "renders"
+    device = method.device
+    try:
+        for clip in chosen:
+            condition = conditions_for(method, spec, clip.subject)[0]
+            audio = torch.tensor(np.asarray(clip.audio, np.float32), device=device)
+            template = torch.as_tensor(np.asarray(clip.template, np.float32), device=device)
+            with torch.no_grad():
+                pred = method.predict(audio, template, condition)
+            label = method.name if condition is None else f"{method.name} ({spec.train_subjects[condition]})"
+            panels = [("ground truth", clip.vertices), (label, pred.detach().cpu().numpy())]
+            render_side_by_side(
+                panels,
+                spec.faces,
+                out_dir / f"{clip.name}.mp4",
+                clip.fps,
+                camera_for(spec.name),
+                clip.audio,
+                clip.template,
+                size=384,
+            )
+    except TalkbenchError as exc:
+        log.warning("rendering samples failed, run kept: %s", exc)
+        tracker.set_tags(run_id, {"talkbench.render_error": str(exc)[:500]})
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        tracker.log_artifact(run_id, out_dir, "renders")
+
+
 # -- predictions --------------------------------------------------------------------------------
 @dataclass
 class _Timing:
@@ -277,6 +323,8 @@ def _run_inside(tracker, run_id, rdir: Path, cfg, data, spec, method, resumed: b
         )
         if save_dir is not None and any(save_dir.iterdir()):
             tracker.log_artifact(run_id, save_dir, "predictions")
+
+    _render_samples(tracker, run_id, method, test, spec, cfg.eval.render_clips, rdir)
 
     # 6. metrics, tables and tags
     metrics = {f"{tracking.TEST_PREFIX}{k}": float(v) for k, v in evaluation.flat().items()}

@@ -118,3 +118,20 @@ def test_study_needs_two_runs_and_a_served_folder(two_runs, tmp_path):
     assert isinstance(result.exception, TalkbenchError) and "at least two" in str(result.exception)
     result = runner.invoke(app, ["study", "analyze", str(tmp_path)])
     assert isinstance(result.exception, TalkbenchError)
+
+
+def test_bench_run_logs_rendered_samples(tmp_path):
+    from talkbench import pipeline
+    from talkbench.config import load_config
+    from talkbench.render import read_mp4
+    from talkbench.tracking import Tracker
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    cfg = load_config("template", preset="tiny", overrides=["eval.render_clips=1"])
+    run_id = pipeline.run(cfg, tracking_uri=uri, progress=False).run_id
+    tracker = Tracker(uri)
+    names = tracker.list_artifacts(run_id, "renders")
+    assert len(names) == 1 and names[0].endswith(".mp4")
+    frames, audio, _, _ = read_mp4(tracker.download_artifacts(run_id, names[0]))
+    assert frames.shape[2] == 2 * frames.shape[1]  # ground truth | prediction
+    assert len(audio) > 0
