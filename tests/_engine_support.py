@@ -98,8 +98,14 @@ class DummyMethod(Method):
         return template[None] + self.offsets(audio[None], t)[0]
 
 
-if "dummy" not in METHODS:
-    METHODS.register("dummy", DummyMethod)
+def register_dummy() -> None:
+    """Register the dummy under 'dummy' (tests remove it again with ``forget_dummy``)."""
+    if "dummy" not in METHODS:
+        METHODS.register("dummy", DummyMethod)
+
+
+def forget_dummy() -> None:
+    METHODS._items.pop("dummy", None)  # the registry has no public removal; keep others' lists clean
 
 
 def make_clip(rng: np.random.Generator, subject: str, sentence: int, template: np.ndarray, gain: np.ndarray):
@@ -199,6 +205,7 @@ class ListLogger:
 def dummy_config(*overrides: str, seed: int = 0):
     from talkbench.config import load_config
 
+    register_dummy()
     return load_config("dummy", dataset="memory", overrides=["device=cpu", *overrides], seed=seed)
 
 

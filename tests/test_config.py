@@ -37,12 +37,10 @@ class Toy(Method):
     Config = ToyConfig
 
 
-METHODS.register("toy-config", Toy)
-
-
 @pytest.fixture
 def presets(tmp_path, monkeypatch):
     """A private preset folder for the toy method (and the real one for the reference methods)."""
+    monkeypatch.setitem(METHODS._items, "toy-config", Toy)  # registered for this test only
     root = tmp_path / "presets"
     root.mkdir()
     for method in ("template", "mean-motion"):

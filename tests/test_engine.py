@@ -6,12 +6,18 @@ import math
 
 import pytest
 import torch
-from _engine_support import ListLogger, MemoryData, build, dummy_config, memory_loader
+from _engine_support import ListLogger, MemoryData, build, dummy_config, forget_dummy, memory_loader
 
 from talkbench import checkpoint as ckpt
 from talkbench.engine import TrainResult, check_stages, resolve_device, resolve_precision, train
 from talkbench.errors import ConfigError, TalkbenchError
 from talkbench.methods.base import Stage
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _unregister_dummy():
+    yield
+    forget_dummy()
 
 
 @pytest.fixture(scope="module", autouse=True)

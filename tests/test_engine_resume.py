@@ -11,13 +11,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from _engine_support import MemoryData, build, dummy_config, memory_loader
+from _engine_support import MemoryData, build, dummy_config, forget_dummy, memory_loader
 
 from talkbench.engine import train
 from talkbench.errors import ConfigError, TalkbenchError
 
 SUPPORT = Path(__file__).with_name("_engine_support.py")
 SETS = ["set=train.checkpoint_every=2", "set=dummy.pre_epochs=3", "set=dummy.fine_epochs=4"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _unregister_dummy():
+    yield
+    forget_dummy()
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
