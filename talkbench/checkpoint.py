@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +72,19 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
     """Load and sanity-check a checkpoint; anything wrong is one TalkbenchError naming the file."""
     path = Path(path)
     hint = "delete it (and resume from an older checkpoint) or start the run without --resume"
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; its index sits at the end
+        raise TalkbenchError(
+            f"checkpoint {path} is corrupt or unreadable (not a complete torch archive: truncated or "
+            f"overwritten); {hint}"
+        )
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # truncated zip, garbage bytes, unpickling refused, ...
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:  # damaged members, objects refused by the weights-only unpickler, ...
+        text = " ".join(str(exc).split())
+        if text.startswith("Weights only load failed"):
+            reason = "it holds objects other than tensors and plain values"
+        else:
+            reason = text.split(". ")[0] or type(exc).__name__
         raise TalkbenchError(f"checkpoint {path} is corrupt or unreadable ({reason}); {hint}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise TalkbenchError(f"checkpoint {path} is not a talkbench training checkpoint; {hint}")
