@@ -41,6 +41,15 @@ def atomic_save(payload: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def remove_partial_writes(ckpt_dir: Path) -> list[Path]:
+    """Delete temporary files of writes that never completed (the process died before the rename)."""
+    ckpt_dir = Path(ckpt_dir)
+    stale = sorted(ckpt_dir.glob(".*.tmp-*")) if ckpt_dir.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def atomic_link(src: Path, dst: Path) -> Path:
     """Make ``dst`` an atomic alias of ``src`` (hard link, else copy) without rewriting the payload."""
     tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")

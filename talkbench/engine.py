@@ -295,6 +295,8 @@ class _Trainer:
         val_view = _split_or_none(self.data, "val")
 
         payload = None
+        if self.dist.is_main:
+            ckpt.remove_partial_writes(self.ckpt_dir)  # left behind by a kill during a write
         if resume:
             path = ckpt.last_checkpoint(self.ckpt_dir)
             if path is not None:
@@ -509,12 +511,7 @@ class _Trainer:
     def _save_final(self) -> Path | None:
         if not self.dist.is_main:
             return None
-        path = self.ckpt_dir / "model.pt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(".model.pt.tmp")
-        torch.save(_cpu_state(self.method), tmp)
-        tmp.replace(path)
-        return path
+        return ckpt.atomic_save(_cpu_state(self.method), self.ckpt_dir / "model.pt")
 
     def _check_compatible(self, payload, path: Path, stages: list[Stage]) -> None:
         if payload["method"] != self.method.name:

@@ -69,8 +69,12 @@ def _resume(data, run_dir, *sets):
 
 
 def test_resume_without_a_checkpoint_starts_from_scratch(data, tmp_path):
+    partial = tmp_path / "checkpoints" / ".last.pt.tmp-12345"  # a write cut short by SIGKILL
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"half a checkpoint")
     result = _resume(data, tmp_path)
     assert result.resumed_from is None and (tmp_path / "checkpoints" / "last.pt").exists()
+    assert not partial.exists()
     # resuming a finished run does no more training and keeps its bookkeeping
     again = _resume(data, tmp_path)
     assert again.resumed_from == 2 and again.history == result.history
