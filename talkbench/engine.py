@@ -71,10 +71,13 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    if precision not in ("fp32", "bf16"):
+    if precision not in ("auto", "fp32", "bf16"):
         raise ConfigError(f"unknown precision '{precision}'; expected auto, fp32 or bf16")
+    bf16_ok = device.type != "cuda" or not torch.cuda.is_available() or torch.cuda.is_bf16_supported()
+    if precision == "auto":  # bf16 autocast on GPUs that have it (Ampere and later), else fp32
+        return "bf16" if device.type == "cuda" and bf16_ok else "fp32"
+    if precision == "bf16" and not bf16_ok:
+        raise ConfigError("precision 'bf16' requested but this GPU has no bfloat16 support; use fp32")
     return precision
 
 
