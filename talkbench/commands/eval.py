@@ -7,27 +7,18 @@ computed; problems are listed per file.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import typer
 
-from talkbench.errors import DataError, TalkbenchError
+from talkbench.commands import one_line_errors
+from talkbench.errors import DataError
 
 CONDITION_SEP = "_condition_"
-
-
-@contextlib.contextmanager
-def _one_line_errors() -> Iterator[None]:
-    try:
-        yield
-    except TalkbenchError as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(2) from None
 
 
 @dataclass(frozen=True)
@@ -110,7 +101,7 @@ def eval_command(
     ),
 ) -> None:
     """Score predicted vertex sequences against a dataset split and print the aggregate table."""
-    with _one_line_errors():
+    with one_line_errors():
         from talkbench.datasets import load_dataset
         from talkbench.metrics import evaluate, load_alignments
 

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import typer
 
+from talkbench.commands import one_line_command
 
+
+@one_line_command
 def render(
     run: list[str] = typer.Option(..., "--run", help="Run id; repeat --run to render runs side by side."),
     clip: str = typer.Option(..., "--clip", help="Test clip name, e.g. SynthTalk_S11_sentence21."),

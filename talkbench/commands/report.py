@@ -6,7 +6,10 @@ from pathlib import Path
 
 import typer
 
+from talkbench.commands import one_line_command
 
+
+@one_line_command
 def report(
     dataset: str = typer.Option("synthtalk", "--dataset", help="Experiment (dataset) to report on."),
     runs: list[str] = typer.Option(None, "--runs", help="Only these run ids (repeat --runs); default: all."),

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 
+from talkbench.commands import one_line_errors
 from talkbench.errors import TalkbenchError
-
-
-@contextlib.contextmanager
-def _one_line_errors() -> Iterator[None]:
-    """Bad input -> ``error: <reason>`` on stderr and exit code 2 (also under CliRunner)."""
-    try:
-        yield
-    except TalkbenchError as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(2) from None
 
 
 def _console():
@@ -59,7 +48,7 @@ def run_command(
     no_leaderboard: bool = typer.Option(False, "--no-leaderboard", help="Do not print the leaderboard."),
 ) -> None:
     """Train (all stages), predict the test split, evaluate, log to MLflow, print the leaderboard."""
-    with _one_line_errors():
+    with one_line_errors():
         from talkbench import pipeline
         from talkbench.errors import ConfigError
 
@@ -184,7 +173,7 @@ def leaderboard_command(
     highlight: str | None = typer.Option(None, "--highlight", help="Run id to mark."),
 ) -> None:
     """The leaderboard of one dataset: seeds grouped into mean ± std, best in bold."""
-    with _one_line_errors():
+    with one_line_errors():
         from talkbench.errors import ConfigError
         from talkbench.reports import leaderboard as lb
 

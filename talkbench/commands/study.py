@@ -6,10 +6,13 @@ from pathlib import Path
 
 import typer
 
+from talkbench.commands import one_line_command
+
 study_app = typer.Typer(help="Perceptual user studies (two-alternative forced choice).", no_args_is_help=True)
 
 
 @study_app.command("make")
+@one_line_command
 def make(
     runs: list[str] = typer.Option(..., "--runs", help="Run ids to compare (repeat --runs, at least two)."),
     out: Path = typer.Option(..., "--out", help="Study folder to create."),
@@ -41,6 +44,7 @@ def make(
 
 
 @study_app.command("serve")
+@one_line_command
 def serve(
     study_dir: Path = typer.Argument(..., help="A folder made by `bench study make`."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (loopback by default)."),
@@ -55,6 +59,7 @@ def serve(
 
 
 @study_app.command("export")
+@one_line_command
 def export(
     study_dir: Path = typer.Argument(...),
     out: Path | None = typer.Option(None, "--out", help="CSV path (default: <study>/answers.csv)."),
@@ -73,6 +78,7 @@ def export(
 
 
 @study_app.command("analyze")
+@one_line_command
 def analyze(
     source: Path = typer.Argument(..., help="A study folder or an exported answers CSV."),
     out: Path | None = typer.Option(

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import typer
 
+from talkbench.commands import one_line_command
 
+
+@one_line_command
 def sweep(
     method: str = typer.Option(..., "--method", help="Registered method name."),
     grid: list[str] = typer.Option(..., "--grid", help="KEY=V1,V2,... (repeat for a Cartesian grid)."),
