@@ -495,3 +495,21 @@ def test_batched_conditions_equal_one_condition_at_a_time(mode):
     again = model.predict(audio, template, condition=1, mode=mode)
     assert not torch.allclose(again, served[1], atol=1e-4)
     assert torch.allclose(again, model.predict_conditions(audio, template, [1], mode)[0], atol=1e-5)
+
+
+def test_motion_scale_is_a_unit_change():
+    """Scaling the offsets by k is undone exactly: with the output layer times k and the motion input
+    layer divided by k, predictions (in dataset units) are unchanged."""
+    a = make_model()
+    b = make_model(motion_scale=1000.0)
+    b.load_state_dict(a.state_dict())
+    with torch.no_grad():
+        b.vqvae.decoder.vertice_map_reverse.weight.mul_(1000.0)
+        b.vqvae.decoder.vertice_map_reverse.bias.mul_(1000.0)
+        b.predictor.vertice_map.weight.div_(1000.0)
+    audio, template = torch.randn(9000), torch.randn(V, 3)
+    assert torch.allclose(a.predict(audio, template, 1), b.predict(audio, template, 1), atol=1e-4)
+    batch = make_batch()
+    assert torch.allclose(b._offsets(batch), 1000.0 * a._offsets(batch))
+    with pytest.raises(ConfigError, match="motion_scale"):
+        make_model(motion_scale=0.0)

@@ -56,6 +56,10 @@ class CodeTalkerConfig:
     first_token: str = "style"  # inference's first token: style only (released) | vertice_map(0) + style
     motion_weight: float = 1.0
     reg_weight: float = 1.0
+    # unit change of the offsets seen by the networks (1 = the dataset's unit, as released; 1000 =
+    # metres to millimetres); losses are in these units. Millimetre-sized motion in metres sits at
+    # Adam's step-noise level for the short schedules of the CPU presets.
+    motion_scale: float = 1.0
     audio: dict = field(default_factory=lambda: {"kind": "wav2vec2"})
     # inference
     inference: str = "exact"  # exact: released quadratic loop | fast: cached predictor + windowed decode
@@ -86,6 +90,8 @@ class CodeTalkerConfig:
                 f"codetalker.face_groups x codetalker.code_dim ({self.face_groups} x {self.code_dim}) "
                 f"must equal codetalker.hidden ({self.hidden}) unless codetalker.io_linears is true"
             )
+        if not self.motion_scale > 0:
+            raise ConfigError(f"codetalker.motion_scale must be > 0, got {self.motion_scale}")
         if self.fast_window < 1:
             raise ConfigError(f"codetalker.fast_window must be >= 1, got {self.fast_window}")
 
@@ -179,10 +185,10 @@ class CodeTalker(Method):
         return self
 
     # -- losses ---------------------------------------------------------------------------------
-    @staticmethod
-    def _offsets(batch: Batch) -> torch.Tensor:
+    def _offsets(self, batch: Batch) -> torch.Tensor:
+        """Offsets from the template in network units (times ``motion_scale``), (B, T, V*3)."""
         b, t = batch.vertices.shape[:2]
-        return (batch.vertices - batch.template[:, None]).reshape(b, t, -1)
+        return (batch.vertices - batch.template[:, None]).reshape(b, t, -1) * self.config.motion_scale
 
     @staticmethod
     def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -317,7 +323,7 @@ class CodeTalker(Method):
             run = self._exact if mode == "exact" else self._fast
             z_q = self.vqvae.quantize(run(memory, style, first, n)).z_q
             offsets = self.vqvae.decode(z_q) if n > 1 else self._decode_last(z_q)
-            return offsets.reshape(c, n, -1, 3) + template.to(device)
+            return offsets.reshape(c, n, -1, 3) / self.config.motion_scale + template.to(device)
         finally:
             self.train(was_training)
 
