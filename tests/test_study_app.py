@@ -85,12 +85,35 @@ def test_path_traversal_is_refused(study_dir):
         assert client.get(path).status_code == 404
 
 
-def test_server_listens_on_loopback_by_default():
-    import inspect
+def test_server_listens_on_loopback_by_default(study_dir):
+    import socket
+    import subprocess
+    import sys
+    import time
 
-    from talkbench.study.app import serve
+    import psutil
 
-    assert inspect.signature(serve).parameters["host"].default == "127.0.0.1"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "talkbench.cli", "study", "serve", str(study_dir), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        listening = []
+        deadline = time.time() + 60
+        while not listening and time.time() < deadline:
+            time.sleep(0.3)
+            conns = psutil.Process(proc.pid).net_connections(kind="tcp")
+            listening = [c.laddr for c in conns if c.status == psutil.CONN_LISTEN]
+        assert listening, "the study server did not start"
+        assert {addr.ip for addr in listening} == {"127.0.0.1"}
+        assert {addr.port for addr in listening} == {port}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def test_export_joins_answers_with_the_manifest(study_dir, tmp_path):
