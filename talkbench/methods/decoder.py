@@ -24,7 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def _additive(mask: torch.Tensor | None, batch: int, n_heads: int, dtype: torch.dtype) -> torch.Tensor | None:
+def additive_mask(
+    mask: torch.Tensor | None, batch: int, n_heads: int, dtype: torch.dtype
+) -> torch.Tensor | None:
     """Any accepted mask layout -> float (B or 1, n_heads or 1, T, S) added to the logits."""
     if mask is None:
         return None
@@ -103,11 +105,8 @@ class DecoderLayer(nn.Module):
         self.d_model = d_model
 
     def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        d = self.d_model
-        q = _project(self.self_attn, x, slice(0, d))
-        k = _project(self.self_attn, x, slice(d, 2 * d))
-        v = _project(self.self_attn, x, slice(2 * d, 3 * d))
-        return tuple(_split_heads(t, self.n_heads) for t in (q, k, v))  # type: ignore[return-value]
+        qkv = F.linear(x, self.self_attn.in_proj_weight, self.self_attn.in_proj_bias)  # one matmul
+        return tuple(_split_heads(t, self.n_heads) for t in qkv.chunk(3, dim=-1))  # type: ignore[return-value]
 
     def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         d = self.d_model
@@ -161,8 +160,8 @@ class TransformerDecoder(nn.Module):
     ) -> torch.Tensor:
         """tgt (B, T, d), memory (B, S, d) -> (B, T, d)."""
         b = tgt.shape[0]
-        tgt_mask = _additive(tgt_mask, b, self.n_heads, tgt.dtype)
-        memory_mask = _additive(memory_mask, b, self.n_heads, tgt.dtype)
+        tgt_mask = additive_mask(tgt_mask, b, self.n_heads, tgt.dtype)
+        memory_mask = additive_mask(memory_mask, b, self.n_heads, tgt.dtype)
         x = tgt
         for layer in self.layers:
             mem_k, mem_v = layer.memory_kv(memory)
@@ -193,8 +192,8 @@ class TransformerDecoder(nn.Module):
         ``memory_mask`` their rows over the memory, (.., n, S). Same layouts as ``forward``.
         """
         b = x.shape[0]
-        tgt_mask = _additive(tgt_mask, b, self.n_heads, x.dtype)
-        memory_mask = _additive(memory_mask, b, self.n_heads, x.dtype)
+        tgt_mask = additive_mask(tgt_mask, b, self.n_heads, x.dtype)
+        memory_mask = additive_mask(memory_mask, b, self.n_heads, x.dtype)
         for i, layer in enumerate(self.layers):
             x = layer(x, cache.mem_k[i], cache.mem_v[i], tgt_mask, memory_mask, cache=cache, index=i)
         cache.length += x.shape[1]

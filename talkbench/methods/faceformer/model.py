@@ -16,7 +16,7 @@ from talkbench.datasets.spec import DatasetSpec
 from talkbench.errors import ConfigError, DataError, TalkbenchError
 from talkbench.methods.audio import build_audio_encoder
 from talkbench.methods.base import Method, Stage
-from talkbench.methods.decoder import TransformerDecoder
+from talkbench.methods.decoder import TransformerDecoder, additive_mask
 from talkbench.methods.faceformer.config import FaceFormerConfig
 from talkbench.methods.layers import (
     PeriodicPositionalEncoding,
@@ -141,6 +141,8 @@ class FaceFormer(Method):
         if n_frames < 1:
             raise DataError("rollout needs at least one motion frame")
         self_mask, mem_mask = self.masks(n_frames, memory.shape[1], memory.device)
+        # float masks once, so that every step only slices rows
+        mem_mask = additive_mask(mem_mask, 1, self.config.n_heads, memory.dtype)[0, 0]
         cache = self.decoder.init_cache(memory)
         token = self.first_token(style, False)
         outs = []
