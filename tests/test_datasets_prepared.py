@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import json
 import os
 import pickle
 
@@ -111,7 +112,15 @@ def test_digest_tracks_file_list_templates_and_regions(fake):
     tpl = {k: v + 1 for k, v in load_dataset("synthtalk", root=fake).templates.items()}
     write_templates(fake, tpl)
     d3 = load_dataset("synthtalk", root=fake).spec.digest
-    assert len({d0, d1, d2, d3}) == 4
+    # a truncated vertex file (a partial download) and changed generator metadata change it too
+    npy = sorted((fake / "vertices_npy").glob("*.npy"))[0]
+    np.save(npy, np.load(npy)[:-2])
+    d4 = load_dataset("synthtalk", root=fake).spec.digest
+    meta = json.loads((fake / "synthtalk.json").read_text())
+    meta["generator_version"] = "other"
+    (fake / "synthtalk.json").write_text(json.dumps(meta))
+    d5 = load_dataset("synthtalk", root=fake).spec.digest
+    assert len({d0, d1, d2, d3, d4, d5}) == 6
 
 
 def test_spec_from_synthtalk_json(fake):

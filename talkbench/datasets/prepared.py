@@ -243,11 +243,18 @@ class PreparedDataset:
         return [stem for stem, (subj, sent) in self._names.items() if s.contains(subj, sent)]
 
     def _digest(self) -> str:
+        """Split file lists, file sizes (catch partial downloads), templates, regions, and the
+        generator metadata when there is one (SynthTalk: version, parameters, source hash)."""
         h = hashlib.sha256(self.spec.name.encode())
         for split in sorted(self.spec.splits):
             h.update(f"\n[{split}]".encode())
-            h.update("\n".join(sorted(self.split_stems(split))).encode())
+            for stem in sorted(self.split_stems(split)):
+                sizes = [p.stat().st_size for p in self._pairs[stem]]
+                h.update(f"{stem}:{sizes}\n".encode())
         h.update((self.root / TEMPLATES).read_bytes())
+        meta = self.root / "synthtalk.json"
+        if meta.is_file():
+            h.update(meta.read_bytes())
         h.update(self.spec.region_digest().encode())
         return h.hexdigest()[:16]
 
