@@ -487,6 +487,19 @@ def test_knob_style_input_none_removes_speaker_information():
         assert torch.allclose(f_s[0], f_s[1], atol=1e-6) is same
 
 
+def test_knob_style_input_scale_scales_the_log_mel():
+    spec = make_spec()
+    batch = triplet_batch(spec)
+    torch.manual_seed(0)
+    model = MemoryTalker(tiny_config(style_input_scale=0.05), spec)
+    n = int(batch.audio_lengths[0])
+    f_s = model.style_features(batch.audio[:1, :n], batch.audio_lengths[:1])
+    expected = model.style_encoder(style_log_mel(batch.audio[:1, :n]) * 0.05)
+    assert torch.allclose(f_s, expected, atol=1e-6)
+    model.config.style_input_scale = 1.0
+    assert not torch.allclose(model.style_features(batch.audio[:1, :n], batch.audio_lengths[:1]), f_s)
+
+
 def test_bad_input_and_config():
     spec = make_spec()
     model = MemoryTalker(tiny_config(), spec)

@@ -44,6 +44,9 @@ class MemoryTalkerConfig:
     style_subsample: tuple[int, ...] = (1, 2, 1, 2, 1, 2)
     style_dense_blocks: int = 6
     style_out_dim: int = 256
+    # multiplies the dB log-mel before E_s; 1.0 = the release (raw dB, tens of units: at init f_s is
+    # large, sigmoid saturates and w_s is O(100), far from the w = 1 the frozen decoder learned with)
+    style_input_scale: float = 1.0
     # -- ablation switches ----------------------------------------------------------------------
     memory: bool = True  # False: no memory, no motion encoder; the decoder query is built from f_txt only
     stage2: bool = True  # False: memorizing only (the animating stage is absent)

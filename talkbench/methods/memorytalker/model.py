@@ -216,7 +216,9 @@ class MemoryTalker(Method):
             wave = audio[idx, : int(length)]
             if self.config.style_input == "none":
                 wave = torch.zeros_like(wave)  # the control: no speaker information reaches E_s
-            out[idx] = self.style_encoder(style_log_mel(wave, n_mels=self.config.style_n_mels))
+            out[idx] = self.style_encoder(
+                style_log_mel(wave, n_mels=self.config.style_n_mels) * self.config.style_input_scale
+            )
         return out
 
     def _encode_batch(self, batch: Batch) -> tuple[Encoded, torch.Tensor, torch.Tensor]:
