@@ -16,7 +16,12 @@ $(STAMP): pyproject.toml constraints.txt
 system:
 	bash scripts/install-system-packages.sh
 
+# SynthTalk 'small' (generated on first use): the two floors, FaceFormer, then MemoryTalker, then the
+# comparison report committed under reports/synthtalk/.
 run: $(STAMP)
+	$(BIN)/bench run --method template --no-leaderboard
+	$(BIN)/bench run --method mean-motion --no-leaderboard
+	$(BIN)/bench run --method faceformer --no-leaderboard
 	$(BIN)/bench run --method memorytalker
 	$(BIN)/bench report --dataset synthtalk --out reports/synthtalk
 
