@@ -513,3 +513,31 @@ def test_motion_scale_is_a_unit_change():
     assert torch.allclose(b._offsets(batch), 1000.0 * a._offsets(batch))
     with pytest.raises(ConfigError, match="motion_scale"):
         make_model(motion_scale=0.0)
+
+
+@pytest.mark.parametrize(
+    "preset,dataset,groups,code_dim,layers,io,rev_bias,schedule",
+    [
+        ("paper", "vocaset", 16, 64, 6, False, True, "step"),
+        ("paper", "biwi", 8, 128, 12, True, False, "constant"),
+        ("synthtalk", "synthtalk", 8, 16, 2, False, True, "step"),
+        ("tiny", "synthtalk", 4, 8, 1, False, True, "constant"),
+    ],
+)
+def test_presets_resolve_through_load_config(
+    preset, dataset, groups, code_dim, layers, io, rev_bias, schedule
+):
+    from talkbench.config import load_config
+
+    c = load_config("codetalker", dataset=dataset, preset=preset).method_config
+    assert isinstance(c, CodeTalkerConfig)
+    assert (c.face_groups, c.code_dim, c.n_layers, c.io_linears, c.reverse_bias, c.vq_schedule) == (
+        groups,
+        code_dim,
+        layers,
+        io,
+        rev_bias,
+        schedule,
+    )
+    assert c.n_codes == 256 or preset == "tiny"
+    assert (c.pe_quirk, c.attn_scale_quirk) == ("constant", "hidden")  # defaults as released

@@ -60,7 +60,7 @@ def pooled_lve(model, view, lips, modes=("fast",)) -> dict[str, float]:
     return {k: v / frames for k, v in sums.items()}
 
 
-def run(overrides=(), modes=("fast",), seed: int = 0) -> dict[str, float]:
+def run(overrides=(), modes=("fast",), seed: int = 0, windows=()) -> dict[str, float]:
     cfg = load_config("codetalker", dataset="synthtalk", preset="synthtalk", overrides=overrides, seed=seed)
     t0 = time.time()
     data = load_dataset(
@@ -77,6 +77,11 @@ def run(overrides=(), modes=("fast",), seed: int = 0) -> dict[str, float]:
     model.eval()
     with torch.no_grad():
         lve = pooled_lve(model, data.split("test"), data.spec.regions["lips"], modes)
+        for w in windows:  # the fast mode's accuracy/cost trade-off, on the same trained model
+            model.config.fast_window = w
+            lve[f"fast_w{w}"] = pooled_lve(model, data.split("test"), data.spec.regions["lips"], ("fast",))[
+                "fast"
+            ]
     t3 = time.time()
     out = {f"lve_{k}": v for k, v in lve.items()}
     out.update(data_s=t1 - t0, train_s=t2 - t1, eval_s=t3 - t2, total_s=t3 - t0)
@@ -115,10 +120,12 @@ if __name__ == "__main__":
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--modes", default="fast")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--windows", default="", help="extra fast_window values to evaluate, e.g. 8,64")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    res = run(args.set, tuple(args.modes.split(",")))
+    windows = tuple(int(w) for w in args.windows.split(",") if w)
+    res = run(args.set, tuple(args.modes.split(",")), windows=windows)
     for k, v in res.items():
         print(f"{k:32s} {v:.6g}")
     sys.exit(
