@@ -230,10 +230,10 @@ class CodeTalker(Method):
         return {"loss": total, "motion_mse": motion, "feature_mse": reg}
 
     def validation_loss(self, stage: str, batch: Batch) -> dict[str, torch.Tensor]:
-        if stage != "predictor" or bool((batch.speaker >= 0).all()):
-            if stage == "predictor":
-                return self._predictor_loss(batch)
+        if stage != "predictor":
             return self.loss(stage, batch)
+        if bool((batch.speaker >= 0).all()):
+            return self._predictor_loss(batch)
         # unseen speakers: one pass per training style (batched), averaged, as FaceFormer validates
         n = len(self.spec.train_subjects) if self.config.val_conditions == "all" else 1
         b = len(batch)
