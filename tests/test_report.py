@@ -68,6 +68,8 @@ def test_report_has_every_section_and_its_figures(report):
     for image in re.findall(r"\(figures/([^)]+\.png)\)", md):
         assert (report.out_dir / "figures" / image).stat().st_size > 1000
     assert "mean-motion.period" in md
+    # rows of one method are told apart by the settings that differ
+    assert "mean-motion (period=5) (floor)" in md and "mean-motion (period=10) (floor)" in md
     assert report.latex.read_text().startswith("% talkbench leaderboard")
     html = report.html.read_text()
     assert "data:image/png;base64," in html and 'src="figures/' not in html  # self-contained

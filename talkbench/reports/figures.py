@@ -21,7 +21,7 @@ def _save(fig, path: Path) -> Path:
 
 
 def training_curves(curves: dict[str, dict[str, pd.DataFrame]], path: Path) -> Path:
-    """curves: method -> {metric key ('<stage>/train/loss', ...): history (step, value)}; a panel per stage."""
+    """curves: method -> {'<stage>/train/loss' ...: history (step, value)}; one panel per stage."""
     stages = sorted({key.split("/")[0] for per in curves.values() for key in per})
     fig, axes = plt.subplots(1, max(1, len(stages)), figsize=(4.5 * max(1, len(stages)), 3.4), squeeze=False)
     for ax, stage in zip(axes[0], stages):

@@ -38,6 +38,13 @@ class Row:
     values: dict[str, tuple[float, float, int]]  # metric -> (mean, std over seeds, n)
     floor: bool = False
     highlighted: bool = False
+    params: dict[str, str] = field(default_factory=dict)  # params of the group's newest run
+    variant: str = ""  # what sets this row apart from other rows of the same method
+
+    @property
+    def label(self) -> str:
+        name = f"{self.method} ({self.variant})" if self.variant else self.method
+        return f"{name} (floor)" if self.floor else name
 
     @property
     def n_seeds(self) -> int:
@@ -174,10 +181,26 @@ def build(
                 values=values,
                 floor=method in FLOORS,
                 highlighted=highlight is not None and highlight in group["run_id"].tolist(),
+                params={k[len("params.") :]: str(v) for k, v in first.items() if k.startswith("params.")},
             )
         )
+    _name_variants(board.rows)
     board.rows.sort(key=lambda r: (r.floor, _sort_value(board, r), r.method))
     return board
+
+
+def _name_variants(rows: list[Row]) -> None:
+    """Rows of one method that differ in config get the differing settings as their variant name."""
+    by_method: dict[str, list[Row]] = {}
+    for r in rows:
+        by_method.setdefault(r.method, []).append(r)
+    for group in by_method.values():
+        if len(group) < 2:
+            continue
+        keys = sorted({k for r in group for k in r.params} - {"seed"})
+        differing = [k for k in keys if len({r.params.get(k) for r in group}) > 1]
+        for r in group:
+            r.variant = ", ".join(f"{k.split('.')[-1]}={r.params.get(k, '–')}" for k in differing[:3])
 
 
 def _sort_value(board: Leaderboard, row: Row) -> float:
@@ -200,7 +223,7 @@ def _cell(row: Row, col: MetricColumn, sep: str = " ± ") -> str:
 
 
 def _label(row: Row) -> str:
-    return f"{row.method} (floor)" if row.floor else row.method
+    return row.label
 
 
 def to_markdown(board: Leaderboard) -> str:

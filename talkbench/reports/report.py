@@ -128,15 +128,17 @@ def _select_runs(tracker, dataset: str, run_ids: list[str] | None) -> pd.DataFra
 
 
 def _groups(board: lb.Leaderboard) -> list[Group]:
-    groups = []
-    for row in board.rows:
-        label = (
-            row.method
-            if sum(r.method == row.method for r in board.rows) == 1
-            else f"{row.method} [{row.config_hash[:6]}]"
+    labels = [r.label.removesuffix(" (floor)") for r in board.rows]
+    return [
+        Group(
+            label if labels.count(label) == 1 else f"{label} [{r.config_hash[:6]}]",
+            r.method,
+            r.run_ids,
+            r.run_ids[0],
+            r.floor,
         )
-        groups.append(Group(label, row.method, row.run_ids, row.run_ids[-1], row.floor))
-    return groups
+        for label, r in zip(labels, board.rows)
+    ]
 
 
 def _per_sequence(tracker, run_id: str) -> pd.DataFrame | None:
