@@ -97,7 +97,8 @@ def key_padding_to_attn(
     (a padded query keeps key 0), so no NaN reaches padded outputs."""
     blocked = ~key_valid[:, None, :].expand(-1, n_queries, -1).clone()
     blocked[:, :, 0] = False
-    mask = torch.zeros(blocked.shape, dtype=dtype, device=key_valid.device).masked_fill(blocked, float("-inf"))
+    mask = torch.zeros(blocked.shape, dtype=dtype, device=key_valid.device)
+    mask = mask.masked_fill(blocked, float("-inf"))
     return mask.repeat_interleave(n_heads, dim=0)
 
 
