@@ -178,6 +178,12 @@ def run(
 
     def launch(index_point: tuple[int, SweepPoint]) -> None:
         i, p = index_point
+        # another process (a parallel sweep, a plain `bench run`) may have finished it meanwhile
+        p.run_id = _finished_runs(tracker, sweep.dataset).get((p.config_hash, str(p.seed)))
+        if p.run_id:
+            p.status = "skipped"
+            echo(f"  [skipped] {' '.join(p.overrides())} seed={p.seed} (finished elsewhere: {p.run_id})")
+            return
         p.log = log_dir / f"point-{i:03d}-seed{p.seed}.log"
         with p.log.open("w") as fh:
             code = subprocess.call(
