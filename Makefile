@@ -16,13 +16,16 @@ $(STAMP): pyproject.toml constraints.txt
 system:
 	bash scripts/install-system-packages.sh
 
-# SynthTalk 'small' (generated on first use): the two floors, FaceFormer, then MemoryTalker, then the
-# comparison report committed under reports/synthtalk/.
+# The main job, on SynthTalk 'small' (generated on first use): the two floors, FaceFormer and
+# MemoryTalker, the stage-2 x style-coupling and memory ablations of MemoryTalker (points already run
+# are skipped), then the comparison report committed under reports/synthtalk/ (~40 min on 2 cores).
 run: $(STAMP)
 	$(BIN)/bench run --method template --no-leaderboard
 	$(BIN)/bench run --method mean-motion --no-leaderboard
 	$(BIN)/bench run --method faceformer --no-leaderboard
 	$(BIN)/bench run --method memorytalker
+	$(BIN)/bench sweep --method memorytalker --grid memorytalker.stage2=false,true --grid dataset.style_coupling=0,0.8 --jobs 2
+	$(BIN)/bench sweep --method memorytalker --grid memorytalker.memory=true,false
 	$(BIN)/bench report --dataset synthtalk --out reports/synthtalk
 
 test: $(STAMP) system

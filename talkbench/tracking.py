@@ -38,6 +38,9 @@ import numpy as np
 
 from talkbench.errors import TalkbenchError
 
+# artifact downloads print a tqdm bar each; reports download dozens of small files
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow's own default since 3.7
 TAG = "talkbench."
 TEST_PREFIX = "test/"

@@ -68,7 +68,7 @@ def build_report(
     from talkbench.tracking import Tracker
 
     tracker = Tracker(tracking_uri)
-    runs = _select_runs(tracker, dataset, run_ids)
+    runs, variants = _split_by_dataset_version(_select_runs(tracker, dataset, run_ids))
     out = Path(out_dir or Path("reports") / dataset)
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -80,6 +80,16 @@ def build_report(
     md += _setup_section(runs)
     md += ["## Leaderboard", "", "Mean ± std over seeds; best in bold; floors are reference methods.", ""]
     md += [lb.to_markdown(board), ""]
+    if not variants.empty:
+        md += [
+            "### Runs on other versions of the dataset",
+            "",
+            "Not comparable with the table above (other data, e.g. another SynthTalk style coupling); "
+            "the sections below cover the main version only, the ablation curves cover every version.",
+            "",
+            lb.to_markdown(_variant_board(runs, variants, dataset, metrics)),
+            "",
+        ]
     md += _ci_section(runs, groups, board)
     md += _paired_section(dataset, board, groups, per_seq)
     md += _subject_section(board, per_seq)
@@ -99,7 +109,7 @@ def build_report(
     if "latex" in formats:
         latex_path = out / "leaderboard.tex"
         latex_path.write_text(lb.to_latex(board))
-    covered = [r for g in groups for r in g.run_ids]
+    covered = [r for g in groups for r in g.run_ids] + variants["run_id"].tolist()
     if log_to_runs:
         for run_id in covered:
             for path in (md_path, html_path, latex_path):
@@ -125,6 +135,23 @@ def _select_runs(tracker, dataset: str, run_ids: list[str] | None) -> pd.DataFra
             f"experiment '{dataset}' has no finished runs in '{tracker.uri}'; run `bench run` first"
         )
     return runs
+
+
+def _split_by_dataset_version(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Runs on the dataset version most runs used, and the rest (paired tests need the same data)."""
+    col = "tags.talkbench.dataset_digest"
+    if col not in runs or runs[col].nunique(dropna=True) < 2:
+        return runs, runs.iloc[0:0]
+    main = runs[col].value_counts().idxmax()
+    return runs[runs[col] == main], runs[runs[col] != main]
+
+
+def _variant_board(runs, variants, dataset, metrics) -> lb.Leaderboard:
+    """The other versions' rows, named against every run (so the differing dataset settings show)."""
+    both = lb.build(pd.concat([runs, variants]), dataset, list(metrics))
+    keep = set(variants["run_id"])
+    both.rows = [r for r in both.rows if keep & set(r.run_ids)]
+    return both
 
 
 def _groups(board: lb.Leaderboard) -> list[Group]:
