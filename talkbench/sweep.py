@@ -206,6 +206,10 @@ def run(
             p.run_id = p.run_id or finished.get((p.config_hash, str(p.seed)))
         if any(p.status == "failed" for p in sweep.points):
             status = "FAILED"
+        # every point's run, including those finished elsewhere (they are not children of this parent)
+        tracker.set_tags(
+            parent, {"talkbench.point_runs": json.dumps([p.run_id for p in sweep.points if p.run_id])}
+        )
         tracker.finish_run(parent, status)
     return summary(sweep, tracker)
 

@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -71,7 +71,7 @@ def mouth_opening(
 ) -> Path:
     """Mouth opening of each method against the ground truth for one clip (mm for metric data)."""
     scale, label = (1000.0, "mm") if unit == "m" else (1.0, unit)
-    fig, ax = plt.subplots(figsize=(7, 2.8))
+    fig, ax = plt.subplots(figsize=(8, 3.0))
     t = np.arange(len(gt)) / fps
     ax.plot(t, gt * scale, color="black", lw=2, label="ground truth")
     for method, curve in curves.items():
@@ -80,5 +80,5 @@ def mouth_opening(
     ax.set_xlabel("time (s)")
     ax.set_ylabel(f"mouth opening ({label})")
     ax.set_title(title)
-    ax.legend(fontsize=7, ncol=4)
+    ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.28), frameon=False)
     return _save(fig, path)

@@ -364,7 +364,11 @@ def _ablation_section(tracker, dataset: str, board: lb.Leaderboard, fig_dir: Pat
     lines = []
     col = board.columns[0]
     for _, parent in parents.iterrows():
-        children = children_all[children_all.get("tags.mlflow.parentRunId") == parent["run_id"]]
+        points = json.loads(parent.get("tags.talkbench.point_runs") or "[]")
+        children = children_all[
+            (children_all.get("tags.mlflow.parentRunId") == parent["run_id"])
+            | children_all["run_id"].isin(points)
+        ]
         metric_col = f"metrics.test/{col.name}"
         if children.empty or metric_col not in children:
             continue
@@ -388,6 +392,7 @@ def _ablation_section(tracker, dataset: str, board: lb.Leaderboard, fig_dir: Pat
             rows = [
                 [
                     str(r[key]),
+                    *([r["series"]] if others else []),
                     f"{r['mean']:.4g} ± {0 if pd.isna(r['std']) else r['std']:.2g}",
                     str(int(r["count"])),
                 ]
@@ -398,7 +403,15 @@ def _ablation_section(tracker, dataset: str, board: lb.Leaderboard, fig_dir: Pat
                 "",
                 f"![{name}](figures/{path.name})",
                 "",
-                _md_table([key, col.header(), "seeds"], rows),
+                _md_table(
+                    [
+                        key,
+                        *([", ".join(o.removeprefix("params.") for o in others)] if others else []),
+                        col.header(),
+                        "seeds",
+                    ],
+                    rows,
+                ),
                 "",
             ]
     return (["## Ablations", ""] + lines) if lines else []
