@@ -21,13 +21,7 @@ app = typer.Typer(
 COMMAND_MODULES = ("data", "run", "eval", "sweep", "report", "render", "study")
 
 for _name in COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(f"talkbench.commands.{_name}")
-    except ModuleNotFoundError as exc:  # TODO(integration): remove once every group has landed
-        if exc.name != f"talkbench.commands.{_name}":
-            raise
-        continue
-    _module.register(app)
+    importlib.import_module(f"talkbench.commands.{_name}").register(app)
 
 
 def main() -> None:
