@@ -32,7 +32,7 @@ test: $(STAMP) system
 	$(BIN)/python -m pytest -n 2 -q
 
 test-slow: $(STAMP) system
-	$(BIN)/python -m pytest -m slow -q -s
+	$(BIN)/python -m pytest -m slow -q -s --timeout 7200
 
 bench: $(STAMP) system
 	$(BIN)/python -m pytest benchmarks -q -p no:xdist --benchmark-only -o addopts=""
