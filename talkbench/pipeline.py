@@ -88,36 +88,40 @@ def conditions_for(method, spec, subject: str) -> list[int | None]:
 
 
 # -- rendered samples ---------------------------------------------------------------------------
-def _render_samples(tracker, run_id: str, method, test: list, spec, n_clips: int, rdir: Path) -> None:
-    """Ground truth next to the prediction for the first test clip of up to ``n_clips`` subjects.
+def _sample_clips(test: list, n_clips: int) -> set[str]:
+    """The first test clip of up to ``n_clips`` subjects: the clips rendered as samples."""
+    chosen: dict[str, str] = {}
+    for clip in test:
+        if len(chosen) < n_clips:
+            chosen.setdefault(clip.subject, clip.name)
+    return set(chosen.values())
+
+
+def _keep_samples(preds, names: set[str], kept: dict) -> Iterator[tuple[str, str | None, np.ndarray]]:
+    """Pass predictions through, keeping the first one (first condition) of each sample clip."""
+    for name, label, pred in preds:
+        if name in names and name not in kept:
+            kept[name] = (label, pred)
+        yield name, label, pred
+
+
+def _render_samples(tracker, run_id: str, method_name: str, kept: dict, test: list, spec, rdir: Path) -> None:
+    """Ground truth next to the kept prediction of each sample clip, with the clip's audio.
 
     A renderer failure (no OpenGL here, say) is logged as a warning and a tag: the run itself and
     everything already logged are kept.
     """
-    if n_clips <= 0 or spec.faces is None:
+    if not kept:
         return
     from talkbench.render import camera_for, render_side_by_side
 
-    chosen, seen = [], set()
-    for clip in test:
-        if clip.subject not in seen and len(chosen) < n_clips:
-            seen.add(clip.subject)
-            chosen.append(clip)
-    import torch
-
     out_dir = rdir / "renders"
-    device = method.device
     try:
-        for clip in chosen:
-            condition = conditions_for(method, spec, clip.subject)[0]
-            audio = torch.tensor(np.asarray(clip.audio, np.float32), device=device)
-            template = torch.as_tensor(np.asarray(clip.template, np.float32), device=device)
-            with torch.no_grad():
-                pred = method.predict(audio, template, condition)
-            label = method.name if condition is None else f"{method.name} ({spec.train_subjects[condition]})"
-            panels = [("ground truth", clip.vertices), (label, pred.detach().cpu().numpy())]
+        for clip in (c for c in test if c.name in kept):
+            condition, pred = kept[clip.name]
+            label = method_name if condition is None else f"{method_name} ({condition})"
             render_side_by_side(
-                panels,
+                [("ground truth", clip.vertices), (label, pred)],
                 spec.faces,
                 out_dir / f"{clip.name}.mp4",
                 clip.fps,
@@ -313,8 +317,10 @@ def _run_inside(tracker, run_id, rdir: Path, cfg, data, spec, method, resumed: b
     with tempfile.TemporaryDirectory(prefix="talkbench-pred-") as tmp:
         save_dir = Path(tmp) if cfg.eval.save_predictions else None
         preds = predict_test(method, test, spec, timing, save_dir, prediction_selection(method, test, spec))
+        samples = _sample_clips(test, cfg.eval.render_clips) if spec.faces is not None else set()
+        kept: dict = {}
         evaluation = evaluate(
-            preds,
+            _keep_samples(preds, samples, kept),
             spec,
             {c.name: c for c in test},
             alignments=load_alignments_for(data),
@@ -324,7 +330,7 @@ def _run_inside(tracker, run_id, rdir: Path, cfg, data, spec, method, resumed: b
         if save_dir is not None and any(save_dir.iterdir()):
             tracker.log_artifact(run_id, save_dir, "predictions")
 
-    _render_samples(tracker, run_id, method, test, spec, cfg.eval.render_clips, rdir)
+    _render_samples(tracker, run_id, method.name, kept, test, spec, rdir)
 
     # 6. metrics, tables and tags
     metrics = {f"{tracking.TEST_PREFIX}{k}": float(v) for k, v in evaluation.flat().items()}
