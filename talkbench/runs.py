@@ -49,20 +49,23 @@ class TrackedRun:
     def prediction_files(self) -> list[str]:
         return sorted(p.rsplit("/", 1)[-1] for p in self.tracker.list_artifacts(self.run_id, "predictions"))
 
+    def _files_for(self, clip: str) -> list[str]:
+        """Saved prediction files of one clip: ``<clip>.npy`` or ``<clip>_condition_<Subject>.npy``."""
+        return [f for f in self.prediction_files if f == f"{clip}.npy" or f.startswith(f"{clip}_condition_")]
+
     def prediction(self, clip: str, condition: str | None = None) -> np.ndarray:
         """Predicted (T, V, 3) vertices of one clip (conditioned runs: the given or first condition)."""
-        wanted = f"{clip}.npy" if condition is None else f"{clip}_condition_{condition}.npy"
-        match = [f for f in self.prediction_files if f == wanted]
-        if not match and condition is None:
-            match = [f for f in self.prediction_files if f.startswith(f"{clip}_condition_")]
-        if not match:
+        files = self._files_for(clip)
+        if condition is not None:
+            files = [f for f in files if f == f"{clip}_condition_{condition}.npy"]
+        if not files:
             raise TalkbenchError(
                 f"run {self.run_id} ({self.method}) saved no prediction for clip '{clip}'"
                 + (f" under condition '{condition}'" if condition else "")
                 + f"; it has {len(self.prediction_files)} prediction file(s) (eval.save_predictions)"
             )
-        arr = np.load(self.tracker.download_artifacts(self.run_id, f"predictions/{match[0]}"))
+        arr = np.load(self.tracker.download_artifacts(self.run_id, f"predictions/{files[0]}"))
         return arr.reshape(len(arr), -1, 3)
 
     def has_prediction(self, clip: str) -> bool:
-        return any(f == f"{clip}.npy" or f.startswith(f"{clip}_condition_") for f in self.prediction_files)
+        return bool(self._files_for(clip))
