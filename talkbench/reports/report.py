@@ -37,13 +37,19 @@ code { background: #f6f8fa; padding: 0 0.2rem; }
 
 @dataclass
 class Group:
-    """Runs that differ only by seed; ``newest`` represents the group in per-run sections."""
+    """A leaderboard row (runs that differ only by seed) under a unique label."""
 
     label: str
-    method: str
-    run_ids: list[str]
-    newest: str
-    floor: bool
+    row: lb.Row
+
+    @property
+    def newest(self) -> str:
+        """The run that represents the group in per-run sections (rows list the newest first)."""
+        return self.row.run_ids[0]
+
+    @property
+    def floor(self) -> bool:
+        return self.row.floor
 
 
 @dataclass
@@ -109,7 +115,7 @@ def build_report(
     if "latex" in formats:
         latex_path = out / "leaderboard.tex"
         latex_path.write_text(lb.to_latex(board))
-    covered = [r for g in groups for r in g.run_ids] + variants["run_id"].tolist()
+    covered = [r for g in groups for r in g.row.run_ids] + variants["run_id"].tolist()
     if log_to_runs:
         for run_id in covered:
             for path in (md_path, html_path, latex_path):
@@ -157,13 +163,7 @@ def _variant_board(runs, variants, dataset, metrics) -> lb.Leaderboard:
 def _groups(board: lb.Leaderboard) -> list[Group]:
     labels = [r.label.removesuffix(" (floor)") for r in board.rows]
     return [
-        Group(
-            label if labels.count(label) == 1 else f"{label} [{r.config_hash[:6]}]",
-            r.method,
-            r.run_ids,
-            r.run_ids[0],
-            r.floor,
-        )
+        Group(label if labels.count(label) == 1 else f"{label} [{r.config_hash[:6]}]", r)
         for label, r in zip(labels, board.rows)
     ]
 
@@ -242,7 +242,7 @@ def _paired_section(dataset, board: lb.Leaderboard, groups: list[Group], per_seq
     learned = [g for g in candidates if not g.floor] or candidates  # floors compete only among themselves
     if len(candidates) < 2:
         return ["## Paired significance", "", "Needs per-sequence tables of at least two methods.", ""]
-    best = min(learned, key=lambda g: _group_mean(board, g, metric))
+    best = min(learned, key=lambda g: g.row.values.get(metric, (np.inf,))[0])
     lines = [
         "## Paired significance",
         "",
@@ -269,13 +269,6 @@ def _paired_section(dataset, board: lb.Leaderboard, groups: list[Group], per_seq
         )
     lines += [_md_table(["B (other method)", f"Δ{metric.upper()} (A−B)", "95% CI", "p", "clips"], rows), ""]
     return lines
-
-
-def _group_mean(board: lb.Leaderboard, g: Group, metric: str) -> float:
-    for r in board.rows:
-        if r.run_ids == g.run_ids:
-            return r.values.get(metric, (np.inf,))[0]
-    return np.inf
 
 
 def _subject_section(board: lb.Leaderboard, per_seq: dict) -> list[str]:
