@@ -196,7 +196,7 @@ def run(
     status = "FINISHED"
     try:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            list(pool.map(launch, [(sweep.points.index(p), p) for p in todo]))
+            list(pool.map(launch, [(i, p) for i, p in enumerate(sweep.points) if p.status == "pending"]))
     except BaseException:
         status = "KILLED"
         raise
