@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from talkbench.errors import TalkbenchError
+from talkbench.paths import run_dir, runs_root
 
 # artifact downloads print a tqdm bar each; reports download dozens of small files
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -57,18 +58,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 # ---------------------------------------------------------------------------------------------
 # locations
 # ---------------------------------------------------------------------------------------------
-def talkbench_home() -> Path:
-    return Path(os.environ.get("TALKBENCH_HOME") or Path.home() / ".cache" / "talkbench")
-
-
-def runs_root() -> Path:
-    return talkbench_home() / "runs"
-
-
-def run_dir(run_id: str) -> Path:
-    return runs_root() / run_id
-
-
 def resolve_tracking_uri(uri: str | None = None) -> str:
     """``--tracking-uri`` wins, then ``MLFLOW_TRACKING_URI``, then MLflow's default (sqlite in the cwd)."""
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI

@@ -16,6 +16,7 @@ import numpy as np
 import soundfile as sf
 
 from talkbench.errors import ConfigError
+from talkbench.paths import synthtalk_cache
 
 from .articulation import animate, weights
 from .blendshapes import fields
@@ -217,8 +218,7 @@ def cache_key(preset: str, seed: int, style_coupling: float) -> str:
 
 
 def cache_root() -> Path:
-    home = os.environ.get("TALKBENCH_HOME")
-    return (Path(home) if home else Path.home() / ".cache" / "talkbench") / "synthtalk"
+    return synthtalk_cache()
 
 
 def ensure_synthtalk(preset: str = "small", seed: int = 0, style_coupling: float = 0.8) -> Path:

@@ -1,0 +1,134 @@
+"""The tracked-run contract: every name a run writes to MLflow and every reader relies on.
+
+Writers (pipeline, sweep, tracking, study) and readers (runs, reports, render, study, eval) import
+these names; none of them spells a tag key, metric name, artifact path or prediction file name as a
+literal. Pure data and string functions: importing this module imports neither mlflow nor torch.
+
+- one experiment per dataset, named after the dataset;
+- params: the flattened resolved config (dotted keys);
+- metrics: per-epoch losses ``<stage>/<term>`` (step = epoch; validation ``<stage>/val_<term>``),
+  final test metrics ``test/<metric>``, inference speed ``speed/realtime_factor``;
+- tags: the ``Tag`` keys below;
+- artifacts: the ``*_ARTIFACT`` / ``*_DIR`` paths below; predictions are
+  ``predictions/<clip>.npy`` or ``predictions/<clip>_condition_<Subject>.npy`` ((T, V*3) float32).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TAG_PREFIX = "talkbench."
+
+
+class Tag:
+    """Tag keys of talkbench runs (``talkbench.*``) and the MLflow system tags talkbench reads."""
+
+    KIND = "talkbench.kind"  # one of Kind
+    METHOD = "talkbench.method"
+    DATASET = "talkbench.dataset"
+    PRESET = "talkbench.preset"
+    SEED = "talkbench.seed"
+    DEVICE = "talkbench.device"
+    CONFIG_HASH = "talkbench.config_hash"
+    GIT_COMMIT = "talkbench.git_commit"
+    GIT_DIRTY = "talkbench.git_dirty"
+    RESUMED = "talkbench.resumed"
+    RESUMED_FROM_EPOCH = "talkbench.resumed_from_epoch"
+    INFERENCE_SPEED = "talkbench.inference_speed"
+    REGION_DIGEST = "talkbench.region_digest"
+    DATASET_DIGEST = "talkbench.dataset_digest"
+    RENDER_ERROR = "talkbench.render_error"
+    SOURCE = "talkbench.source"  # a user study's folder
+    # sweep parents
+    SWEEP_HASH = "talkbench.sweep_hash"
+    GRID = "talkbench.grid"
+    SEEDS = "talkbench.seeds"
+    POINT_RUNS = "talkbench.point_runs"
+    # MLflow's own
+    RUN_NAME = "mlflow.runName"
+    PARENT_RUN_ID = "mlflow.parentRunId"
+
+    @staticmethod
+    def version(package: str) -> str:
+        return f"talkbench.version.{package}"
+
+    @staticmethod
+    def params(module: str) -> str:
+        """Parameter count of one top-level module (``total`` for all)."""
+        return f"talkbench.params.{module}"
+
+    @staticmethod
+    def metric_version(metric: str) -> str:
+        return f"talkbench.metric_version.{metric}"
+
+    @staticmethod
+    def scale(metric: str) -> str:
+        """The table scale a metric is shown divided by."""
+        return f"talkbench.scale.{metric}"
+
+
+class Kind:
+    """Values of ``Tag.KIND``."""
+
+    RUN = "run"
+    SWEEP = "sweep"
+    USER_STUDY = "user-study"
+
+
+def column(tag: str) -> str:
+    """The column of a tag in ``mlflow.search_runs`` DataFrames."""
+    return f"tags.{tag}"
+
+
+# -- metrics --------------------------------------------------------------------------------------
+TEST_PREFIX = "test/"
+SPEED_METRIC = "speed/realtime_factor"
+
+
+def test_metric(name: str) -> str:
+    return f"{TEST_PREFIX}{name}"
+
+
+def metric_column(metric_key: str) -> str:
+    """The column of a logged metric in ``mlflow.search_runs`` DataFrames."""
+    return f"metrics.{metric_key}"
+
+
+def stage_metric(stage: str, term: str) -> str:
+    return f"{stage}/{term}"
+
+
+# -- artifacts ------------------------------------------------------------------------------------
+CONFIG_ARTIFACT = "config.yaml"
+PER_SEQUENCE_ARTIFACT = "eval/per_sequence.csv"
+SUMMARY_ARTIFACT = "eval/summary.csv"
+PREDICTIONS_DIR = "predictions"
+RENDERS_DIR = "renders"
+CHECKPOINTS_DIR = "checkpoints"
+GIT_DIFF_ARTIFACT = "provenance/git.diff"
+
+# -- prediction files -----------------------------------------------------------------------------
+CONDITION_SEP = "_condition_"
+PREDICTION_SUFFIX = ".npy"
+
+
+@dataclass(frozen=True)
+class PredictionName:
+    clip: str
+    condition: str | None  # a training speaker's name, or None for unconditioned methods
+
+
+def prediction_file(clip: str, condition: str | None = None) -> str:
+    """``<clip>.npy`` or ``<clip>_condition_<Subject>.npy``."""
+    stem = clip if condition is None else f"{clip}{CONDITION_SEP}{condition}"
+    return stem + PREDICTION_SUFFIX
+
+
+def parse_prediction_file(filename: str) -> PredictionName:
+    """The inverse of :func:`prediction_file` (a directory part, if any, is ignored)."""
+    name = filename.rsplit("/", 1)[-1]
+    stem = name[: -len(PREDICTION_SUFFIX)] if name.endswith(PREDICTION_SUFFIX) else name
+    clip, sep, condition = stem.rpartition(CONDITION_SEP)
+    if sep and clip and condition:
+        return PredictionName(clip, condition)
+    return PredictionName(stem, None)
