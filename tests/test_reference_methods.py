@@ -106,3 +106,16 @@ def test_through_the_engine_with_the_period_from_config(data, tmp_path):
     saved = torch.load(result.checkpoint, weights_only=True)
     assert saved["mean_offsets"].shape == (4, data.spec.n_vertices, 3)
     assert torch.equal(saved["mean_offsets"], _prepared(data, period=4).mean_offsets)
+
+
+def test_predict_conditions_default_stacks_predict_per_condition(data):
+    method = _prepared(data)
+    clip = data.split("test")[0]
+    audio, template = torch.from_numpy(clip.audio), torch.from_numpy(clip.template)
+    out = method.predict_conditions(audio, template, [None, None])
+    one = method.predict(audio, template)
+    assert out.shape == (2, *one.shape)
+    torch.testing.assert_close(out[0], one)
+    torch.testing.assert_close(out[1], one)
+    with pytest.raises(ValueError, match="at least one condition"):
+        method.predict_conditions(audio, template, [])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -43,7 +43,8 @@ class Method(nn.Module):
     """Base class of every method.
 
     Subclasses set ``name``, ``Config`` (a dataclass), ``uses_speaker_id``, and implement
-    ``stages``, ``loss`` and ``predict``. The engine owns loops, devices, precision and checkpoints.
+    ``stages``, ``loss`` and ``predict`` (``predict_conditions`` loops over it unless overridden
+    where conditions batch exactly). The engine owns loops, devices, precision and checkpoints.
     """
 
     name: ClassVar[str] = ""
@@ -85,9 +86,23 @@ class Method(nn.Module):
     ) -> torch.Tensor:
         """Animate one clip: audio (S,) float32 at 16 kHz, template (V, 3) -> vertices (T, V, 3).
 
-        ``condition`` is a training-speaker index for methods with ``uses_speaker_id``.
+        ``condition`` is a training-speaker index for methods with ``uses_speaker_id``. The frame
+        count is the one the audio's length gives at the dataset's fps (the official rule).
         """
         raise NotImplementedError
+
+    @torch.no_grad()
+    def predict_conditions(
+        self, audio: torch.Tensor, template: torch.Tensor, conditions: Sequence[int | None]
+    ) -> torch.Tensor:
+        """Animate one clip once per condition: audio (S,), template (V, 3) -> (C, T, V, 3).
+
+        The default loops over ``predict``; methods whose conditions batch exactly override it.
+        The pipeline calls this once per clip, so no method needs to cache predictions.
+        """
+        if len(conditions) == 0:
+            raise ValueError("predict_conditions needs at least one condition (None for audio-only)")
+        return torch.stack([self.predict(audio, template, c) for c in conditions])
 
     # -- helpers --------------------------------------------------------------------------------
     def named_trainable(self, stage: Stage) -> Iterator[tuple[str, nn.Parameter]]:
