@@ -13,13 +13,15 @@ from talkbench.datasets.batch import Batch
 from talkbench.datasets.spec import DatasetSpec
 from talkbench.errors import ConfigError
 from talkbench.methods.base import Method, Stage
+from talkbench.methods.codetalker.incremental import REFRESH, IncrementalDecoder
 from talkbench.methods.codetalker.predictor import Predictor
 from talkbench.methods.codetalker.vqvae import VQVAE, VQShape
 
 CHOICES = {
     "pe_quirk": ("constant", "fixed"),
     "attn_scale_quirk": ("hidden", "head_dim"),
-    "inference": ("exact", "fast"),
+    "inference": ("exact", "fast", "incremental"),
+    "incremental_refresh": REFRESH,
     "first_token": ("style", "mapped"),
     "vq_schedule": ("constant", "step", "cosine"),
     "val_conditions": ("all", "first"),
@@ -64,6 +66,9 @@ class CodeTalkerConfig:
     # inference
     inference: str = "exact"  # exact: released quadratic loop | fast: cached predictor + windowed decode
     fast_window: int = 32
+    # incremental: cached predictor + one-frame VQ decode against a cache (incremental.py); the cache
+    # is rebuilt by a full prefix decode at prefix lengths 1, 2, 4, ... (doubling) | never | every step
+    incremental_refresh: str = "doubling"
     batch_conditions: bool = True  # predict every training condition of a clip in one pass
     val_conditions: str = "all"  # unseen validation speakers: average over all training styles | first
     # optimisation
@@ -302,7 +307,9 @@ class CodeTalker(Method):
         """Animate one clip under several training-speaker conditions at once: (C, T, V, 3)."""
         mode = mode or self.config.inference
         if mode not in CHOICES["inference"]:
-            raise ConfigError(f"codetalker.inference must be 'exact' or 'fast', got '{mode}'")
+            raise ConfigError(
+                f"codetalker.inference must be one of {', '.join(CHOICES['inference'])}, got '{mode}'"
+            )
         conds = [self._condition(c) for c in conditions]
         was_training = self.training
         self.eval()
@@ -320,7 +327,7 @@ class CodeTalker(Method):
             first = style[:, None]
             if self.config.first_token == "mapped":
                 first = first + self.predictor.vertice_map.bias
-            run = self._exact if mode == "exact" else self._fast
+            run = {"exact": self._exact, "fast": self._fast, "incremental": self._incremental}[mode]
             z_q = self.vqvae.quantize(run(memory, style, first, n)).z_q
             offsets = self.vqvae.decode(z_q) if n > 1 else self._decode_last(z_q)
             return offsets.reshape(c, n, -1, 3) / self.config.motion_scale + template.to(device)
@@ -354,4 +361,20 @@ class CodeTalker(Method):
             quant.append(self.vqvae.quantize(f).z_q)  # tokens quantise independently: once per frame
             last = self._decode_last(torch.cat(quant[-w:], dim=1))
             token = self.predictor.embed(last, style)
+        return torch.cat(feats, dim=1)
+
+    def _incremental(self, memory, style, first, n: int) -> torch.Tensor:
+        """O(1) per frame: KV-cached predictor, fed-back frame from the VQ decoder run one frame at a
+        time against a cache (exact conv and instance-norm statistics, cached attention; see
+        incremental.py for what is exact and what is approximated)."""
+        cache = self.predictor.start(memory)
+        decoder = IncrementalDecoder(self.vqvae.decoder, self.config.incremental_refresh)
+        token = first
+        feats = []
+        for i in range(n):
+            f = self.predictor.step(token, i, cache)
+            feats.append(f)
+            if i == n - 1:
+                break
+            token = self.predictor.embed(decoder.push(self.vqvae.quantize(f).z_q), style)
         return torch.cat(feats, dim=1)
