@@ -31,13 +31,30 @@ DEFAULT_DATASET = "synthtalk"
 
 @dataclass
 class DatasetConfig:
-    """Which dataset to load and how (``root`` None = the cache / the generated SynthTalk)."""
+    """Which dataset to load and how (``root`` None = the cache / the generated SynthTalk).
+
+    ``options`` are the keyword options of the dataset's loader (``talkbench.datasets.DATASETS``),
+    checked against its signature: SynthTalk ``preset``/``seed``/``style_coupling``, BIWI
+    ``preprocessing``, ... Absent options take the loader's defaults. ``dataset.<option>`` is accepted
+    as a shorthand for ``dataset.options.<option>`` (``--set dataset.style_coupling=0``, and configs
+    saved by talkbench 0.1.0, which kept the SynthTalk options there).
+    """
 
     name: str = DEFAULT_DATASET
     root: str | None = None
-    preset: str = "small"  # SynthTalk generator preset: tiny | small | full
-    seed: int = 0  # SynthTalk generator seed
-    style_coupling: float = 0.8  # SynthTalk: how strongly speaking style follows the speaker
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def load(self):
+        """The loaded dataset (``talkbench.datasets.load_dataset(name, root=root, **options)``)."""
+        from talkbench.datasets import load_dataset
+
+        return load_dataset(self.name, root=self.root, **self.options)
+
+    def effective_options(self) -> dict[str, Any]:
+        """The loader's defaults overridden by ``options``: what the loader will actually use."""
+        from talkbench.datasets.registry import option_defaults
+
+        return {**option_defaults(self.name), **self.options}
 
 
 @dataclass
@@ -94,6 +111,7 @@ class RunConfig:
         if not isinstance(data, Mapping) or "method" not in data:
             raise ConfigError(f"{source}: expected a mapping with a 'method' key")
         builder = _Builder(str(data["method"]), str(data.get("preset", "")))
+        builder.saved = True
         builder.apply(data, source)
         return builder.build()
 
@@ -213,6 +231,15 @@ def available_presets(method: str) -> list[str]:
 
 # -- building and validation ---------------------------------------------------------------------
 _TOP_LEVEL = {f.name for f in dataclasses.fields(RunConfig)} - {"method_config"}
+_DATASET_FIELDS = {f.name for f in dataclasses.fields(DatasetConfig)}
+_LEGACY_SYNTHTALK_OPTIONS = ("preset", "seed", "style_coupling")  # dataset.* keys of talkbench 0.1.0
+
+
+def _type_hints_of(fn: Any) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # an unresolvable annotation: accept any value for it
+        return {}
 
 
 class _Builder:
@@ -226,6 +253,8 @@ class _Builder:
         cfg_cls = getattr(self.method_cls, "Config", None)
         self.method_config_cls = cfg_cls if dataclasses.is_dataclass(cfg_cls) else None
         self.values: dict[str, Any] = {"method": method, "preset": preset}
+        self.sources: dict[str, str] = {}
+        self.saved = False  # a saved config: drop 0.1.0's SynthTalk keys that another loader lacks
         self.schema: dict[str, Any] = _type_hints(RunConfig)
         self.schema.pop("method_config")
         if self.method_config_cls is not None:
@@ -248,10 +277,41 @@ class _Builder:
                 f"{source}: 'method' cannot be changed here (this run's method is '{self.method}'; "
                 f"its settings go under '{self.method}.')"
             )
+        if parts[0] == "dataset" and len(parts) > 1 and parts[1] not in _DATASET_FIELDS:
+            parts = ["dataset", "options", *parts[1:]]  # shorthand: dataset.X = dataset.options.X
+            key = ".".join(parts)
+        if key == "dataset.options" and isinstance(value, Mapping):
+            for k, v in value.items():  # one entry per option, so each remembers its layer
+                self.set(f"dataset.options.{k}", v, source)
+            return
         ann = _resolve_key(self.schema, parts, source, self.method)
         self.values[key] = _coerce(value, ann, key, source)
+        self.sources[key] = source
+
+    def _check_dataset_options(self) -> None:
+        """Options against the loader's signature (did-you-mean) and its annotations."""
+        from talkbench.datasets.registry import DATASETS, loader_options
+
+        name = self.values.get("dataset.name", DEFAULT_DATASET)
+        prefix = "dataset.options."
+        allowed = loader_options(name)
+        hints = _type_hints_of(DATASETS.get(name))
+        for key in [k for k in self.values if k.startswith(prefix)]:
+            option, source = key[len(prefix) :], self.sources.get(key, "config")
+            if option not in allowed and self.saved and option in _LEGACY_SYNTHTALK_OPTIONS:
+                del self.values[key]  # 0.1.0 saved them for every dataset; only SynthTalk read them
+                continue
+            if option not in allowed:
+                close = difflib.get_close_matches(option, list(allowed), n=3, cutoff=0.6)
+                hint = f" Did you mean: {', '.join(prefix + c for c in close)}?" if close else ""
+                raise ConfigError(
+                    f"{source}: unknown option '{option}' for dataset '{name}' ('{key}').{hint} "
+                    f"Options of '{name}': {', '.join(allowed) or 'none'}"
+                )
+            self.values[key] = _coerce(self.values[key], hints.get(option, Any), key, source)
 
     def build(self) -> RunConfig:
+        self._check_dataset_options()
         nested: dict[str, Any] = {}
         # shorter keys first so that 'a.b: {..}' then 'a.b.c' merge in the right order
         items = copy.deepcopy(self.values)

@@ -1,10 +1,19 @@
-"""Registries of named components, with lazy imports, entry points and "did you mean" errors."""
+"""Registries of named components, with lazy imports, entry points and "did you mean" errors.
+
+Rules: a name is registered once (a second registration is a :class:`ConfigError`; ``unregister``
+first to replace one on purpose); a plugin (entry point) whose name a built-in already holds is not
+used, with a :class:`RegistryWarning` naming both; a target is checked (``check``) when it is
+registered, or, for lazy ``"module:attr"`` strings and entry points, when it is first resolved.
+"""
 
 from __future__ import annotations
 
 import difflib
 import importlib
-from importlib.metadata import entry_points
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from importlib.metadata import EntryPoint, entry_points
 from typing import Generic, TypeVar
 
 from talkbench.errors import ConfigError
@@ -12,37 +21,85 @@ from talkbench.errors import ConfigError
 T = TypeVar("T")
 
 
-class Registry(Generic[T]):
-    """Maps names to objects or to lazy ``"module:attr"`` strings, plus an entry-point group."""
+class RegistryWarning(UserWarning):
+    """A registration that was ignored (a plugin shadowed by a built-in of the same name)."""
 
-    def __init__(self, kind: str, entry_point_group: str | None = None):
+
+def _describe(target: object) -> str:
+    if isinstance(target, EntryPoint):
+        dist = getattr(target.dist, "name", None)
+        return f"entry point '{target.value}'" + (f" (distribution {dist})" if dist else "")
+    if isinstance(target, str):
+        return f"'{target}'"
+    return f"'{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', repr(target))}'"
+
+
+class Registry(Generic[T]):
+    """Maps names to objects or to lazy ``"module:attr"`` strings, plus an entry-point group.
+
+    ``check(name, target)`` raises ConfigError for a target of the wrong kind.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        entry_point_group: str | None = None,
+        check: Callable[[str, object], None] | None = None,
+    ):
         self.kind = kind
         self.group = entry_point_group
+        self.check = check
         self._items: dict[str, object] = {}
         self._loaded_entry_points = False
 
     def register(self, name: str, target: object | None = None):
         """Register ``target`` (an object or a ``"module:attr"`` string); usable as a decorator."""
         if target is not None:
-            self._items[name] = target
+            self._add(name, target)
             return target
 
         def deco(obj):
-            self._items[name] = obj
+            self._add(name, obj)
             return obj
 
         return deco
+
+    def unregister(self, name: str) -> None:
+        """Remove a name (no error when absent), e.g. a component registered by a test."""
+        self._items.pop(name, None)
+
+    def _add(self, name: str, target: object) -> None:
+        if name in self._items:
+            raise ConfigError(
+                f"{self.kind} '{name}' is already registered ({_describe(self._items[name])}); "
+                f"cannot register {_describe(target)} under the same name"
+            )
+        if not isinstance(target, str) and self.check is not None:
+            self.check(name, target)
+        self._items[name] = target
 
     def _load_entry_points(self) -> None:
         if self._loaded_entry_points or self.group is None:
             return
         self._loaded_entry_points = True
         for ep in entry_points(group=self.group):
-            self._items.setdefault(ep.name, ep)
+            if ep.name in self._items:
+                warnings.warn(
+                    f"{self.kind} plugin '{ep.name}' from {_describe(ep)} is shadowed by "
+                    f"{_describe(self._items[ep.name])}, registered under the same name; "
+                    "the plugin is not used",
+                    RegistryWarning,
+                    stacklevel=3,
+                )
+                continue
+            self._items[ep.name] = ep
 
     def names(self) -> list[str]:
         self._load_entry_points()
         return sorted(self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
 
     def __contains__(self, name: str) -> bool:
         self._load_entry_points()
@@ -57,17 +114,30 @@ class Registry(Generic[T]):
                 f"unknown {self.kind} '{name}'.{hint} Available: {', '.join(sorted(self._items))}"
             )
         target = self._items[name]
+        lazy = isinstance(target, str | EntryPoint)
         if isinstance(target, str):
             module, _, attr = target.partition(":")
             target = getattr(importlib.import_module(module), attr)
-            self._items[name] = target
-        elif hasattr(target, "load") and hasattr(target, "group"):  # an EntryPoint
+        elif isinstance(target, EntryPoint):
             target = target.load()
+        if lazy:
+            if self.check is not None:
+                self.check(name, target)  # refused: the lazy entry stays, so the error repeats
             self._items[name] = target
         return target  # type: ignore[return-value]
 
 
-METHODS: Registry = Registry("method", entry_point_group="talkbench.methods")
+def _check_method(name: str, target: object) -> None:
+    # A Method subclass has imported talkbench.methods.base already; looking it up in sys.modules
+    # keeps this module free of imports of methods (the datasets registry builds on it).
+    base = getattr(sys.modules.get("talkbench.methods.base"), "Method", None)
+    if base is None or not (isinstance(target, type) and issubclass(target, base)):
+        raise ConfigError(
+            f"method '{name}': {_describe(target)} is not a subclass of talkbench.methods.base.Method"
+        )
+
+
+METHODS: Registry = Registry("method", entry_point_group="talkbench.methods", check=_check_method)
 METHODS.register("template", "talkbench.methods.reference:TemplateMethod")
 METHODS.register("mean-motion", "talkbench.methods.reference:MeanMotionMethod")
 METHODS.register("faceformer", "talkbench.methods.faceformer:FaceFormer")

@@ -20,7 +20,6 @@ import pytest
 import torch
 
 from talkbench.config import load_config
-from talkbench.datasets import load_dataset
 from talkbench.engine import train
 from talkbench.metrics import lve_frames
 from talkbench.registry import METHODS
@@ -63,12 +62,7 @@ def pooled_lve(model, view, lips, modes=("fast",)) -> dict[str, float]:
 def run(overrides=(), modes=("fast",), seed: int = 0, windows=()) -> dict[str, float]:
     cfg = load_config("codetalker", dataset="synthtalk", preset="synthtalk", overrides=overrides, seed=seed)
     t0 = time.time()
-    data = load_dataset(
-        name="synthtalk",
-        preset=cfg.dataset.preset,
-        seed=cfg.dataset.seed,
-        style_coupling=cfg.dataset.style_coupling,
-    )
+    data = cfg.dataset.load()
     model = METHODS.get("codetalker")(cfg.method_config, data.spec)
     t1 = time.time()
     with tempfile.TemporaryDirectory() as run_dir:

@@ -73,10 +73,10 @@ def test_dataset_specific_preset_wins(presets):
 
 def test_tiny_preset_sets_the_dataset_preset(presets):
     cfg = load_config("toy-config", preset="tiny")
-    assert cfg.dataset.preset == "tiny" and cfg.method_config.epochs == 1  # dotted keys in YAML too
+    assert cfg.dataset.options == {"preset": "tiny"} and cfg.method_config.epochs == 1  # dotted keys too
     for method in ("template", "mean-motion"):
-        assert load_config(method, preset="tiny").dataset.preset == "tiny"
-        assert load_config(method).dataset.preset == "small"
+        assert load_config(method, preset="tiny").dataset.effective_options()["preset"] == "tiny"
+        assert load_config(method).dataset.effective_options()["preset"] == "small"
         assert load_config(method, dataset="vocaset").preset == "paper"
 
 
@@ -181,7 +181,7 @@ def test_config_hash_ignores_only_the_seed(presets):
     assert a.config_hash() == load_config("toy-config", seed=1).config_hash()
     assert a.config_hash() == load_config("toy-config").config_hash()  # stable across calls
     assert a.config_hash() != load_config("toy-config", overrides=["toy-config.lr=0.1"]).config_hash()
-    assert a.config_hash() != load_config("toy-config", overrides=["dataset.preset=tiny"]).config_hash()
+    assert a.config_hash() != load_config("toy-config", overrides=["dataset.options.preset=tiny"]).config_hash()
     assert len(a.config_hash()) == 16
 
 

@@ -155,7 +155,7 @@ def make_study_from_runs(
     if len(set(run_ids)) < 2:
         raise TalkbenchError("bench study make needs at least two different --runs")
     runs = [TrackedRun.open(r, tracking_uri) for r in dict.fromkeys(run_ids)]
-    datasets = {(r.config.dataset.name, r.config.dataset.root, r.config.dataset.preset) for r in runs}
+    datasets = {(r.config.dataset.name, r.config.dataset.root, str(r.config.dataset.options)) for r in runs}
     if len(datasets) > 1:
         raise TalkbenchError(f"the runs were evaluated on different datasets: {sorted(map(str, datasets))}")
     data = runs[0].dataset
