@@ -1,11 +1,15 @@
-"""Training checkpoints: atomic writes, RNG state capture/restore, and loads with one clear error."""
+"""Training checkpoints: one typed state, checksummed atomic writes, verified loads with one clear error,
+RNG state capture/restore."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import random
 import shutil
 import zipfile
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +19,139 @@ import torch
 from talkbench.errors import TalkbenchError
 
 FORMAT = "talkbench-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: the payload is a serialized TrainState inside a checksummed envelope
 LAST = "last.pt"
-REQUIRED_KEYS = ("format", "version", "method", "stage_index", "epoch", "global_epoch", "model", "rng")
+_HINT = "delete it (and resume from an older checkpoint) or start the run without --resume"
 
 
-def atomic_save(payload: dict[str, Any], path: Path) -> Path:
+@dataclass
+class TrainState:
+    """Everything a resume needs, and nothing else; saved at epoch ends, stage ends and on signals.
+
+    The position is (stage_index, epoch, batch): the next batch to train. ``batch`` > 0 only for a
+    checkpoint taken mid-epoch (on SIGINT/SIGTERM); ``partial`` then holds each rank's running loss
+    sums of that epoch so that its logged means come out exactly as in an uninterrupted run.
+    """
+
+    method: str
+    fingerprint: str  # training_fingerprint of the config that wrote it
+    config_hash: str  # for the error message when the fingerprint differs
+    stage_index: int  # stage to continue (len(stages) once training is done)
+    epoch: int  # epoch within that stage to continue
+    global_epoch: int  # that epoch's index over all stages (the resumed-from step)
+    model: dict[str, torch.Tensor]
+    rng_per_rank: list[dict[str, Any]]  # every rank's generator states
+    batch: int = 0  # batches of the epoch already trained
+    optimizer: dict[str, Any] | None = None  # None on a stage boundary (the next stage builds its own)
+    scheduler: dict[str, Any] | None = None
+    best: dict[str, Any] | None = None  # {"val", "epoch", "state"} of validation-based selection
+    partial: list[dict[str, Any]] | None = None  # per rank {"sums": {key: float}, "count": float}
+    history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    best_epochs: dict[str, int] = field(default_factory=dict)
+    selection: dict[str, str] = field(default_factory=dict)
+    version: int = VERSION
+
+
+def save(state: TrainState, path: Path) -> Path:
+    """Atomically write ``state`` with a sha256 of its serialized bytes (verified by :func:`load`)."""
+    buf = io.BytesIO()
+    torch.save(asdict(state), buf)
+    blob = buf.getbuffer()
+    envelope = {
+        "format": FORMAT,
+        "version": VERSION,
+        "sha256": hashlib.sha256(blob).hexdigest(),
+        "payload": torch.frombuffer(bytearray(blob), dtype=torch.uint8),
+    }
+    return atomic_save(envelope, path)
+
+
+def load(path: Path) -> TrainState:
+    """Load, verify and type a checkpoint; anything wrong is one TalkbenchError naming the file.
+
+    torch.load does not check the CRCs of an archive's members, so a flipped byte inside a tensor
+    would load silently: the payload's sha256 catches it (format 1 files: the members' CRCs).
+    """
+    path = Path(path)
+    envelope = _torch_load(path, path)
+    if not isinstance(envelope, dict) or envelope.get("format") != FORMAT:
+        raise TalkbenchError(f"checkpoint {path} is not a talkbench training checkpoint; {_HINT}")
+    version = envelope.get("version")
+    if version == 1:
+        return _from_version_1(envelope, path)
+    if version != VERSION:
+        raise TalkbenchError(
+            f"checkpoint {path} has format version {version}, this talkbench reads {VERSION} (and 1)"
+        )
+    payload = envelope.get("payload")
+    if not isinstance(payload, torch.Tensor) or payload.dtype != torch.uint8:
+        raise TalkbenchError(f"checkpoint {path} is incomplete (no payload); {_HINT}")
+    blob = payload.numpy().tobytes()
+    if hashlib.sha256(blob).hexdigest() != envelope.get("sha256"):
+        raise TalkbenchError(
+            f"checkpoint {path} is corrupt (its payload does not match the sha256 saved with it: "
+            f"damaged on disk or in transfer); {_HINT}"
+        )
+    fields_ = _torch_load(io.BytesIO(blob), path)
+    try:
+        return TrainState(**fields_)
+    except TypeError as exc:
+        raise TalkbenchError(f"checkpoint {path} is incomplete ({exc}); {_HINT}") from None
+
+
+def _torch_load(source, path: Path):
+    if isinstance(source, Path) and not zipfile.is_zipfile(source):  # the zip index sits at the end
+        raise TalkbenchError(
+            f"checkpoint {path} is corrupt or unreadable (not a complete torch archive: truncated or "
+            f"overwritten); {_HINT}"
+        )
+    try:
+        return torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as exc:  # damaged members, objects refused by the weights-only unpickler, ...
+        text = " ".join(str(exc).split())
+        if text.startswith("Weights only load failed"):
+            reason = "it holds objects other than tensors and plain values"
+        else:
+            reason = text.split(". ")[0] or type(exc).__name__
+        raise TalkbenchError(f"checkpoint {path} is corrupt or unreadable ({reason}); {_HINT}") from None
+
+
+_V1_KEYS = ("method", "stage_index", "epoch", "global_epoch", "model", "rng")
+
+
+def _from_version_1(payload: dict[str, Any], path: Path) -> TrainState:
+    """Format 1 (talkbench 0.1): a plain dict without checksum; verified through the members' CRCs."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (OSError, zipfile.BadZipFile) as exc:
+        bad = str(exc)
+    if bad is not None:
+        raise TalkbenchError(f"checkpoint {path} is corrupt (member {bad} fails its CRC check); {_HINT}")
+    missing = [k for k in _V1_KEYS if k not in payload]
+    if missing:
+        raise TalkbenchError(f"checkpoint {path} is incomplete (missing {', '.join(missing)}); {_HINT}")
+    return TrainState(
+        method=payload["method"],
+        fingerprint=payload.get("fingerprint", ""),
+        config_hash=payload.get("config_hash", ""),
+        stage_index=int(payload["stage_index"]),
+        epoch=int(payload["epoch"]),
+        global_epoch=int(payload["global_epoch"]),
+        model=payload["model"],
+        rng_per_rank=payload.get("rng_per_rank") or [payload["rng"]],
+        optimizer=payload.get("optimizer"),
+        scheduler=payload.get("scheduler"),
+        best=payload.get("best"),
+        history=payload.get("history", []),
+        stage_seconds=payload.get("stage_seconds", {}),
+        best_epochs=payload.get("best_epochs", {}),
+        selection=payload.get("selection", {}),
+    )
+
+
+def atomic_save(payload: Any, path: Path) -> Path:
     """Write to a temporary file in the same folder, fsync, then rename over ``path``.
 
     A reader (or a resume after SIGKILL) sees either the old file or the complete new one.
@@ -75,36 +206,6 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load and sanity-check a checkpoint; anything wrong is one TalkbenchError naming the file."""
-    path = Path(path)
-    hint = "delete it (and resume from an older checkpoint) or start the run without --resume"
-    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; its index sits at the end
-        raise TalkbenchError(
-            f"checkpoint {path} is corrupt or unreadable (not a complete torch archive: truncated or "
-            f"overwritten); {hint}"
-        )
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # damaged members, objects refused by the weights-only unpickler, ...
-        text = " ".join(str(exc).split())
-        if text.startswith("Weights only load failed"):
-            reason = "it holds objects other than tensors and plain values"
-        else:
-            reason = text.split(". ")[0] or type(exc).__name__
-        raise TalkbenchError(f"checkpoint {path} is corrupt or unreadable ({reason}); {hint}") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise TalkbenchError(f"checkpoint {path} is not a talkbench training checkpoint; {hint}")
-    missing = [k for k in REQUIRED_KEYS if k not in payload]
-    if missing:
-        raise TalkbenchError(f"checkpoint {path} is incomplete (missing {', '.join(missing)}); {hint}")
-    if payload["version"] != VERSION:
-        raise TalkbenchError(
-            f"checkpoint {path} has format version {payload['version']}, this talkbench reads {VERSION}"
-        )
-    return payload
 
 
 def last_checkpoint(ckpt_dir: Path) -> Path | None:

@@ -99,13 +99,25 @@ class DummyMethod(Method):
 
 
 def register_dummy() -> None:
-    """Register the dummy under 'dummy' (tests remove it again with ``forget_dummy``)."""
+    """Register the dummy method and the in-memory dataset ('memory'); ``forget_dummy`` removes both."""
+    from talkbench.datasets.registry import DATASETS
+
     if "dummy" not in METHODS:
         METHODS.register("dummy", DummyMethod)
+    if "memory" not in DATASETS:
+        DATASETS.register("memory", load_memory)
 
 
 def forget_dummy() -> None:
+    from talkbench.datasets.registry import DATASETS
+
     METHODS._items.pop("dummy", None)  # the registry has no public removal; keep others' lists clean
+    DATASETS._items.pop("memory", None)
+
+
+def load_memory(root=None, seed: int = 0, sentences: int = 5) -> MemoryData:
+    """The loader registered as dataset 'memory' (configs name it; the tests build MemoryData directly)."""
+    return MemoryData(seed, sentences)
 
 
 def make_clip(rng: np.random.Generator, subject: str, sentence: int, template: np.ndarray, gain: np.ndarray):

@@ -128,7 +128,7 @@ def test_checkpoints_at_stage_ends_and_every_n_epochs(trained):
     files = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert files == ["last.pt", "model.pt", "stage01-pre.pt", "stage02-fine.pt"]
     last = ckpt.load(run_dir / "checkpoints" / "last.pt")
-    assert (last["stage_index"], last["epoch"], last["global_epoch"]) == (2, 0, 7)
+    assert (last.stage_index, last.epoch, last.batch, last.global_epoch) == (2, 0, 0, 7)
     assert result.checkpoint == run_dir / "checkpoints" / "model.pt"
     assert logger.artifacts == [str(result.checkpoint)]
     saved = torch.load(result.checkpoint, weights_only=True)
@@ -144,17 +144,18 @@ def test_periodic_checkpoint_holds_the_full_training_state(data, tmp_path):
         def log_metrics(self, metrics, step):
             super().log_metrics(metrics, step)
             if step == 2:  # epoch index 1 wrote the periodic checkpoint; epoch 2 ends the stage
-                grabbed.update(ckpt.load(tmp_path / "checkpoints" / "last.pt"))
+                grabbed["state"] = ckpt.load(tmp_path / "checkpoints" / "last.pt")
 
     train(method, data, cfg, tmp_path, logger=Grab(), progress=False, loader_factory=memory_loader)
-    assert (grabbed["stage_index"], grabbed["epoch"], grabbed["global_epoch"]) == (0, 2, 2)
-    assert grabbed["sampler_epoch"] == 2
-    assert grabbed["optimizer"]["state"]  # Adam moments travel with it
-    assert set(grabbed["rng"]) >= {"python", "numpy", "torch"}
-    assert grabbed["model"].keys() == method.state_dict().keys()
-    assert [s for s, _ in grabbed["history"]] == [0, 1]
+    state = grabbed["state"]
+    assert (state.stage_index, state.epoch, state.batch, state.global_epoch) == (0, 2, 0, 2)
+    assert state.version == ckpt.VERSION and state.partial is None
+    assert state.optimizer["state"]  # Adam moments travel with it
+    assert set(state.rng_per_rank[0]) >= {"python", "numpy", "torch"}
+    assert state.model.keys() == method.state_dict().keys()
+    assert [s for s, _ in state.history] == [0, 1]
     boundary = ckpt.load(tmp_path / "checkpoints" / "stage01-pre.pt")
-    assert boundary["optimizer"] is None and (boundary["stage_index"], boundary["epoch"]) == (1, 0)
+    assert boundary.optimizer is None and (boundary.stage_index, boundary.epoch) == (1, 0)
 
 
 def test_gradient_clipping_is_applied(data, tmp_path):

@@ -68,13 +68,20 @@ def _resume(data, run_dir, *sets):
     return train(method, data, cfg, run_dir, resume=True, progress=False, loader_factory=memory_loader)
 
 
-def test_resume_without_a_checkpoint_starts_from_scratch(data, tmp_path):
+def _fresh(data, run_dir, *sets):
+    cfg = dummy_config("dummy.pre_epochs=1", "dummy.fine_epochs=1", *sets)
+    return train(build(cfg, data), data, cfg, run_dir, progress=False, loader_factory=memory_loader)
+
+
+def test_resume_without_a_checkpoint_says_there_is_nothing_to_resume(data, tmp_path):
     partial = tmp_path / "checkpoints" / ".last.pt.tmp-12345"  # a write cut short by SIGKILL
     partial.parent.mkdir(parents=True)
     partial.write_bytes(b"half a checkpoint")
-    result = _resume(data, tmp_path)
-    assert result.resumed_from is None and (tmp_path / "checkpoints" / "last.pt").exists()
+    with pytest.raises(TalkbenchError, match=r"nothing to resume: no checkpoint in .*without --resume"):
+        _resume(data, tmp_path)
     assert not partial.exists()
+    result = _fresh(data, tmp_path)
+    assert result.resumed_from is None and (tmp_path / "checkpoints" / "last.pt").exists()
     # resuming a finished run does no more training and keeps its bookkeeping
     again = _resume(data, tmp_path)
     assert again.resumed_from == 2 and again.history == result.history
@@ -82,7 +89,7 @@ def test_resume_without_a_checkpoint_starts_from_scratch(data, tmp_path):
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "foreign"])
 def test_corrupt_checkpoint_is_one_clear_error(data, tmp_path, damage):
-    _resume(data, tmp_path)
+    _fresh(data, tmp_path)
     last = tmp_path / "checkpoints" / "last.pt"
     blob = last.read_bytes()
     last.unlink()  # it is a hard link to the stage checkpoint: break the link, damage only last.pt
@@ -97,7 +104,7 @@ def test_corrupt_checkpoint_is_one_clear_error(data, tmp_path, damage):
 
 
 def test_resume_with_a_different_config_is_refused(data, tmp_path):
-    _resume(data, tmp_path)
+    _fresh(data, tmp_path)
     with pytest.raises(ConfigError, match="other training settings"):
         _resume(data, tmp_path, "dummy.lr=0.5")
     with pytest.raises(ConfigError, match="other training settings"):
@@ -106,3 +113,47 @@ def test_resume_with_a_different_config_is_refused(data, tmp_path):
     assert _resume(
         data, tmp_path, "eval.n_boot=10", "train.log_every=3", "train.checkpoint_every=1"
     ).resumed_from
+
+
+def test_flipped_bytes_inside_a_tensor_are_refused(data, tmp_path):
+    """Issue 17.1: torch.load does not check member CRCs; 400 damaged bytes in the middle of the
+    tensor data used to resume silently into weights of magnitude ~4700."""
+    _fresh(data, tmp_path, "dummy.hidden=256")  # a model large enough to have a long tensor region
+    last = tmp_path / "checkpoints" / "last.pt"
+    blob = bytearray(last.read_bytes())
+    last.unlink()
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "checkpoints" / "stage02-fine.pt") as zf:
+        info = max(zf.infolist(), key=lambda i: i.file_size)  # the largest tensor member
+    assert info.file_size > 2000
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    middle = start + info.file_size // 2 - 200
+    blob[middle : middle + 400] = bytes(b ^ 0x5A for b in blob[middle : middle + 400])
+    last.write_bytes(bytes(blob))
+    with pytest.raises(TalkbenchError, match=rf"checkpoint {last} is corrupt .*sha256"):
+        _resume(data, tmp_path, "dummy.hidden=256")
+
+
+def test_old_format_checkpoints_are_read_and_verified(data, tmp_path):
+    """Format 1 (talkbench 0.1, a plain dict) still resumes; damage shows through the members' CRCs."""
+    from talkbench import checkpoint as ckpt
+
+    result = _fresh(data, tmp_path)
+    last = tmp_path / "checkpoints" / "last.pt"
+    state = ckpt.load(last)
+    last.unlink()
+    old = {"format": ckpt.FORMAT, "version": 1, "method": state.method, "config_hash": state.config_hash,
+           "fingerprint": state.fingerprint, "seed": 0, "stage_index": state.stage_index, "epoch": 0,
+           "global_epoch": state.global_epoch, "sampler_epoch": 0, "model": state.model, "optimizer": None,
+           "scheduler": None, "best": None, "rng": state.rng_per_rank[0], "rng_per_rank": state.rng_per_rank,
+           "history": state.history, "stage_seconds": state.stage_seconds, "best_epochs": state.best_epochs,
+           "selection": state.selection}  # fmt: skip
+    torch.save(old, last)
+    assert _resume(data, tmp_path).history == result.history
+    blob = bytearray(last.read_bytes())
+    at = blob.find(b"PK\x03\x04", len(blob) // 3)
+    blob[at + 200 : at + 210] = b"\xff" * 10
+    last.write_bytes(bytes(blob))
+    with pytest.raises(TalkbenchError, match=rf"checkpoint {last} is corrupt"):
+        _resume(data, tmp_path)
