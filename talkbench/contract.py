@@ -94,6 +94,11 @@ def metric_column(metric_key: str) -> str:
     return f"metrics.{metric_key}"
 
 
+def param_column(param: str) -> str:
+    """The column of a logged param (a dotted config key) in ``mlflow.search_runs`` DataFrames."""
+    return f"params.{param}"
+
+
 def stage_metric(stage: str, term: str) -> str:
     return f"{stage}/{term}"
 

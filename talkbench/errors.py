@@ -20,6 +20,8 @@ class Interrupted(KeyboardInterrupt):
     the MLflow run KILLED and prints how to resume.
     """
 
+    run_id: str | None = None  # the interrupted MLflow run, set by the run's owner (pipeline.run)
+
     def __init__(self, signal_name: str, checkpoint: str | None, epoch: int | None = None):
         self.signal_name = signal_name
         self.checkpoint = checkpoint

@@ -2,12 +2,14 @@
 
 The tracking store is checked (and the dataset's experiment created) before any data is loaded or
 any epoch is trained, so a bad ``--tracking-uri`` fails in a second with the reason. Every run gets a
-directory ``$TALKBENCH_HOME/runs/<MLflow run id>/`` with ``config.yaml``, ``run.json`` and the
-engine's checkpoints; ``--resume`` reads both back and reopens the same MLflow run.
+directory ``$TALKBENCH_HOME/runs/<MLflow run id>/`` with its config, ``run.json`` and the engine's
+checkpoints; ``--resume`` reads both back and reopens the same MLflow run.
 
-Predictions: methods with ``uses_speaker_id`` predict every test clip once per training speaker
-(a clip whose speaker was seen in training only with its own condition); others once per clip.
-Inference speed = seconds of animation produced per second of predict() compute.
+Predictions: one explicit loop over the test clips; each clip is predicted with one call of
+``method.predict_conditions`` for all its speaker conditions (methods with ``uses_speaker_id``: every
+training speaker, or only its own for a speaker seen in training; others: no condition). The
+predictions are collected, then evaluated, saved and rendered from that one list.
+Inference speed = seconds of animation produced per second of predict_conditions() compute.
 """
 
 from __future__ import annotations
@@ -15,24 +17,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from talkbench import tracking
+from talkbench import contract, paths, tracking
 from talkbench.config import RunConfig
-from talkbench.errors import ConfigError, TalkbenchError
+from talkbench.contract import Tag
+from talkbench.errors import ConfigError, Interrupted, TalkbenchError
 
 log = logging.getLogger(__name__)
 
 # save every prediction when they fit in this many bytes, else the first clip of each test subject
 MAX_PREDICTION_BYTES = 200 << 20
-SYNTHTALK_OPTIONS = ("preset", "seed", "style_coupling")
 
 
 @dataclass
@@ -41,25 +41,14 @@ class RunResult:
     run_dir: Path
     tracking_uri: str
     experiment: str
-    metrics: dict[str, float]  # the logged test metrics (``test/<name>``)
+    metrics: dict[str, float]  # the logged test metrics (``test/<name>``) and the speed
     inference_speed: float  # seconds of animation per second of compute
     n_predictions: int
     evaluation: Any = None  # talkbench.metrics.Evaluation
     train: Any = None  # talkbench.engine.TrainResult
-    leaderboard: Any = None  # talkbench.reports.leaderboard.Leaderboard
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # -- data and method ----------------------------------------------------------------------------
-def load_data(cfg: RunConfig):
-    from talkbench.datasets import load_dataset
-
-    opts: dict[str, Any] = {}
-    if cfg.dataset.name == "synthtalk":
-        opts = {k: getattr(cfg.dataset, k) for k in SYNTHTALK_OPTIONS}
-    return load_dataset(cfg.dataset.name, root=cfg.dataset.root, **opts)
-
-
 def build_method(cfg: RunConfig, spec):
     from talkbench.checkpoint import seed_everything
     from talkbench.registry import METHODS
@@ -87,100 +76,55 @@ def conditions_for(method, spec, subject: str) -> list[int | None]:
     return list(range(len(spec.train_subjects)))
 
 
-# -- rendered samples ---------------------------------------------------------------------------
-def _sample_clips(test: list, n_clips: int) -> set[str]:
-    """The first test clip of up to ``n_clips`` subjects: the clips rendered as samples."""
-    chosen: dict[str, str] = {}
-    for clip in test:
-        if len(chosen) < n_clips:
-            chosen.setdefault(clip.subject, clip.name)
-    return set(chosen.values())
-
-
-def _keep_samples(preds, names: set[str], kept: dict) -> Iterator[tuple[str, str | None, np.ndarray]]:
-    """Pass predictions through, keeping the first one (first condition) of each sample clip."""
-    for name, label, pred in preds:
-        if name in names and name not in kept:
-            kept[name] = (label, pred)
-        yield name, label, pred
-
-
-def _render_samples(tracker, run_id: str, method_name: str, kept: dict, test: list, spec, rdir: Path) -> None:
-    """Ground truth next to the kept prediction of each sample clip, with the clip's audio.
-
-    A renderer failure (no OpenGL here, say) is logged as a warning and a tag: the run itself and
-    everything already logged are kept.
-    """
-    if not kept:
-        return
-    from talkbench.render import camera_for, render_side_by_side
-
-    out_dir = rdir / "renders"
-    try:
-        for clip in (c for c in test if c.name in kept):
-            condition, pred = kept[clip.name]
-            label = method_name if condition is None else f"{method_name} ({condition})"
-            render_side_by_side(
-                [("ground truth", clip.vertices), (label, pred)],
-                spec.faces,
-                out_dir / f"{clip.name}.mp4",
-                clip.fps,
-                camera_for(spec.name),
-                clip.audio,
-                clip.template,
-                size=384,
-            )
-    except TalkbenchError as exc:
-        log.warning("rendering samples failed, run kept: %s", exc)
-        tracker.set_tags(run_id, {"talkbench.render_error": str(exc)[:500]})
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        tracker.log_artifact(run_id, out_dir, "renders")
-
-
 # -- predictions --------------------------------------------------------------------------------
+class Prediction(NamedTuple):
+    """One test prediction; unpacks as the ``(clip, condition, vertices)`` that evaluate() reads."""
+
+    clip: str
+    condition: str | None  # the training speaker's name, None for unconditioned methods
+    vertices: np.ndarray  # (T, V, 3) float32
+
+
 @dataclass
-class _Timing:
+class Timing:
     compute_s: float = 0.0
     animation_s: float = 0.0
-    count: int = 0
 
     @property
     def speed(self) -> float:
         return self.animation_s / self.compute_s if self.compute_s > 0 else math.inf
 
 
-def predict_test(
-    method, clips: list, spec, timing: _Timing, save_dir: Path | None, save_names: set[str] | None
-) -> Iterator[tuple[str, str | None, np.ndarray]]:
-    """Yield ``(clip, condition subject, (T, V, 3))`` for every test prediction, timing predict()."""
+def predict_test(method, clips: list, spec) -> tuple[list[Prediction], Timing]:
+    """Every test prediction, one ``predict_conditions`` call per clip, and the compute it took."""
     import torch
 
     method.eval()
     device = method.device
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    predictions: list[Prediction] = []
+    timing = Timing()
     for clip in clips:
         audio = torch.tensor(np.asarray(clip.audio, np.float32), device=device)  # copies (read-only maps)
         template = torch.as_tensor(np.asarray(clip.template, np.float32), device=device)
-        for cond in conditions_for(method, spec, clip.subject):
-            sync()
-            t0 = time.perf_counter()
-            with torch.no_grad():
-                out = method.predict(audio, template, cond)
-            sync()
-            timing.compute_s += time.perf_counter() - t0
-            pred = out.detach().float().cpu().numpy()
-            if pred.ndim != 3 or pred.shape[1:] != (spec.n_vertices, 3):
-                raise TalkbenchError(
-                    f"method '{method.name}': predict() for clip '{clip.name}' returned shape "
-                    f"{tuple(pred.shape)}, expected (T, {spec.n_vertices}, 3)"
-                )
-            timing.animation_s += pred.shape[0] / spec.fps
-            timing.count += 1
+        conditions = conditions_for(method, spec, clip.subject)
+        sync()
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            out = method.predict_conditions(audio, template, conditions)
+        sync()
+        timing.compute_s += time.perf_counter() - t0
+        preds = out.detach().float().cpu().numpy()
+        if preds.ndim != 4 or preds.shape[0] != len(conditions) or preds.shape[2:] != (spec.n_vertices, 3):
+            raise TalkbenchError(
+                f"method '{method.name}': predict_conditions() for clip '{clip.name}' returned shape "
+                f"{tuple(preds.shape)}, expected ({len(conditions)}, T, {spec.n_vertices}, 3)"
+            )
+        for cond, pred in zip(conditions, preds):
             label = None if cond is None else spec.train_subjects[cond]
-            if save_dir is not None and (save_names is None or clip.name in save_names):
-                stem = clip.name if label is None else f"{clip.name}_condition_{label}"
-                np.save(save_dir / f"{stem}.npy", pred.reshape(pred.shape[0], -1).astype(np.float32))
-            yield clip.name, label, pred
+            predictions.append(Prediction(clip.name, label, pred))
+            timing.animation_s += pred.shape[0] / spec.fps
+    return predictions, timing
 
 
 def prediction_selection(method, clips: list, spec) -> set[str] | None:
@@ -204,22 +148,71 @@ def load_alignments_for(data) -> dict | None:
     return load_alignments(Path(root) / "alignments")
 
 
+# -- rendered samples ---------------------------------------------------------------------------
+def sample_predictions(predictions: list[Prediction], test: list, n_clips: int) -> list[Prediction]:
+    """The first prediction (first condition) of the first test clip of up to ``n_clips`` subjects."""
+    chosen: dict[str, str] = {}
+    for clip in test:
+        if len(chosen) < n_clips:
+            chosen.setdefault(clip.subject, clip.name)
+    first: dict[str, Prediction] = {}
+    for p in predictions:
+        if p.clip in chosen.values():
+            first.setdefault(p.clip, p)
+    return list(first.values())
+
+
+def _render_samples(
+    tracker, run_id: str, method_name: str, samples: list[Prediction], test: list, spec, rdir: Path
+) -> None:
+    """Ground truth next to the prediction of each sample clip, with the clip's audio.
+
+    A renderer failure (no OpenGL here, say) is logged as a warning and a tag: the run itself and
+    everything already logged are kept.
+    """
+    if not samples:
+        return
+    from talkbench.render import camera_for, render_side_by_side
+
+    clips = {c.name: c for c in test}
+    out_dir = rdir / contract.RENDERS_DIR
+    try:
+        for p in samples:
+            clip = clips[p.clip]
+            label = method_name if p.condition is None else f"{method_name} ({p.condition})"
+            render_side_by_side(
+                [("ground truth", clip.vertices), (label, p.vertices)],
+                spec.faces,
+                out_dir / f"{clip.name}.mp4",
+                clip.fps,
+                camera_for(spec.name),
+                clip.audio,
+                clip.template,
+                size=384,
+            )
+    except TalkbenchError as exc:
+        log.warning("rendering samples failed, run kept: %s", exc)
+        tracker.set_tags(run_id, {Tag.RENDER_ERROR: str(exc)[:500]})
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        tracker.log_artifact(run_id, out_dir, contract.RENDERS_DIR)
+
+
 # -- tags ---------------------------------------------------------------------------------------
 def run_tags(cfg: RunConfig, device: str) -> dict[str, Any]:
     git = tracking.git_info()
     tags: dict[str, Any] = {
-        "talkbench.kind": "run",
-        "talkbench.method": cfg.method,
-        "talkbench.dataset": cfg.dataset.name,
-        "talkbench.preset": cfg.preset,
-        "talkbench.seed": cfg.seed,
-        "talkbench.device": device,
-        "talkbench.config_hash": cfg.config_hash(),
-        "talkbench.git_commit": git["commit"],
-        "talkbench.git_dirty": git["dirty"],
-        "mlflow.runName": f"{cfg.method}/{cfg.preset}/seed{cfg.seed}",
+        Tag.KIND: contract.Kind.RUN,
+        Tag.METHOD: cfg.method,
+        Tag.DATASET: cfg.dataset.name,
+        Tag.PRESET: cfg.preset,
+        Tag.SEED: cfg.seed,
+        Tag.DEVICE: device,
+        Tag.CONFIG_HASH: cfg.config_hash(),
+        Tag.GIT_COMMIT: git["commit"],
+        Tag.GIT_DIRTY: git["dirty"],
+        Tag.RUN_NAME: f"{cfg.method}/{cfg.preset}/seed{cfg.seed}",
     }
-    tags.update({f"talkbench.version.{k}": v for k, v in tracking.package_versions().items()})
+    tags.update({Tag.version(k): v for k, v in tracking.package_versions().items()})
     return tags
 
 
@@ -229,66 +222,88 @@ def resume_target(run_id: str) -> tuple[str, RunConfig, str]:
     if run_id == "last":
         run_id = tracking.last_unfinished_run()
     record = tracking.read_run_record(run_id)
-    config_path = tracking.run_dir(run_id) / "config.yaml"
+    if record.get("finished"):
+        raise TalkbenchError(f"nothing to resume: run {run_id} already finished")
+    config_path = paths.run_dir(run_id) / paths.RUN_CONFIG
     if not config_path.is_file():
         raise TalkbenchError(f"--resume {run_id}: {config_path} is missing; cannot rebuild the run's config")
     return run_id, RunConfig.load(config_path), record.get("tracking_uri") or tracking.resolve_tracking_uri()
+
+
+def _check_resumable(run_id: str) -> None:
+    """Resuming needs a checkpoint: without one the run would train again from epoch 0 on top of the
+    epochs it already logged. Checked before the MLflow run is reopened, so nothing is logged."""
+    from talkbench.checkpoint import last_checkpoint
+
+    ckpt_dir = paths.run_dir(run_id) / contract.CHECKPOINTS_DIR
+    if last_checkpoint(ckpt_dir) is None:
+        raise TalkbenchError(
+            f"nothing to resume: run {run_id} has no checkpoint in {ckpt_dir} (it stopped before its "
+            "first one); start a new run without --resume"
+        )
 
 
 # -- the run ------------------------------------------------------------------------------------
 def run(
     cfg: RunConfig,
     tracking_uri: str | None = None,
-    resume: bool | str = False,
+    resume: str | None = None,
     parent_run_id: str | None = None,
     progress: bool = True,
-    leaderboard: bool = True,
 ) -> RunResult:
-    """Train, predict, evaluate and log one run; returns its ids, metrics and leaderboard.
+    """Train, predict, evaluate and log one run; returns its ids and metrics.
 
-    ``resume``: False, or the MLflow run id to continue (its run directory must exist; the engine
-    continues from the last checkpoint there). ``parent_run_id`` nests the run (sweeps).
+    ``resume``: the MLflow run id to continue (its run directory must exist; the engine continues
+    from the last checkpoint there). ``parent_run_id`` nests the run (sweeps). On SIGINT/SIGTERM the
+    engine raises ``errors.Interrupted`` after saving a checkpoint: the run is marked KILLED, its
+    run directory stays unfinished (``--resume`` picks it up) and the exception propagates with
+    ``run_id`` set (a plain KeyboardInterrupt outside the engine is turned into one).
     """
-    if resume is True:
+    if resume is not None and not isinstance(resume, str):
         raise ConfigError("resume: pass the run id to continue (or use resume_target('last'))")
-    resume_id = resume if isinstance(resume, str) else None
     # 1. the store first: unreachable servers and unwritable paths fail before anything else
     tracker = tracking.Tracker(tracking_uri)
     experiment = cfg.dataset.name
     experiment_id = tracker.ensure_experiment(experiment)
-    if resume_id is not None:
-        tracker.get_run(resume_id)  # clear error if the store does not know it
+    if resume is not None:
+        tracker.get_run(resume)  # clear error if the store does not know it
+        _check_resumable(resume)
 
     # 2. data and method (bad data roots and unknown methods fail here, before a run exists)
-    data = load_data(cfg)
+    data = cfg.dataset.load()
     spec = data.spec
     method = build_method(cfg, spec)
     device = resolved_device(cfg)
 
     # 3. the MLflow run and its directory
-    if resume_id is not None:
-        run_id = resume_id
+    if resume is not None:
+        run_id = resume
         tracker.reopen_run(run_id)
-        tracker.set_tags(run_id, {"talkbench.device": device, "talkbench.resumed": "true"})
+        tracker.set_tags(run_id, {Tag.DEVICE: device, Tag.RESUMED: "true"})
     else:
         run_id = tracker.create_run(experiment_id, tags=run_tags(cfg, device), parent_run_id=parent_run_id)
     rdir = tracking.write_run_record(
         run_id, tracking_uri=tracker.uri, experiment=experiment, method=cfg.method, finished=False
     )
     try:
-        result = _run_inside(tracker, run_id, rdir, cfg, data, spec, method, resume_id is not None, progress)
-    except BaseException as exc:
-        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        result = _run_inside(tracker, run_id, rdir, cfg, data, spec, method, resume is not None, progress)
+    except KeyboardInterrupt as exc:
         with contextlib.suppress(Exception):
-            tracker.finish_run(run_id, status)
+            tracker.finish_run(run_id, "KILLED")
+        if not isinstance(exc, Interrupted):  # Ctrl-C outside the engine's handler (evaluation, say)
+            from talkbench.checkpoint import last_checkpoint
+
+            last = last_checkpoint(rdir / contract.CHECKPOINTS_DIR)
+            exc = Interrupted("SIGINT", str(last) if last else None)
+        exc.run_id = run_id
+        raise exc
+    except BaseException:
+        with contextlib.suppress(Exception):
+            tracker.finish_run(run_id, "FAILED")
         raise
     tracker.finish_run(run_id, "FINISHED")
     tracking.write_run_record(run_id, finished=True)
     result.experiment = experiment
-    if leaderboard:
-        from talkbench.reports import leaderboard as lb
-
-        result.leaderboard = lb.build(tracker.search_runs(experiment), experiment, highlight=run_id)
     return result
 
 
@@ -297,7 +312,7 @@ def _run_inside(tracker, run_id, rdir: Path, cfg, data, spec, method, resumed: b
     from talkbench.metrics import evaluate
 
     logger = tracking.MlflowLogger(tracker, run_id)
-    config_path = cfg.save(rdir / "config.yaml")
+    config_path = cfg.save(rdir / paths.RUN_CONFIG)
     if not resumed:
         tracker.log_params(run_id, cfg.flatten())
         tracker.log_artifact(run_id, config_path)
@@ -306,52 +321,49 @@ def _run_inside(tracker, run_id, rdir: Path, cfg, data, spec, method, resumed: b
         tracker.log_dataset(run_id, spec.name, root, spec.digest, context="train+test")
         git = tracking.git_info()
         if git["diff"]:
-            tracker.log_text(run_id, git["diff"][: 5 << 20], "provenance/git.diff")
+            tracker.log_text(run_id, git["diff"][: 5 << 20], contract.GIT_DIFF_ARTIFACT)
 
     # 4. training (checkpoints in the run dir; the final weights are logged by the engine)
     train_result = train(method, data, cfg, rdir, logger=logger, resume=resumed, progress=progress)
 
-    # 5. predictions on the test split, streamed into the evaluation
+    # 5. predictions on the test split, then their evaluation, saved files and sample renders
     test = list(data.split("test"))
-    timing = _Timing()
-    with tempfile.TemporaryDirectory(prefix="talkbench-pred-") as tmp:
-        save_dir = Path(tmp) if cfg.eval.save_predictions else None
-        preds = predict_test(method, test, spec, timing, save_dir, prediction_selection(method, test, spec))
-        samples = _sample_clips(test, cfg.eval.render_clips) if spec.faces is not None else set()
-        kept: dict = {}
-        evaluation = evaluate(
-            _keep_samples(preds, samples, kept),
-            spec,
-            {c.name: c for c in test},
-            alignments=load_alignments_for(data),
-            n_boot=cfg.eval.n_boot,
-            seed=cfg.seed,
-        )
-        if save_dir is not None and any(save_dir.iterdir()):
-            tracker.log_artifact(run_id, save_dir, "predictions")
-
-    _render_samples(tracker, run_id, method.name, kept, test, spec, rdir)
+    predictions, timing = predict_test(method, test, spec)
+    evaluation = evaluate(
+        predictions,
+        spec,
+        {c.name: c for c in test},
+        alignments=load_alignments_for(data),
+        n_boot=cfg.eval.n_boot,
+        seed=cfg.seed,
+    )
+    if cfg.eval.save_predictions:
+        chosen = prediction_selection(method, test, spec)
+        tracker.log_predictions(run_id, [p for p in predictions if chosen is None or p.clip in chosen])
+    if spec.faces is not None:
+        samples = sample_predictions(predictions, test, cfg.eval.render_clips)
+        _render_samples(tracker, run_id, method.name, samples, test, spec, rdir)
 
     # 6. metrics, tables and tags
-    metrics = {f"{tracking.TEST_PREFIX}{k}": float(v) for k, v in evaluation.flat().items()}
-    metrics[tracking.SPEED_METRIC] = timing.speed
+    metrics = {contract.test_metric(k): float(v) for k, v in evaluation.flat().items()}
+    metrics[contract.SPEED_METRIC] = timing.speed
     tracker.log_metrics(run_id, metrics)
-    tracker.log_table(run_id, evaluation.per_sequence, "eval/per_sequence.csv")
-    tracker.log_text(run_id, evaluation.to_table().to_csv(index=False), "eval/summary.csv")
+    tracker.log_table(run_id, evaluation.per_sequence, contract.PER_SEQUENCE_ARTIFACT)
+    tracker.log_text(run_id, evaluation.to_table().to_csv(index=False), contract.SUMMARY_ARTIFACT)
     from talkbench.metrics.registry import metric_info
 
     tags: dict[str, Any] = {
-        "talkbench.inference_speed": f"{timing.speed:.6g}",
-        "talkbench.region_digest": evaluation.region_digest,
-        "talkbench.dataset_digest": spec.digest,
-        "talkbench.resumed_from_epoch": train_result.resumed_from if train_result.resumed_from else "",
+        Tag.INFERENCE_SPEED: f"{timing.speed:.6g}",
+        Tag.REGION_DIGEST: evaluation.region_digest,
+        Tag.DATASET_DIGEST: spec.digest,
+        Tag.RESUMED_FROM_EPOCH: train_result.resumed_from if train_result.resumed_from else "",
     }
-    tags.update({f"talkbench.params.{k}": v for k, v in method.parameter_counts().items()})
-    tags.update({f"talkbench.metric_version.{k}": v for k, v in evaluation.metric_versions.items()})
+    tags.update({Tag.params(k): v for k, v in method.parameter_counts().items()})
+    tags.update({Tag.metric_version(k): v for k, v in evaluation.metric_versions.items()})
     for name in evaluation.metrics:
-        tags[f"talkbench.scale.{name}"] = repr(metric_info(name).scale_for(spec.name, spec.table_scales))
+        tags[Tag.scale(name)] = repr(metric_info(name).scale_for(spec.name, spec.table_scales))
     tracker.set_tags(run_id, {k: v for k, v in tags.items() if v != ""})
-    log.info("run %s: %d predictions, %.1fx real time", run_id, timing.count, timing.speed)
+    log.info("run %s: %d predictions, %.1fx real time", run_id, len(predictions), timing.speed)
     return RunResult(
         run_id=run_id,
         run_dir=rdir,
@@ -359,7 +371,7 @@ def _run_inside(tracker, run_id, rdir: Path, cfg, data, spec, method, resumed: b
         experiment=spec.name,
         metrics=metrics,
         inference_speed=timing.speed,
-        n_predictions=timing.count,
+        n_predictions=len(predictions),
         evaluation=evaluation,
         train=train_result,
     )

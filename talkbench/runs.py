@@ -7,6 +7,7 @@ from functools import cached_property
 
 import numpy as np
 
+from talkbench import contract
 from talkbench.errors import TalkbenchError
 
 
@@ -31,40 +32,41 @@ class TrackedRun:
 
     @property
     def method(self) -> str:
-        return self.info.data.tags.get("talkbench.method", self.run_id[:8])
+        return self.info.data.tags.get(contract.Tag.METHOD, self.run_id[:8])
 
     @cached_property
     def config(self):
         from talkbench.config import RunConfig
 
-        return RunConfig.load(self.tracker.download_artifacts(self.run_id, "config.yaml"))
+        return RunConfig.load(self.tracker.download_artifacts(self.run_id, contract.CONFIG_ARTIFACT))
 
     @cached_property
     def dataset(self):
-        from talkbench.pipeline import load_data
-
-        return load_data(self.config)
+        return self.config.dataset.load()
 
     @cached_property
-    def prediction_files(self) -> list[str]:
-        return sorted(p.rsplit("/", 1)[-1] for p in self.tracker.list_artifacts(self.run_id, "predictions"))
+    def _predictions(self) -> dict[str, contract.PredictionName]:
+        """Saved prediction files (names without the folder) and what each one holds."""
+        files = self.tracker.list_artifacts(self.run_id, contract.PREDICTIONS_DIR)
+        names = sorted(p.rsplit("/", 1)[-1] for p in files)
+        return {f: contract.parse_prediction_file(f) for f in names if f.endswith(contract.PREDICTION_SUFFIX)}
 
     def _files_for(self, clip: str) -> list[str]:
-        """Saved prediction files of one clip: ``<clip>.npy`` or ``<clip>_condition_<Subject>.npy``."""
-        return [f for f in self.prediction_files if f == f"{clip}.npy" or f.startswith(f"{clip}_condition_")]
+        return [f for f, name in self._predictions.items() if name.clip == clip]
 
     def prediction(self, clip: str, condition: str | None = None) -> np.ndarray:
         """Predicted (T, V, 3) vertices of one clip (conditioned runs: the given or first condition)."""
         files = self._files_for(clip)
         if condition is not None:
-            files = [f for f in files if f == f"{clip}_condition_{condition}.npy"]
+            files = [f for f in files if self._predictions[f].condition == condition]
         if not files:
             raise TalkbenchError(
                 f"run {self.run_id} ({self.method}) saved no prediction for clip '{clip}'"
                 + (f" under condition '{condition}'" if condition else "")
-                + f"; it has {len(self.prediction_files)} prediction file(s) (eval.save_predictions)"
+                + f"; it has {len(self._predictions)} prediction file(s) (eval.save_predictions)"
             )
-        arr = np.load(self.tracker.download_artifacts(self.run_id, f"predictions/{files[0]}"))
+        path = f"{contract.PREDICTIONS_DIR}/{files[0]}"
+        arr = np.load(self.tracker.download_artifacts(self.run_id, path))
         return arr.reshape(len(arr), -1, 3)
 
     def has_prediction(self, clip: str) -> bool:

@@ -1,21 +1,10 @@
 """MLflow tracking: the only module of talkbench that imports mlflow.
 
-Conventions every reader of runs can rely on (reports, render, study):
-
-- one experiment per dataset, named after the dataset (``synthtalk``, ``vocaset``, ``biwi``);
-- params: the flattened resolved config (dotted keys), logged once (MLflow params are immutable);
-- metrics: per-epoch losses as ``<stage>/<name>`` with ``step`` = epoch, final test metrics as
-  ``test/<metric>`` (e.g. ``test/lve``), inference speed as ``speed/realtime_factor``;
-- tags: ``talkbench.method``, ``.dataset``, ``.preset``, ``.seed``, ``.device``, ``.config_hash``,
-  ``.git_commit``, ``.git_dirty``, ``.version.<package>``, ``.params.<module>`` (parameter counts),
-  ``.inference_speed`` (seconds of animation per second of compute), ``.scale.<metric>`` (table
-  scale), ``.region_digest``, ``.dataset_digest``;
-- artifacts: ``config.yaml``, ``eval/per_sequence.csv`` (+ ``eval/per_sequence.json`` for the UI),
-  ``predictions/<clip>.npy`` or ``predictions/<clip>_condition_<Subject>.npy`` ((T, V*3) float32),
-  ``checkpoints/``, ``provenance/`` (git diff when dirty).
-
-The run directory ``$TALKBENCH_HOME/runs/<run id>/`` holds checkpoints, the resolved config and
-``run.json`` (tracking URI, experiment, finished flag), so ``--resume`` reopens the same MLflow run.
+What a run writes and what readers rely on (experiment per dataset, params, metric names, tag keys,
+artifact paths, prediction file names) is the run contract in :mod:`talkbench.contract`; where run
+directories live is :mod:`talkbench.paths`. This module implements them on an MLflow store: the
+:class:`Tracker` (one tracking URI), the engine's :class:`MlflowLogger`, git/package provenance and
+the ``run.json`` records that let ``--resume`` reopen the same MLflow run.
 """
 
 from __future__ import annotations
@@ -36,16 +25,14 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from talkbench import contract
 from talkbench.errors import TalkbenchError
-from talkbench.paths import run_dir, runs_root
+from talkbench.paths import RUN_RECORD, run_dir, runs_root
 
 # artifact downloads print a tqdm bar each; reports download dozens of small files
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow's own default since 3.7
-TAG = "talkbench."
-TEST_PREFIX = "test/"
-SPEED_METRIC = "speed/realtime_factor"
 MAX_PARAM_CHARS = 6000  # mlflow/utils/validation.py limits
 MAX_TAG_CHARS = 8000
 MAX_BATCH = 100
@@ -169,11 +156,10 @@ def package_versions() -> dict[str, str]:
 class Tracker:
     """A tracking store (one URI) with talkbench's conventions; wraps ``mlflow.MlflowClient``."""
 
-    def __init__(self, uri: str | None = None, check: bool = True):
+    def __init__(self, uri: str | None = None):
         self.uri = resolve_tracking_uri(uri)
         self._db = sqlite_path(self.uri)
-        if check:
-            self.check()
+        self.check()
         from mlflow import MlflowClient
 
         _quiet_mlflow_logs()
@@ -285,7 +271,7 @@ class Tracker:
     ) -> str:
         all_tags = {k: _fmt(v)[:MAX_TAG_CHARS] for k, v in (tags or {}).items()}
         if parent_run_id:
-            all_tags["mlflow.parentRunId"] = parent_run_id
+            all_tags[contract.Tag.PARENT_RUN_ID] = parent_run_id
         run = self.client.create_run(experiment_id, run_name=run_name, tags=all_tags)
         return run.info.run_id
 
@@ -366,17 +352,16 @@ class Tracker:
         self.client.log_table(run_id, table, stem + ".json")
 
     def log_predictions(self, run_id: str, predictions: Iterable[tuple[str, str | None, np.ndarray]]) -> int:
-        """Write ``predictions/<clip>[_condition_<Subject>].npy`` as (T, V*3) float32; returns the count."""
+        """Log ``(clip, condition, (T, V, 3))`` predictions as (T, V*3) float32 files named by
+        :func:`contract.prediction_file` under ``contract.PREDICTIONS_DIR``; returns the count."""
         n = 0
         with tempfile.TemporaryDirectory(prefix="talkbench-pred-") as tmp:
             for clip, condition, verts in predictions:
                 arr = np.asarray(verts, dtype=np.float32)
-                arr = arr.reshape(arr.shape[0], -1)
-                stem = clip if condition is None else f"{clip}_condition_{condition}"
-                np.save(Path(tmp) / f"{stem}.npy", arr)
+                np.save(Path(tmp) / contract.prediction_file(clip, condition), arr.reshape(arr.shape[0], -1))
                 n += 1
             if n:
-                self.client.log_artifacts(run_id, tmp, "predictions")
+                self.client.log_artifacts(run_id, tmp, contract.PREDICTIONS_DIR)
         return n
 
     # -- reading --------------------------------------------------------------------------------
@@ -394,7 +379,6 @@ class Tracker:
         dataset: str,
         filter_string: str = "",
         finished_only: bool = True,
-        order_by: list[str] | None = None,
     ):
         """Runs of one dataset's experiment as a DataFrame (empty if the experiment does not exist).
 
@@ -413,7 +397,7 @@ class Tracker:
                 [exp.experiment_id],
                 filter_string=" and ".join(clauses),
                 max_results=1000,
-                order_by=order_by or ["attributes.start_time DESC"],
+                order_by=["attributes.start_time DESC"],
                 page_token=token,
             )
             for run in page:
@@ -428,9 +412,9 @@ class Tracker:
                     if run.info.end_time
                     else pd.NaT,
                 }
-                row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
-                row.update({f"params.{k}": v for k, v in run.data.params.items()})
-                row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
+                row.update({contract.metric_column(k): v for k, v in run.data.metrics.items()})
+                row.update({contract.param_column(k): v for k, v in run.data.params.items()})
+                row.update({contract.column(k): v for k, v in run.data.tags.items()})
                 rows.append(row)
             token = page.token
             if not token:
@@ -493,24 +477,18 @@ class MlflowLogger:
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         if artifact_path is None and Path(path).suffix in (".pt", ".ckpt", ".pth"):
-            artifact_path = "checkpoints"  # the engine logs its final weights without a folder
+            artifact_path = contract.CHECKPOINTS_DIR  # the engine logs its final weights without a folder
         self.tracker.log_artifact(self.run_id, path, artifact_path)
-
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        self.tracker.log_params(self.run_id, params)
-
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        self.tracker.set_tags(self.run_id, tags)
 
 
 # ---------------------------------------------------------------------------------------------
 # run directories
 # ---------------------------------------------------------------------------------------------
 def write_run_record(run_id: str, **fields: Any) -> Path:
-    """Create/update ``$TALKBENCH_HOME/runs/<run id>/run.json``; returns the run directory."""
+    """Create/update the run's record (``paths.run_dir(run_id) / RUN_RECORD``); returns the run directory."""
     d = run_dir(run_id)
     d.mkdir(parents=True, exist_ok=True)
-    path = d / "run.json"
+    path = d / RUN_RECORD
     record = json.loads(path.read_text()) if path.exists() else {"run_id": run_id, "created": time.time()}
     record.update(fields)
     tmp = path.with_suffix(".json.tmp")
@@ -520,7 +498,7 @@ def write_run_record(run_id: str, **fields: Any) -> Path:
 
 
 def read_run_record(run_id: str) -> dict:
-    path = run_dir(run_id) / "run.json"
+    path = run_dir(run_id) / RUN_RECORD
     if not path.exists():
         raise TalkbenchError(
             f"--resume {run_id}: no run directory {path.parent} (runs live under {runs_root()})"
@@ -534,7 +512,7 @@ def read_run_record(run_id: str) -> dict:
 def last_unfinished_run() -> str:
     """Id of the newest run directory whose run has not finished (for ``--resume last``)."""
     candidates = []
-    for path in runs_root().glob("*/run.json"):
+    for path in runs_root().glob(f"*/{RUN_RECORD}"):
         try:
             record = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
@@ -544,24 +522,3 @@ def last_unfinished_run() -> str:
     if not candidates:
         raise TalkbenchError(f"--resume last: no unfinished run under {runs_root()}")
     return max(candidates)[1]
-
-
-# ---------------------------------------------------------------------------------------------
-# module-level read helpers (reports, render, study)
-# ---------------------------------------------------------------------------------------------
-def search_runs(dataset: str, tracking_uri: str | None = None, **kwargs):
-    return Tracker(tracking_uri).search_runs(dataset, **kwargs)
-
-
-def get_run(run_id: str, tracking_uri: str | None = None):
-    return Tracker(tracking_uri).get_run(run_id)
-
-
-def download_artifacts(
-    run_id: str, path: str, dst: str | Path | None = None, tracking_uri: str | None = None
-) -> Path:
-    return Tracker(tracking_uri).download_artifacts(run_id, path, dst)
-
-
-def metric_history(run_id: str, key: str, tracking_uri: str | None = None):
-    return Tracker(tracking_uri).metric_history(run_id, key)

@@ -28,14 +28,12 @@ def run_both(overrides=(), seed: int = 0, store: str | None = None) -> dict[str,
             load_config("template", dataset="synthtalk", seed=seed),
             tracking_uri=uri,
             progress=False,
-            leaderboard=False,
         )
         t1 = time.time()
         ff = pipeline.run(
             load_config("faceformer", dataset="synthtalk", overrides=overrides, seed=seed),
             tracking_uri=uri,
             progress=False,
-            leaderboard=False,
         )
         t2 = time.time()
     return {

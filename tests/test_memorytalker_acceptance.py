@@ -35,7 +35,7 @@ def run_one(method: str, uri: str, coupling: float, overrides=(), seed: int = 0)
         overrides=[f"dataset.style_coupling={coupling}", "eval.render_clips=0", *overrides],
     )
     t0 = time.time()
-    res = pipeline.run(cfg, tracking_uri=uri, progress=False, leaderboard=False)
+    res = pipeline.run(cfg, tracking_uri=uri, progress=False)
     out = {k: res.metrics[f"test/{k}"] for k in KEYS}
     out["wall_s"] = time.time() - t0
     out["train_s"] = sum(res.train.stage_seconds.values()) if res.train is not None else 0.0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -71,9 +73,10 @@ def run_command(
             run_id, cfg, saved_uri = pipeline.resume_target(resume)
             if method is not None and method != cfg.method:
                 raise ConfigError(f"--resume {run_id}: that run is method '{cfg.method}', not '{method}'")
-            result = pipeline.run(
-                cfg, tracking_uri=tracking_uri or saved_uri, resume=run_id, progress=not no_progress
-            )
+            with _report_interruption():
+                result = pipeline.run(
+                    cfg, tracking_uri=tracking_uri or saved_uri, resume=run_id, progress=not no_progress
+                )
         else:
             if method is None:
                 raise ConfigError("--method is required (see `bench methods`)")
@@ -89,13 +92,43 @@ def run_command(
                 device=device,
                 data_root=data_root,
             )
-            result = pipeline.run(
-                cfg, tracking_uri=tracking_uri, progress=not no_progress, parent_run_id=parent_run
+            with _report_interruption():
+                result = pipeline.run(
+                    cfg, tracking_uri=tracking_uri, progress=not no_progress, parent_run_id=parent_run
+                )
+        board = None
+        if not no_leaderboard:
+            from talkbench.reports import leaderboard as lb
+
+            board = lb.leaderboard(
+                result.experiment, tracking_uri=result.tracking_uri, highlight=result.run_id
             )
-    _print_result(result, leaderboard=not no_leaderboard)
+    _print_result(result, board)
 
 
-def _print_result(result, leaderboard: bool = True) -> None:
+@contextlib.contextmanager
+def _report_interruption() -> Iterator[None]:
+    """SIGINT/SIGTERM during a run: one line saying what was saved and how to resume; exit 130."""
+    from talkbench.errors import Interrupted
+
+    try:
+        yield
+    except Interrupted as exc:
+        typer.echo(_interruption_line(exc), err=True)
+        raise typer.Exit(130) from None
+
+
+def _interruption_line(exc) -> str:
+    rid = exc.run_id or "last"
+    if exc.checkpoint is None:
+        return f"interrupted ({exc.signal_name}): no checkpoint saved; run {rid} is marked killed"
+    where = f"epoch {exc.epoch}" if exc.epoch is not None else exc.checkpoint
+    return (
+        f"interrupted ({exc.signal_name}): checkpoint saved at {where}; resume with: bench run --resume {rid}"
+    )
+
+
+def _print_result(result, board=None) -> None:
     from talkbench.reports import leaderboard as lb
 
     console = _console()
@@ -103,8 +136,8 @@ def _print_result(result, leaderboard: bool = True) -> None:
         f"run {result.run_id} ({result.experiment}): {result.n_predictions} predictions, "
         f"{result.inference_speed:.1f} s of animation per s of compute; run dir {result.run_dir}"
     )
-    if leaderboard and result.leaderboard is not None:
-        console.print(lb.to_rich(result.leaderboard))
+    if board is not None:
+        console.print(lb.to_rich(board))
     console.print(f"tracking: {result.tracking_uri}  (mlflow ui --backend-store-uri {result.tracking_uri})")
 
 

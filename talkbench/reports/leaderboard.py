@@ -17,12 +17,15 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from talkbench.contract import Tag, column, metric_column, param_column, test_metric
 from talkbench.errors import ConfigError
 
 FLOORS = ("template", "mean-motion")
 DEFAULT_METRICS = ("lve", "mve", "fdd")
 FORMATS = ("table", "markdown", "latex", "csv")
-TEST_PREFIX = "test/"  # mirrors talkbench.tracking.TEST_PREFIX without importing mlflow
+_TEST_COLUMN = metric_column(test_metric(""))  # "metrics.test/"
+_PARAM_COLUMN = param_column("")  # "params."
+_SEED_PARAM = param_column("seed")
 _ARROWS = {"lower": "↓", "higher": "↑", "zero": "→0"}
 _LATEX_ARROWS = {"lower": r"$\downarrow$", "higher": r"$\uparrow$", "zero": r"$\to 0$"}
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -99,7 +102,7 @@ def _metric_column(name: str, dataset: str, runs: pd.DataFrame) -> MetricColumn:
 
     info = metric_info(name)  # unknown name -> ConfigError with did-you-mean
     scale = None
-    tag = f"tags.talkbench.scale.{name}"
+    tag = column(Tag.scale(name))
     if tag in runs.columns:
         logged = runs[tag].dropna()
         if len(logged):
@@ -110,12 +113,14 @@ def _metric_column(name: str, dataset: str, runs: pd.DataFrame) -> MetricColumn:
 
 
 def _group_key(run: pd.Series) -> str:
-    value = run.get("tags.talkbench.config_hash")
+    value = run.get(column(Tag.CONFIG_HASH))
     if isinstance(value, str) and value:
         return value
     # runs without the tag (not logged by the pipeline): hash the params without the seed
     items = sorted(
-        (k, str(v)) for k, v in run.items() if k.startswith("params.") and k != "params.seed" and pd.notna(v)
+        (k, str(v))
+        for k, v in run.items()
+        if k.startswith(_PARAM_COLUMN) and k != _SEED_PARAM and pd.notna(v)
     )
     return "p" + hashlib.sha256(repr(items).encode()).hexdigest()[:15]
 
@@ -130,22 +135,20 @@ def build(
     if metrics:
         for m in metrics:  # validate every requested name before anything else
             _metric_column(m, dataset, pd.DataFrame())
-    present = [
-        c[len("metrics." + TEST_PREFIX) :] for c in runs.columns if c.startswith("metrics." + TEST_PREFIX)
-    ]
+    present = [c.removeprefix(_TEST_COLUMN) for c in runs.columns if c.startswith(_TEST_COLUMN)]
     if not metrics:
         from talkbench.metrics.registry import METRIC_ORDER
 
         metrics = [m for m in DEFAULT_METRICS if m in present] or [m for m in METRIC_ORDER if m in present]
     columns = [_metric_column(m, dataset, runs) for m in metrics]
     board = Leaderboard(dataset, columns)
-    if runs.empty or "tags.talkbench.method" not in runs.columns:
+    method_col = column(Tag.METHOD)
+    if runs.empty or method_col not in runs.columns:
         return board
 
-    metric_cols = [
-        f"metrics.{TEST_PREFIX}{c.name}" for c in columns if f"metrics.{TEST_PREFIX}{c.name}" in runs
-    ]
-    runs = runs[runs["tags.talkbench.method"].notna()]
+    metric_cols = [metric_column(test_metric(c.name)) for c in columns]
+    metric_cols = [c for c in metric_cols if c in runs]
+    runs = runs[runs[method_col].notna()]
     if "status" in runs.columns:
         runs = runs[runs["status"] == "FINISHED"]
     if metric_cols:
@@ -157,12 +160,12 @@ def build(
         runs = runs.sort_values("start_time", ascending=False)
 
     for key, group in runs.groupby("_group", sort=False):
-        seed_col = group.get("tags.talkbench.seed", group.get("params.seed"))
+        seed_col = group.get(column(Tag.SEED), group.get(_SEED_PARAM))
         if seed_col is not None:
             group = group.assign(_seed=seed_col.astype(str)).drop_duplicates("_seed", keep="first")
         values = {}
         for col in columns:
-            name = f"metrics.{TEST_PREFIX}{col.name}"
+            name = metric_column(test_metric(col.name))
             if name not in group:
                 continue
             vals = group[name].dropna().astype(float)
@@ -170,18 +173,22 @@ def build(
                 std = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
                 values[col.name] = (float(vals.mean()), std, len(vals))
         first = group.iloc[0]
-        method = str(first["tags.talkbench.method"])
+        method = str(first[method_col])
         board.rows.append(
             Row(
                 method=method,
-                preset=str(first.get("tags.talkbench.preset", "") or ""),
+                preset=str(first.get(column(Tag.PRESET), "") or ""),
                 config_hash=str(key),
                 run_ids=group["run_id"].tolist(),
                 seeds=group["_seed"].tolist() if "_seed" in group else [],
                 values=values,
                 floor=method in FLOORS,
                 highlighted=highlight is not None and highlight in group["run_id"].tolist(),
-                params={k[len("params.") :]: str(v) for k, v in first.items() if k.startswith("params.")},
+                params={
+                    k.removeprefix(_PARAM_COLUMN): str(v)
+                    for k, v in first.items()
+                    if k.startswith(_PARAM_COLUMN)
+                },
             )
         )
     _name_variants(board.rows)

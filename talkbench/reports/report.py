@@ -18,11 +18,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from talkbench.contract import (
+    PER_SEQUENCE_ARTIFACT,
+    SPEED_METRIC,
+    Kind,
+    Tag,
+    column,
+    metric_column,
+    param_column,
+    test_metric,
+)
 from talkbench.errors import TalkbenchError
 from talkbench.reports import figures
 from talkbench.reports import leaderboard as lb
 
-PER_SEQUENCE = "eval/per_sequence.csv"
 CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1150px; margin: 2rem auto; padding: 0 1rem;
        color: #1f2328; }
@@ -134,8 +143,9 @@ def _select_runs(tracker, dataset: str, run_ids: list[str] | None) -> pd.DataFra
         if len(runs) < len(set(run_ids)):
             missing = sorted(set(run_ids) - set(runs.get("run_id", [])))
             raise TalkbenchError(f"run(s) {', '.join(missing)} are not finished runs of dataset '{dataset}'")
-    if not runs.empty and "tags.talkbench.kind" in runs:
-        runs = runs[runs["tags.talkbench.kind"].fillna("") != "sweep"]
+    kind = column(Tag.KIND)
+    if not runs.empty and kind in runs:
+        runs = runs[runs[kind].fillna("") != Kind.SWEEP]
     if runs.empty:
         raise TalkbenchError(
             f"experiment '{dataset}' has no finished runs in '{tracker.uri}'; run `bench run` first"
@@ -145,7 +155,7 @@ def _select_runs(tracker, dataset: str, run_ids: list[str] | None) -> pd.DataFra
 
 def _split_by_dataset_version(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Runs on the dataset version most runs used, and the rest (paired tests need the same data)."""
-    col = "tags.talkbench.dataset_digest"
+    col = column(Tag.DATASET_DIGEST)
     if col not in runs or runs[col].nunique(dropna=True) < 2:
         return runs, runs.iloc[0:0]
     main = runs[col].value_counts().idxmax()
@@ -170,7 +180,7 @@ def _groups(board: lb.Leaderboard) -> list[Group]:
 
 def _per_sequence(tracker, run_id: str) -> pd.DataFrame | None:
     try:
-        path = tracker.download_artifacts(run_id, PER_SEQUENCE)
+        path = tracker.download_artifacts(run_id, PER_SEQUENCE_ARTIFACT)
     except TalkbenchError:
         return None
     return pd.read_csv(path, dtype={"condition": "string"})
@@ -190,14 +200,20 @@ def _fmt(value: float, scale: float) -> str:
 
 # -- sections ----------------------------------------------------------------------------------
 def _setup_section(runs: pd.DataFrame) -> list[str]:
-    def tag(name):
-        col = f"tags.talkbench.{name}"
+    def tag(key):
+        col = column(key)
         return sorted(runs[col].dropna().astype(str).unique()) if col in runs else []
 
     lines = ["## Setup", ""]
-    lines.append(f"- runs: {len(runs)}; methods: {', '.join(tag('method')) or 'n/a'}")
-    for name in ("region_digest", "dataset_digest", "device", "git_commit"):
-        values = tag(name)
+    lines.append(f"- runs: {len(runs)}; methods: {', '.join(tag(Tag.METHOD)) or 'n/a'}")
+    shown = {
+        "region_digest": Tag.REGION_DIGEST,
+        "dataset_digest": Tag.DATASET_DIGEST,
+        "device": Tag.DEVICE,
+        "git_commit": Tag.GIT_COMMIT,
+    }
+    for name, key in shown.items():
+        values = tag(key)
         if values:
             lines.append(f"- {name.replace('_', ' ')}: {', '.join(f'`{v}`' for v in values)}")
     lines += [
@@ -217,8 +233,8 @@ def _ci_section(runs: pd.DataFrame, groups: list[Group], board: lb.Leaderboard) 
         cells = [g.label]
         for c in board.columns:
             lo, hi = (
-                by_id.at[g.newest, f"metrics.test/{c.name}/ci_{b}"]
-                if f"metrics.test/{c.name}/ci_{b}" in by_id
+                by_id.at[g.newest, metric_column(test_metric(f"{c.name}/ci_{b}"))]
+                if metric_column(test_metric(f"{c.name}/ci_{b}")) in by_id
                 else np.nan
                 for b in ("lo", "hi")
             )
@@ -305,8 +321,8 @@ def _cost_section(runs: pd.DataFrame, groups: list[Group]) -> list[str]:
     rows = []
     for g in groups:
         r = by_id.loc[g.newest]
-        params = r.get("tags.talkbench.params.total", r.get("tags.talkbench.params", np.nan))
-        speed = r.get("metrics.speed/realtime_factor", np.nan)
+        params = r.get(column(Tag.params("total")), np.nan)
+        speed = r.get(metric_column(SPEED_METRIC), np.nan)
         rows.append([g.label, _count(params), "–" if pd.isna(speed) else f"{float(speed):.1f}×"])
     return [
         "## Size and speed",
@@ -350,27 +366,27 @@ def _training_section(tracker, groups: list[Group], fig_dir: Path) -> list[str]:
 
 def _ablation_section(tracker, dataset: str, board: lb.Leaderboard, fig_dir: Path) -> list[str]:
     runs = tracker.search_runs(dataset, finished_only=False)
-    if runs.empty or "tags.talkbench.kind" not in runs:
+    kind, parent_col = column(Tag.KIND), column(Tag.PARENT_RUN_ID)
+    if runs.empty or kind not in runs:
         return []
-    parents = runs[runs["tags.talkbench.kind"].fillna("") == "sweep"]
-    children_all = runs[runs["status"] == "FINISHED"] if "tags.mlflow.parentRunId" in runs else runs.iloc[0:0]
+    parents = runs[runs[kind].fillna("") == Kind.SWEEP]
+    children_all = runs[runs["status"] == "FINISHED"] if parent_col in runs else runs.iloc[0:0]
     lines = []
     col = board.columns[0]
     for _, parent in parents.iterrows():
-        points = json.loads(parent.get("tags.talkbench.point_runs") or "[]")
+        points = json.loads(parent.get(column(Tag.POINT_RUNS)) or "[]")
         children = children_all[
-            (children_all.get("tags.mlflow.parentRunId") == parent["run_id"])
-            | children_all["run_id"].isin(points)
+            (children_all.get(parent_col) == parent["run_id"]) | children_all["run_id"].isin(points)
         ]
-        metric_col = f"metrics.test/{col.name}"
+        metric_col = metric_column(test_metric(col.name))
         if children.empty or metric_col not in children:
             continue
-        grid = json.loads(parent.get("tags.talkbench.grid") or "{}")
+        grid = json.loads(parent.get(column(Tag.GRID)) or "{}")
         for key in grid:
-            param = f"params.{key}"
+            param = param_column(key)
             if param not in children:
                 continue
-            others = [f"params.{k}" for k in grid if k != key and f"params.{k}" in children]
+            others = [param_column(k) for k in grid if k != key and param_column(k) in children]
             frame = children.assign(
                 series=children[others].astype(str).agg(", ".join, axis=1) if others else ""
             )
@@ -380,7 +396,7 @@ def _ablation_section(tracker, dataset: str, board: lb.Leaderboard, fig_dir: Pat
             table["std"] /= col.scale
             if not others:
                 table = table.drop(columns="series")
-            name = re.sub(r"[^A-Za-z0-9]+", "_", f"ablation_{parent['tags.talkbench.method']}_{key}")
+            name = re.sub(r"[^A-Za-z0-9]+", "_", f"ablation_{parent[column(Tag.METHOD)]}_{key}")
             path = figures.ablation_curve(table, key, col.name.upper(), col.header(), fig_dir / f"{name}.png")
             rows = [
                 [
@@ -392,14 +408,14 @@ def _ablation_section(tracker, dataset: str, board: lb.Leaderboard, fig_dir: Pat
                 for _, r in table.iterrows()
             ]
             lines += [
-                f"### Ablation: {parent['tags.talkbench.method']} — {key}",
+                f"### Ablation: {parent[column(Tag.METHOD)]} — {key}",
                 "",
                 f"![{name}](figures/{path.name})",
                 "",
                 _md_table(
                     [
                         key,
-                        *([", ".join(o.removeprefix("params.") for o in others)] if others else []),
+                        *([", ".join(o.removeprefix(param_column("")) for o in others)] if others else []),
                         col.header(),
                         "seeds",
                     ],
