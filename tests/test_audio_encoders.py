@@ -194,3 +194,50 @@ def test_audio_shorter_than_one_motion_frame(kind):
         enc(torch.randn(1, 300), torch.tensor([300]))
     with pytest.raises(DataError, match="shorter than one motion frame"):
         enc(torch.randn(1, 600), torch.tensor([600]))  # one 50 Hz frame -> int(1/50*30) == 0 frames
+
+
+def _official_vocaset_frames(n_samples: int, fps: float, alignment: str) -> int:
+    """The released FaceFormer/CodeTalker/MemoryTalker count: wav2vec2 CNN frames (kernels 10,3,3,3,3,2,2,
+    strides 5,2,2,2,2,2,2), then int(S'/50*fps) (VOCASET) or floor(S'_even/2) (BIWI)."""
+    n = n_samples
+    for k, s in zip((10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2)):
+        n = (n - k) // s + 1
+    return int(n / 50 * fps) if alignment == "interpolate" else (n - n % 2) // 2
+
+
+@pytest.mark.parametrize("kind", ["mel", "wav2vec2"])
+@pytest.mark.parametrize(("fps", "alignment"), [(30, "interpolate"), (25, "pairs")])
+def test_feature_rule_is_the_official_frame_count(kind, fps, alignment):
+    """VOCASET / BIWI specs: the spec's rule, each encoder's output and the released formula agree."""
+    spec = make_spec(fps, alignment)
+    assert spec.frame_rule == "features"
+    lengths = [19200, 16000, 9999, 20807, 4000, 5111]
+    for n in lengths:
+        assert spec.frames_for_samples(n) == _official_vocaset_frames(n, fps, alignment), n
+    assert spec.frames_for_samples(19200) == (35 if fps == 30 else 29)  # 1.2 s: one short of 36 / 30
+    torch.manual_seed(0)
+    enc = build_audio_encoder(tiny_cfg(kind), spec).eval()
+    audio = torch.randn(len(lengths), max(lengths))
+    _, out_len = enc(audio, torch.tensor(lengths))
+    per_frame = 2 if alignment == "pairs" else 1
+    assert out_len.tolist() == [per_frame * spec.frames_for_samples(n) for n in lengths]
+
+
+def test_sample_rule_gives_the_generator_frame_count():
+    """SynthTalk specs: round(S * capture_fps / 16k) captured frames kept every stride-th -> ceil(n / stride),
+    which the encoders use when no frame count is given."""
+    spec = DatasetSpec(
+        name="synth", fps=30, n_vertices=4, splits={}, train_subjects=("a",), capture_fps=60,
+        frame_rule="samples",
+    )
+    assert spec.frames_for_samples(19200) == 36  # 1.2 s: 72 captured frames, [::2] -> 36
+    assert spec.frames_for_samples(19200 + 267) == 37  # 73 captured frames -> 37
+    assert spec.frames_for_samples(16000) == 30
+    enc = build_audio_encoder(tiny_cfg("mel"), spec).eval()
+    _, out_len = enc(torch.randn(2, 19467), torch.tensor([19200, 19467]))
+    assert out_len.tolist() == [36, 37]
+    _, given = enc(torch.randn(1, 19200), torch.tensor([19200]), torch.tensor([20]))
+    assert given.tolist() == [20]  # an explicit count (training) still wins
+    with pytest.raises(ValueError, match="frame_rule"):
+        DatasetSpec(name="x", fps=30, n_vertices=4, splits={}, train_subjects=(), frame_rule="nope") \
+            .frames_for_samples(16000)

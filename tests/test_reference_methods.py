@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -17,7 +19,10 @@ from talkbench.registry import METHODS
 
 @pytest.fixture(scope="module")
 def data():
-    return MemoryData(seed=3)
+    # audio of exactly T frames' samples, like SynthTalk: the ground truth follows the sample rule
+    data = MemoryData(seed=3)
+    data.spec = dataclasses.replace(data.spec, frame_rule="samples")
+    return data
 
 
 def _prepared(data, period=None) -> MeanMotionMethod:
@@ -40,6 +45,14 @@ def test_template_predicts_the_template_for_the_audio_length(data):
     assert out.shape == (clip.n_frames, data.spec.n_vertices, 3)
     assert torch.equal(out, torch.from_numpy(clip.template)[None].expand_as(out))
     assert method.stages() == [] and method.parameter_counts()["total"] == 0
+
+
+def test_reference_methods_follow_the_feature_rule_on_real_datasets(data):
+    """VOCASET/BIWI specs (frame_rule 'features'): int(S'/50*fps) with S' the wav2vec2 CNN length."""
+    spec = dataclasses.replace(data.spec, frame_rule="features", fps=30.0)
+    method = TemplateMethod(TemplateConfig(), spec)
+    audio = torch.zeros(19200)  # 1.2 s: S' = (19200 - 400) // 320 + 1 = 59 -> int(35.4) = 35
+    assert method.predict(audio, torch.zeros(spec.n_vertices, 3)).shape[0] == 35
 
 
 def test_mean_motion_matches_a_direct_computation(data):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,12 +51,36 @@ class DatasetSpec:
     mouth_pair: tuple[np.ndarray, np.ndarray] | None = None
     digest: str = ""
     meta: dict = field(default_factory=dict)
+    # motion frames of an utterance at prediction time (see ``frames_for_samples``):
+    # "features" = the official code's rule from the 50 Hz speech features (VOCASET, BIWI);
+    # "samples" = the SynthTalk generator's rule from the sample count, which its ground truth follows
+    frame_rule: str = "features"
 
     @property
     def stride(self) -> int:
         if self.capture_fps is None:
             return 1
         return int(round(self.capture_fps / self.fps))
+
+    def frames_for_samples(self, n_samples: int) -> int:
+        """Motion frames for ``n_samples`` of 16 kHz audio under ``frame_rule``.
+
+        ``features``: the released code counts the wav2vec2 CNN's 50 Hz frames S' = (S - 400) // 320 + 1
+        and takes int(S' / 50 * fps) (``interpolate``) or S' // 2 (``pairs``, two per frame).
+        ``samples``: round(S * capture_fps / 16000) captured frames, kept every ``stride``-th from the
+        first, i.e. ceil(n / stride) (the SynthTalk generator, loaded like VOCASET with [::stride]).
+        """
+        if self.frame_rule == "samples":
+            rate = self.capture_fps if self.capture_fps is not None else self.fps
+            return max(1, math.ceil(int(round(n_samples * rate / 16000)) / self.stride))
+        if self.frame_rule != "features":
+            raise ValueError(
+                f"DatasetSpec.frame_rule must be 'features' or 'samples', got {self.frame_rule!r}"
+            )
+        s_feat = max(0, (int(n_samples) - 400) // 320 + 1)
+        if self.audio_alignment == "pairs":
+            return s_feat // 2
+        return int(s_feat / 50 * self.fps)
 
     def speaker_index(self, subject: str) -> int:
         """Index of a training speaker in the one-hot order, or -1 for a speaker not seen in training."""

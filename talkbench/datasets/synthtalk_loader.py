@@ -83,6 +83,7 @@ def build_spec(root: Path, templates: dict[str, np.ndarray], meta: dict) -> Data
         regions=regions,
         faces=faces,
         audio_alignment="interpolate",
+        frame_rule="samples",  # the generator's frame count, which the ground truth follows
         period=int(round(fps)),
         unit=meta.get("unit", "m"),
         table_scales=dict(TABLE_SCALES),

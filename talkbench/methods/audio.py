@@ -9,9 +9,10 @@ Every encoder has one contract (FaceFormer spec §2, MemoryTalker spec §2.1, Co
 2. a CNN front end gives 50 Hz features (the frozen wav2vec2/HuBERT feature encoder, or log-mel at
    100 Hz followed by a stride-2 conv stack);
 3. the features are aligned to the motion rate BEFORE the feature projection:
-   ``interpolate``: linear interpolation (align_corners=True) to ``n_frames`` per element, or to
-   ``int(S'/50*fps)`` when ``n_frames`` is None; ``pairs``: 50 Hz kept, two audio frames per motion
-   frame (trimmed to an even length, cropped to ``2 * n_frames``);
+   ``interpolate``: linear interpolation (align_corners=True) to ``n_frames`` per element, or when
+   ``n_frames`` is None to the dataset's frame rule (``DatasetSpec.frames_for_samples``: the released
+   ``int(S'/50*fps)`` for VOCASET, the generator's count for SynthTalk); ``pairs``: 50 Hz kept, two
+   audio frames per motion frame (trimmed to an even length, cropped to ``2 * n_frames``);
 4. feature projection, SpecAugment time masking (training only), transformer with padded frames
    masked out.
 
@@ -241,6 +242,7 @@ class AudioEncoder(nn.Module):
         self.cfg = cfg
         self.fps = float(spec.fps)
         self.alignment = spec.audio_alignment
+        self.spec = spec
 
     def forward(
         self, audio: torch.Tensor, audio_lengths: torch.Tensor, n_frames: torch.Tensor | None = None
@@ -250,6 +252,21 @@ class AudioEncoder(nn.Module):
     def trainable_prefixes(self) -> tuple[str, ...]:
         """Parameter-name prefixes (relative to this module) that train; the frozen CNN is left out."""
         return ("",)
+
+    def default_frames(
+        self, audio_lengths: torch.Tensor, n_frames: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        """``n_frames`` when given; else the dataset's count where it is not the feature rule.
+
+        Under ``frame_rule == "features"`` (VOCASET, BIWI) None stays None and the frame count comes
+        from this CNN's 50 Hz length S' as in the released code; under ``"samples"`` (SynthTalk) it is
+        the generator's count from the sample count, so predictions have the ground truth's length.
+        """
+        spec = getattr(self, "spec", None)  # encoders pickled before the frame rule existed
+        if n_frames is not None or spec is None or spec.frame_rule == "features":
+            return n_frames
+        frames = [spec.frames_for_samples(int(n)) for n in audio_lengths.tolist()]
+        return torch.tensor(frames, device=audio_lengths.device)
 
     def _check_lengths(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> None:
         if audio.dim() != 2 or audio_lengths.shape != (audio.shape[0],):
@@ -305,6 +322,7 @@ class MelEncoder(AudioEncoder):
         self._check_lengths(audio, audio_lengths)
         x = normalize_audio(audio, audio_lengths)
         feats, lengths = self.cnn(x, audio_lengths)
+        n_frames = self.default_frames(audio_lengths, n_frames)
         feats, out_len = align_features(feats, lengths, n_frames, self.alignment, self.fps, audio_lengths)
         h = self.dropout(self.projection(self.proj_norm(feats)))
         valid = lengths_to_mask(out_len, h.shape[1])
@@ -370,6 +388,7 @@ class HFSpeechEncoder(AudioEncoder):
         self._check_lengths(audio, audio_lengths)
         x = normalize_audio(audio, audio_lengths)
         feats, lengths = self.cnn(x, audio_lengths)
+        n_frames = self.default_frames(audio_lengths, n_frames)
         feats, out_len = align_features(feats, lengths, n_frames, self.alignment, self.fps, audio_lengths)
         hidden = self.model.feature_projection(feats)
         if isinstance(hidden, tuple):  # transformers >= 4.1x returns (hidden, normed)

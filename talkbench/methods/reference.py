@@ -13,15 +13,9 @@ import numpy as np
 import torch
 
 from talkbench.datasets.batch import Batch
-from talkbench.datasets.clip import SAMPLE_RATE
 from talkbench.datasets.spec import DatasetSpec
 from talkbench.errors import TalkbenchError
 from talkbench.methods.base import Method, Stage
-
-
-def n_frames_for(n_samples: int, fps: float) -> int:
-    """Motion frames for an utterance: the inverse of the loader's ``S = round(T / fps * 16000)``."""
-    return max(1, int(round(n_samples * fps / SAMPLE_RATE)))
 
 
 def _masked_mse(pred: torch.Tensor, batch: Batch) -> torch.Tensor:
@@ -56,7 +50,7 @@ class TemplateMethod(Method):
     def predict(
         self, audio: torch.Tensor, template: torch.Tensor, condition: int | None = None
     ) -> torch.Tensor:
-        t = n_frames_for(int(audio.shape[-1]), self.spec.fps)
+        t = self.spec.frames_for_samples(int(audio.shape[-1]))  # the dataset's rule, as every method
         template = torch.as_tensor(template, dtype=torch.float32)
         return template[None].expand(t, -1, -1).clone()
 
@@ -128,7 +122,7 @@ class MeanMotionMethod(Method):
         self, audio: torch.Tensor, template: torch.Tensor, condition: int | None = None
     ) -> torch.Tensor:
         self._check_prepared()
-        t = n_frames_for(int(audio.shape[-1]), self.spec.fps)
+        t = self.spec.frames_for_samples(int(audio.shape[-1]))  # the dataset's rule, as every method
         template = torch.as_tensor(template, dtype=torch.float32, device=self.mean_offsets.device)
         phase = torch.arange(t, device=self.mean_offsets.device) % self.period
         return template[None] + self.mean_offsets[phase]
