@@ -10,20 +10,26 @@ import csv
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import _mlflow_store
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from talkbench import tracking
 from talkbench.cli import app
+from talkbench.methods.base import Stage
+from talkbench.methods.reference import TemplateMethod
+from talkbench.registry import METHODS
 
 _migrated_db = _mlflow_store._migrated_db
 store_uri = _mlflow_store.store_uri
@@ -82,19 +88,62 @@ def test_template_and_mean_motion_appear_in_leaderboard(store_uri, synthtalk_tin
     assert md.exit_code == 0 and "LVE ↓" in md.stdout and "FDD" not in md.stdout
 
 
-def test_resume_reopens_the_same_run(store_uri, synthtalk_tiny, monkeypatch):
-    out = bench(
-        "run",
-        "--method",
-        "template",
-        "--preset",
-        "tiny",
-        "--data-root",
-        str(synthtalk_tiny),
-        "--tracking-uri",
-        store_uri,
-        "--no-progress",
-    )
+# -- a trainable method that runs in a second: resume and interruption through the real engine --------
+@dataclass
+class OffsetConfig:
+    epochs: int = 3
+
+
+class OffsetTemplate(TemplateMethod):
+    """The template plus one learned offset, trained for a few epochs (checkpoints in a second).
+
+    ``interrupt_at``: the training step (1-based, counted over the whole run) at which the method
+    sends itself SIGINT, as a user pressing Ctrl-C would.
+    """
+
+    name = "test-offset"
+    Config = OffsetConfig
+    interrupt_at: int | None = None
+
+    def __init__(self, config, spec):
+        super().__init__(config, spec)
+        self.offset = torch.nn.Parameter(torch.zeros(3))
+        self.steps = 0
+
+    def stages(self):
+        return [Stage("fit", self.config.epochs, 1e-3, sampler="sequential", batch_size=2)]
+
+    def loss(self, stage, batch):
+        self.steps += 1
+        if self.steps == self.interrupt_at:
+            os.kill(os.getpid(), signal.SIGINT)
+        pred = batch.template[:, None] + self.offset
+        mask = batch.mask[:, :, None, None].to(pred.dtype)
+        return {"loss": ((pred - batch.vertices) ** 2 * mask).sum() / (mask.sum() * pred.shape[2] * 3)}
+
+    @torch.no_grad()
+    def predict(self, audio, template, condition=None):
+        return super().predict(audio, template) + self.offset
+
+
+@pytest.fixture
+def offset_method():
+    METHODS.register(OffsetTemplate.name, OffsetTemplate)
+    yield OffsetTemplate.name
+    METHODS.unregister(OffsetTemplate.name)
+
+
+def _offset_run(root, uri: str, *extra: str):
+    # no preset files for the test method: the tiny presets' dataset and bootstrap settings
+    args = ["--set", "dataset.preset=tiny", "--set", "eval.n_boot=50", "--set", "train.checkpoint_every=1"]
+    return bench(
+        "run", "--method", "test-offset", "--data-root", str(root), "--tracking-uri", uri, "--no-progress",
+        "--no-leaderboard", *args, *extra,
+    )  # fmt: skip
+
+
+def test_resume_reopens_the_same_run(store_uri, synthtalk_tiny, offset_method):
+    out = _offset_run(synthtalk_tiny, store_uri)
     assert out.exit_code == 0, out.output
     tr = tracking.Tracker(store_uri)
     (run_id,) = tr.search_runs("synthtalk")["run_id"]
@@ -110,6 +159,72 @@ def test_resume_reopens_the_same_run(store_uri, synthtalk_tiny, monkeypatch):
     assert runs["run_id"].tolist() == [run_id] and runs.loc[0, "status"] == "FINISHED"
     assert runs.loc[0, "tags.talkbench.resumed"] == "true"
     assert tracking.read_run_record(run_id)["finished"] is True
+    # a finished run has nothing left to resume
+    _assert_one_line_error(bench("run", "--resume", run_id), "nothing to resume", run_id, "already finished")
+
+
+def test_sigint_saves_a_checkpoint_and_prints_the_resume_command(
+    store_uri, synthtalk_tiny, offset_method, monkeypatch
+):
+    reference = _offset_run(synthtalk_tiny, store_uri)
+    assert reference.exit_code == 0, reference.output
+    tr = tracking.Tracker(store_uri)
+    (ref_id,) = tr.search_runs("synthtalk")["run_id"]
+
+    monkeypatch.setattr(OffsetTemplate, "interrupt_at", 3)  # in the second epoch (2 steps per epoch)
+    out = _offset_run(synthtalk_tiny, store_uri)
+    assert out.exit_code == 130, out.output
+    (run_id,) = set(tr.search_runs("synthtalk", finished_only=False)["run_id"]) - {ref_id}
+    line = out.stderr.strip()
+    assert "\n" not in line and "Traceback" not in out.output
+    assert re.fullmatch(
+        rf"interrupted \(SIGINT\): checkpoint saved at epoch \d+; resume with: bench run --resume {run_id}",
+        line,
+    ), line
+    assert tr.get_run(run_id).info.status == "KILLED"
+    assert tracking.read_run_record(run_id)["finished"] is False
+    assert (tracking.run_dir(run_id) / "checkpoints" / "last.pt").is_file()
+
+    monkeypatch.setattr(OffsetTemplate, "interrupt_at", None)
+    resumed = bench("run", "--resume", run_id, "--no-progress", "--no-leaderboard")
+    assert resumed.exit_code == 0, resumed.output
+    run, ref = tr.get_run(run_id), tr.get_run(ref_id)
+    assert run.info.status == "FINISHED" and tracking.read_run_record(run_id)["finished"] is True
+    assert run.data.metrics["test/lve"] == ref.data.metrics["test/lve"]  # as if never interrupted
+
+
+def test_ctrl_c_outside_training_marks_the_run_killed(store_uri, synthtalk_tiny, monkeypatch):
+    def interrupted_predict(self, audio, template, condition=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(TemplateMethod, "predict", interrupted_predict)
+    out = bench(
+        "run", "--method", "template", "--preset", "tiny", "--data-root", str(synthtalk_tiny),
+        "--tracking-uri", store_uri, "--no-progress",
+    )  # fmt: skip
+    assert out.exit_code == 130, out.output
+    (run_id,) = tracking.Tracker(store_uri).search_runs("synthtalk", finished_only=False)["run_id"]
+    assert out.stderr.strip() == f"interrupted (SIGINT): no checkpoint saved; run {run_id} is marked killed"
+    assert tracking.Tracker(store_uri).get_run(run_id).info.status == "KILLED"
+    assert tracking.read_run_record(run_id)["finished"] is False
+
+
+def test_resume_without_a_checkpoint_is_refused_before_anything_is_logged(store_uri, synthtalk_tiny):
+    out = bench(
+        "run", "--method", "template", "--preset", "tiny", "--data-root", str(synthtalk_tiny),
+        "--tracking-uri", store_uri, "--no-progress", "--no-leaderboard",
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    tr = tracking.Tracker(store_uri)
+    (run_id,) = tr.search_runs("synthtalk")["run_id"]
+    tracking.write_run_record(run_id, finished=False, created=time.time() + 10)
+    tr.finish_run(run_id, "KILLED")
+    before = tr.get_run(run_id)
+    _assert_one_line_error(bench("run", "--resume", "last"), "nothing to resume", run_id, "no checkpoint")
+    after = tr.get_run(run_id)
+    assert after.info.status == "KILLED" and after.data.tags == before.data.tags
+    assert after.data.metrics == before.data.metrics
+    assert tracking.read_run_record(run_id)["finished"] is False
 
 
 def test_corrupt_checkpoint_on_resume(store_uri, synthtalk_tiny):
