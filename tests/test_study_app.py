@@ -125,3 +125,136 @@ def test_export_joins_answers_with_the_manifest(study_dir, tmp_path):
     text = out.read_text().splitlines()
     assert text[0].startswith("rater,trial,criterion,choice,left,right,catch,expected")
     assert any(line.startswith("carol,t002,realism,right,") for line in text)
+
+
+# -- hardening (issue 17, item 6) -------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_study(study_dir, tmp_path):
+    """The small study without any answers (the module's study_dir collects them across tests)."""
+    import shutil
+
+    out = tmp_path / "study"
+    shutil.copytree(study_dir, out, ignore=shutil.ignore_patterns("answers.db*"))
+    return out
+
+
+VALID = {"rater": "bob", "trial": "t001", "criterion": "lipsync", "choice": "left"}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"trial": ["t001"]},
+        {"trial": {"id": "t001"}},
+        {"rater": ["bob"]},
+        {"criterion": {"x": 1}},
+        {"rt_ms": 2**63},
+        {"rt_ms": 2**64 + 5},
+        {"rt_ms": True},
+        {"rt_ms": 5.0},
+        {"rt_ms": "5"},
+        {"rater": "bob\n"},
+        {"rater": "\nbob"},
+        {"choice": ["left"]},
+    ],
+)
+def test_ill_typed_answers_are_400_not_500(fresh_study, change):
+    app = create_app(fresh_study)
+    res = app.test_client().post("/api/answer", json={**VALID, **change})
+    assert res.status_code == 400, res.get_data(as_text=True)
+    assert res.get_json()["error"]
+    assert AnswerStore(fresh_study / "answers.db").frame().empty  # nothing stored, not even coerced
+
+
+def test_valid_answer_and_rater_query_use_a_full_match(fresh_study):
+    client = create_app(fresh_study).test_client()
+    assert client.post("/api/answer", json={**VALID, "rt_ms": 0}).status_code == 200
+    assert client.get("/api/progress?rater=bob").status_code == 200
+    assert client.get("/api/progress?rater=bob%0A").status_code == 400
+    assert client.get("/api/study?rater=bob%0A").status_code == 400
+
+
+def test_deeply_nested_or_undecodable_json_is_400(fresh_study):
+    client = create_app(fresh_study).test_client()
+    for data in (b"[" * 5000 + b"]" * 5000, b"\xff\xfe{", b'{"rater": NaN', b""):
+        res = client.post("/api/answer", data=data, content_type="application/json")
+        assert res.status_code == 400, data[:20]
+
+
+def test_oversized_body_is_413_with_a_json_error(fresh_study):
+    client = create_app(fresh_study).test_client()
+    res = client.post("/api/answer", json={**VALID, "pad": "x" * 20_000})
+    assert res.status_code == 413 and "error" in res.get_json()
+
+
+@pytest.mark.parametrize(
+    "host, status",
+    [
+        ("localhost", 200),
+        ("localhost:8000", 200),
+        ("127.0.0.1:8000", 200),
+        ("[::1]:8000", 200),
+        ("LOCALHOST.", 200),
+        ("evil.example", 421),
+        ("evil.example:8000", 421),
+        ("127.0.0.1.evil.example", 421),
+        ("localhost:http", 400),
+        ("", 400),
+    ],
+)
+def test_host_header_is_checked_against_dns_rebinding(fresh_study, host, status):
+    client = create_app(fresh_study).test_client()
+    res = client.get("/api/progress?rater=bob", headers={"Host": host})
+    assert res.status_code == status
+    if status != 200:
+        assert "error" in res.get_json()
+
+
+def test_configured_host_names_are_served(fresh_study):
+    from talkbench.study.app import allowed_hosts
+
+    client = create_app(fresh_study, allowed_hosts("0.0.0.0", ["study.lab.example"])).test_client()
+    assert client.get("/", headers={"Host": "study.lab.example:8000"}).status_code == 200
+    assert client.get("/", headers={"Host": "localhost"}).status_code == 200
+    assert client.get("/", headers={"Host": "0.0.0.0"}).status_code == 421  # a wildcard is no name
+    client = create_app(fresh_study, allowed_hosts("192.168.1.20")).test_client()
+    assert client.get("/", headers={"Host": "192.168.1.20:8000"}).status_code == 200
+
+
+def test_export_escapes_formulas_writes_integers_and_empty_cells(fresh_study, tmp_path):
+    import csv
+
+    from talkbench.study.analysis import load_answers
+    from talkbench.study.app import load_manifest
+
+    client = create_app(fresh_study).test_client()
+    evil_ua = '=HYPERLINK("http://evil.example","x")'
+    assert client.post("/api/answer", json={**VALID, "rater": "-2_3", "rt_ms": 100},
+                       headers={"User-Agent": evil_ua}).status_code == 200
+    assert client.post("/api/answer", json={**VALID, "rater": "@alice"}).status_code == 400  # not an id
+    assert client.post("/api/answer", json={**VALID, "rater": "carl"},
+                       headers={"User-Agent": "@SUM(1+1)"}).status_code == 200
+    out = AnswerStore(fresh_study / "answers.db").export_csv(load_manifest(fresh_study), tmp_path / "a.csv")
+    with out.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    by_rater = {r["rater"]: r for r in rows}
+    assert set(by_rater) == {"'-2_3", "carl"}
+    assert by_rater["'-2_3"]["user_agent"] == "'" + evil_ua
+    assert by_rater["carl"]["user_agent"] == "'@SUM(1+1)"
+    assert by_rater["'-2_3"]["rt_ms"] == "100"  # not "100.0"
+    assert by_rater["carl"]["rt_ms"] == ""  # not "nan"
+    assert "nan" not in out.read_text().lower()
+    # the analysis reads the original ids back
+    assert sorted(load_answers(out)["rater"]) == ["-2_3", "carl"]
+
+
+def test_export_names_answers_to_trials_missing_from_the_manifest(fresh_study, tmp_path):
+    from talkbench.errors import TalkbenchError
+    from talkbench.study.app import load_manifest
+
+    store = AnswerStore(fresh_study / "answers.db")
+    store.add("dan", "t777", "lipsync", "left")
+    with pytest.raises(TalkbenchError, match="t777"):
+        store.export_csv(load_manifest(fresh_study), tmp_path / "a.csv")

@@ -49,12 +49,24 @@ def serve(
     study_dir: Path = typer.Argument(..., help="A folder made by `bench study make`."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (loopback by default)."),
     port: int = typer.Option(8000, "--port"),
+    allow_host: list[str] = typer.Option(
+        [],
+        "--allow-host",
+        help="Another host name raters reach the server by (repeatable; loopback names and --host "
+        "are always allowed). Requests naming any other host are refused (DNS rebinding).",
+    ),
 ) -> None:
     """Serve the study page; every answer is stored in <study>/answers.db as it is given."""
-    from talkbench.study.app import create_app
+    from talkbench.study.app import WILDCARDS, allowed_hosts, create_app
 
-    app = create_app(study_dir)
+    hosts = allowed_hosts(host, allow_host)
+    app = create_app(study_dir, hosts)
     typer.echo(f"serving {study_dir} on http://{host}:{port}/?rater=<id>  (Ctrl-C to stop)")
+    if host in WILDCARDS and not allow_host:
+        typer.echo(
+            "note: only requests addressed to a loopback name are answered; "
+            "name the host raters use with --allow-host"
+        )
     app.run(host=host, port=port, threaded=True, use_reloader=False)
 
 

@@ -139,7 +139,13 @@ def load_answers(path) -> pd.DataFrame:
             trials[["trial", "left", "right", "catch", "expected", "clip"]], on="trial", how="left"
         )
     elif path.is_file():
-        df = pd.read_csv(path, dtype={"expected": "string"})
+        from talkbench.study.store import unescape_cell
+
+        text = {c: "string" for c in ("rater", "trial", "criterion", "choice", "left", "right", "expected")}
+        df = pd.read_csv(path, dtype=text)
+        for col in df.columns:  # undo the export's formula escaping ("'-bob" was rater "-bob")
+            if df[col].dtype == object or isinstance(df[col].dtype, pd.StringDtype):
+                df[col] = df[col].map(lambda v: unescape_cell(v) if isinstance(v, str) else v)
     else:
         raise TalkbenchError(f"{path}: not a study folder or an answers CSV")
     if df.empty:

@@ -6,18 +6,57 @@ reload or a server restart loses nothing. Raters never see which method is on wh
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import random
-import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from flask import Flask, abort, jsonify, request, send_from_directory
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
 
 from talkbench.errors import TalkbenchError
+from talkbench.study.schema import RATER_HINT, AnswerBody, describe, valid_rater
 from talkbench.study.store import AnswerStore
 
-RATER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 STATIC = Path(__file__).parent / "static"
+MAX_BODY = 16 * 1024  # an answer is ~150 bytes; anything near this is not a browser's answer
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+WILDCARDS = ("", "0.0.0.0", "::")
+
+
+def allowed_hosts(host: str = "127.0.0.1", extra: Iterable[str] = ()) -> frozenset[str]:
+    """Host names the app answers to: loopback names, the address it listens on (unless a wildcard)
+    and any names given explicitly. Requests naming another host are refused (DNS rebinding: a page
+    on evil.example re-pointed at 127.0.0.1 still sends ``Host: evil.example``)."""
+    names = {*LOOPBACK_NAMES, *extra}
+    if host not in WILDCARDS:
+        names.add(host)
+    return frozenset(_normal_host(n) for n in names)
+
+
+def _normal_host(name: str) -> str:
+    return name.strip().strip("[]").rstrip(".").lower()
+
+
+def host_of(header: str) -> str | None:
+    """The host part of a Host header (port removed, IPv6 brackets removed), or None if malformed."""
+    header = header.strip()
+    if header.startswith("["):  # [v6] or [v6]:port
+        name, closed, rest = header[1:].partition("]")
+        port = rest.removeprefix(":")
+        if not closed or (rest and (rest == port or not port.isdigit())):
+            return None
+        try:
+            ipaddress.IPv6Address(name)
+        except ValueError:
+            return None
+    else:
+        name, _, port = header.partition(":")
+        if not name or (port and not port.isdigit()):
+            return None
+    return _normal_host(name)
 
 
 def load_manifest(study_dir: str | Path) -> dict:
@@ -29,13 +68,23 @@ def load_manifest(study_dir: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
-def create_app(study_dir: str | Path) -> Flask:
+def create_app(study_dir: str | Path, hosts: Iterable[str] | None = None) -> Flask:
+    """The study app; ``hosts`` are the Host names it answers to (default: loopback names only)."""
     study_dir = Path(study_dir).resolve()
+    hosts = allowed_hosts() if hosts is None else frozenset(_normal_host(h) for h in hosts)
     manifest = load_manifest(study_dir)
     trials = {t["id"]: t for t in manifest["trials"]}
     store = AnswerStore(study_dir / "answers.db")
     app = Flask(__name__, static_folder=None)
-    app.config["MAX_CONTENT_LENGTH"] = 16 * 1024
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+
+    @app.before_request
+    def check_host():
+        name = host_of(request.headers.get("Host", ""))
+        if name is None:
+            abort(400, description="malformed Host header")
+        if name not in hosts:
+            abort(421, description=f"this study is not served as '{name}'")
 
     def public_trials(rater: str) -> list[dict]:
         order = list(manifest["trials"])
@@ -46,8 +95,8 @@ def create_app(study_dir: str | Path) -> Flask:
         ]
 
     def rater_arg(value) -> str:
-        if not isinstance(value, str) or not RATER_ID.match(value):
-            abort(400, description="rater must be 1-64 letters, digits, '-' or '_'")
+        if not valid_rater(value):
+            abort(400, description=RATER_HINT)
         return value
 
     @app.get("/")
@@ -81,34 +130,42 @@ def create_app(study_dir: str | Path) -> Flask:
 
     @app.post("/api/answer")
     def answer():
-        body = request.get_json(silent=True)
+        body = parse_json_body()
         if not isinstance(body, dict):
             abort(400, description="expected a JSON object")
-        rater = rater_arg(body.get("rater"))
-        trial = trials.get(body.get("trial"))
+        try:
+            a = AnswerBody.model_validate(body)
+        except ValidationError as exc:
+            abort(400, description=describe(exc))
+        trial = trials.get(a.trial)
         if trial is None:
             abort(404, description="unknown trial id")
-        criterion, choice = body.get("criterion"), body.get("choice")
-        if criterion not in trial["criteria"]:
+        if a.criterion not in trial["criteria"]:
             abort(400, description=f"criterion must be one of {trial['criteria']}")
-        if choice not in ("left", "right"):
-            abort(400, description="choice must be 'left' or 'right'")
-        rt = body.get("rt_ms")
-        if rt is not None and (not isinstance(rt, int) or rt < 0):
-            abort(400, description="rt_ms must be a non-negative integer")
-        stored = store.add(
-            rater, trial["id"], criterion, choice, rt, request.headers.get("User-Agent", "")[:300]
-        )
+        user_agent = request.headers.get("User-Agent", "")[:300]
+        stored = store.add(a.rater, trial["id"], a.criterion, a.choice, a.rt_ms, user_agent)
         return jsonify({"stored": stored})
 
-    @app.errorhandler(400)
-    @app.errorhandler(404)
+    def parse_json_body():
+        """The JSON body, or None if it is not JSON (a body over MAX_BODY raises 413 here)."""
+        if not request.is_json:
+            return None
+        data = request.get_data(cache=False)
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError):  # RecursionError: deeply nested arrays
+            return None
+
+    @app.errorhandler(HTTPException)
     def error(exc):
         return jsonify({"error": exc.description}), exc.code
 
     return app
 
 
-def serve(study_dir: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(
+    study_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, extra_hosts: Iterable[str] = ()
+) -> None:
     """Run the study app; loopback only unless a host is given explicitly."""
-    create_app(study_dir).run(host=host, port=port, threaded=True, use_reloader=False)
+    app = create_app(study_dir, allowed_hosts(host, extra_hosts))
+    app.run(host=host, port=port, threaded=True, use_reloader=False)

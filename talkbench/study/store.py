@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from talkbench.errors import TalkbenchError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
     rater TEXT NOT NULL,
@@ -54,48 +56,78 @@ class AnswerStore:
             return pd.read_sql_query("SELECT * FROM answers ORDER BY created, rater, trial, criterion", con)
 
     def export_csv(self, manifest: dict, out: str | Path) -> Path:
-        """Answers joined with the manifest (which method was left/right, catch trials)."""
+        """Answers joined with the manifest (which method was left/right, catch trials).
+
+        Read straight from SQLite, not through a DataFrame: ``rt_ms`` stays an integer and a missing
+        value is an empty cell (pandas would write ``100.0`` and ``nan``). Every text cell goes
+        through :func:`escape_cell`, so no rater id or User-Agent is read as a spreadsheet formula.
+        """
         trials = {t["id"]: t for t in manifest["trials"]}
-        df = self.frame()
+        with self._connect() as con:
+            con.row_factory = sqlite3.Row
+            rows = con.execute(
+                f"SELECT {', '.join(ANSWER_FIELDS)} FROM answers ORDER BY created, rater, trial, criterion"
+            ).fetchall()
+        unknown = sorted({r["trial"] for r in rows} - set(trials))
+        if unknown:
+            raise TalkbenchError(
+                f"{self.path} has answers to trial(s) {', '.join(unknown[:5])} that the study's "
+                "manifest.json does not list (was the manifest replaced?)"
+            )
         out = Path(out)
-        columns = [
-            "rater",
-            "trial",
-            "criterion",
-            "choice",
-            "left",
-            "right",
-            "catch",
-            "expected",
-            "clip",
-            "rt_ms",
-            "user_agent",
-            "created",
-        ]
-        with out.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns)
+        with out.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=EXPORT_COLUMNS)
             writer.writeheader()
-            for row in df.to_dict("records"):
+            for row in rows:
                 t = trials[row["trial"]]
-                writer.writerow(
-                    {
-                        **{
-                            k: row[k]
-                            for k in (
-                                "rater",
-                                "trial",
-                                "criterion",
-                                "choice",
-                                "rt_ms",
-                                "user_agent",
-                                "created",
-                            )
-                        },
-                        "left": t["left"],
-                        "right": t["right"],
-                        "catch": t["catch"],
-                        "expected": t.get("expected") or "",
-                        "clip": t["clip"],
-                    }
-                )
+                record = {
+                    **{k: row[k] for k in ANSWER_FIELDS},
+                    "left": t["left"],
+                    "right": t["right"],
+                    "catch": bool(t["catch"]),
+                    "expected": t.get("expected"),
+                    "clip": t["clip"],
+                }
+                writer.writerow({k: _cell(v) for k, v in record.items()})
         return out
+
+
+ANSWER_FIELDS = ("rater", "trial", "criterion", "choice", "rt_ms", "user_agent", "created")
+EXPORT_COLUMNS = [
+    "rater",
+    "trial",
+    "criterion",
+    "choice",
+    "left",
+    "right",
+    "catch",
+    "expected",
+    "clip",
+    "rt_ms",
+    "user_agent",
+    "created",
+]
+# OWASP CSV injection: a cell starting with one of these is a formula (or becomes one) in
+# spreadsheets. A leading quote is escaped too, so that unescape_cell is exact.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_ESCAPED_START = (*FORMULA_START, "'")
+
+
+def escape_cell(text: str) -> str:
+    """``'`` before a text cell that starts with a formula character (or a quote)."""
+    return "'" + text if text.startswith(_ESCAPED_START) else text
+
+
+def unescape_cell(text: str) -> str:
+    """The inverse of :func:`escape_cell`."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(_ESCAPED_START) else text
+
+
+def _cell(value) -> str | int:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return value
+    return escape_cell(str(value))
