@@ -1,17 +1,24 @@
 """Typed run configuration: dataclasses, YAML presets, ``--config FILE`` and dotted ``--set`` overrides.
 
-Resolution order (later wins): dataclass defaults < preset file < ``--config`` file < ``--set a.b=c``
-< explicit arguments (dataset, seed, device, data root). Every key of every layer is checked against
-the schema: an unknown key is a :class:`ConfigError` with a "did you mean", a value of the wrong type
-is a :class:`ConfigError` naming the key and where it came from. A method's hyperparameters live
-under the key of its name (``memorytalker.memory_slots=16``) and come from ``METHODS.get(name).Config``.
+Resolution order (later wins): dataclass defaults < preset file (after the files it inherits from
+with ``base: <file stem>``) < ``--config`` file < ``--set a.b=c`` < explicit arguments (dataset,
+seed, device, data root). Every key of every layer is checked against the schema: an unknown key is
+a :class:`ConfigError` with a "did you mean"; values are validated by pydantic v2 against the
+dataclasses' annotations, and a value of the wrong type is a :class:`ConfigError` naming the key and
+the layer it came from. A method's hyperparameters live under the key of its name
+(``memorytalker.memory_slots=16``) and come from ``METHODS.get(name).Config``; the dataset loader's
+options under ``dataset.options`` (checked against the loader's signature; an option set by a preset
+file that this dataset's loader lacks is skipped: one preset may serve several datasets).
+
+A run's identity (:meth:`RunConfig.config_hash`) covers only the settings that differ from the
+schema's defaults and that change results, so it survives new fields with neutral defaults.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import types
@@ -19,14 +26,36 @@ import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import ConfigDict, Strict, TypeAdapter, ValidationError
 
 from talkbench.errors import ConfigError
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 DEFAULT_DATASET = "synthtalk"
+_PRESET_SOURCE = "preset "  # how a preset file's layer is named in errors
+BASE_KEY = "base"  # first line of a preset file: ``base: paper-vocaset`` merges that file first
+
+# Left out of a run's identity because they do not change its results: the seed (runs that differ
+# only by seed repeat one experiment), the preset's name (its values count, not its label), where it
+# ran (device) and where the data lives (the logged dataset digest identifies the data), speed and
+# bookkeeping (loader workers, the audio cache, log and checkpoint frequency) and which artifacts
+# are kept (rendered videos, saved predictions). A method's Config may leave out more of its own
+# fields with ``field(..., metadata={"identity": False})``.
+NOT_IDENTITY = (
+    "seed",
+    "preset",
+    "device",
+    "dataset.root",
+    "dataset.options.audio_cache_mb",
+    "train.num_workers",
+    "train.log_every",
+    "train.checkpoint_every",
+    "eval.render_clips",
+    "eval.save_predictions",
+)
 
 
 @dataclass
@@ -87,6 +116,8 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     method_config: Any = None
+    # hashes a talkbench 0.1.0 saved config had ({"config_hash", "fingerprint"}), for matching its runs
+    legacy_hashes: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # -- views ----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -107,13 +138,20 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "config dict") -> RunConfig:
-        """Rebuild (and re-validate) a config from ``to_dict`` output, e.g. a saved ``config.yaml``."""
+        """Rebuild (and re-validate) a config from ``to_dict`` output, e.g. a saved ``config.yaml``.
+
+        Configs saved by talkbench 0.1.0 load too (their SynthTalk options sat at ``dataset.*``);
+        their hashes of that version are kept in ``legacy_hashes``.
+        """
         if not isinstance(data, Mapping) or "method" not in data:
             raise ConfigError(f"{source}: expected a mapping with a 'method' key")
         builder = _Builder(str(data["method"]), str(data.get("preset", "")))
         builder.saved = True
         builder.apply(data, source)
-        return builder.build()
+        run = builder.build()
+        if _is_0_1_0(data):
+            run.legacy_hashes = _hashes_0_1_0(data)
+        return run
 
     def flatten(self) -> dict[str, Any]:
         """Dotted keys -> scalar values (lists/tuples as strings), e.g. for MLflow params."""
@@ -133,13 +171,34 @@ class RunConfig:
         rec("", self.to_dict())
         return flat
 
+    # -- identity -------------------------------------------------------------------------------
+    def identity(self) -> dict[str, Any]:
+        """Dotted key -> canonical value of each setting that differs from the schema's defaults
+        (dataclass defaults; the loader's defaults for dataset options), without :data:`NOT_IDENTITY`
+        and the method fields marked ``metadata={"identity": False}``."""
+        defaults = _leaf_defaults(self)
+        skip = (*NOT_IDENTITY, *_marked_out(self))
+        out: dict[str, Any] = {}
+        for key, value in _leaves(self):
+            if any(key == s or key.startswith(f"{s}.") for s in skip):
+                continue
+            value = _canon(value)
+            if key in defaults and _canon(defaults[key]) == value:
+                continue
+            out[key] = value
+        return out
+
     def config_hash(self) -> str:
-        """Stable hash of the resolved config without the seed: runs differing only by seed share it."""
-        d = self.to_dict()
-        d.pop("seed")
-        blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
+        """The run's identity as 16 hex digits: method + :meth:`identity` (so not the seed, device, data
+        root, ...). Adding a schema field whose default keeps the old behaviour leaves it unchanged."""
+        blob = json.dumps([self.method, self.identity()], sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
+    def known_hashes(self) -> set[str]:
+        """Hashes runs of this configuration may carry: today's and, for a 0.1.0 config, that version's."""
+        return {self.config_hash(), *([self.legacy_hashes["config_hash"]] if self.legacy_hashes else [])}
+
+    # -- files ----------------------------------------------------------------------------------
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
@@ -195,7 +254,8 @@ def load_config(
             f"Available: {', '.join(known) or 'none'}"
         )
     if preset_path is not None:
-        builder.apply(_read_yaml(preset_path), f"preset {preset_path}")
+        for data, source in preset_layers(preset_path):
+            builder.apply(data, source)
     if file_data is not None:
         builder.apply(file_data, f"config file {config_file}")
     for text, (key, value) in zip(overrides, parsed_overrides):
@@ -229,21 +289,41 @@ def available_presets(method: str) -> list[str]:
     return sorted(p.stem for p in base.glob("*.yaml")) if base.is_dir() else []
 
 
+def preset_layers(path: Path, _seen: tuple[Path, ...] = ()) -> list[tuple[Any, str]]:
+    """A preset file's layers, bases first: ``base: <stem>`` names another file of the same folder."""
+    data = _read_yaml(path)
+    source = f"{_PRESET_SOURCE}{path}"
+    if not isinstance(data, Mapping) or BASE_KEY not in data:
+        return [(data, source)]
+    base = data[BASE_KEY]
+    stems = sorted(p.stem for p in path.parent.glob("*.yaml") if p != path)
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{source}: '{BASE_KEY}' must name another preset file of {path.parent}")
+    base_path = path.parent / f"{base}.yaml"
+    if base_path == path or base_path in _seen:
+        chain = " -> ".join(p.stem for p in (*_seen, path, base_path))
+        raise ConfigError(f"{source}: '{BASE_KEY}: {base}' makes a cycle ({chain})")
+    if not base_path.is_file():
+        close = difflib.get_close_matches(base, stems, n=3, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ConfigError(
+            f"{source}: '{BASE_KEY}: {base}' names no preset file ({base_path} is missing).{hint} "
+            f"Files here: {', '.join(stems) or 'none'}"
+        )
+    own = {k: v for k, v in data.items() if k != BASE_KEY}
+    return [*preset_layers(base_path, (*_seen, path)), (own, source)]
+
+
 # -- building and validation ---------------------------------------------------------------------
-_TOP_LEVEL = {f.name for f in dataclasses.fields(RunConfig)} - {"method_config"}
+_SCHEMA_FIELDS = [f for f in dataclasses.fields(RunConfig) if f.init and f.name != "method_config"]
+_TOP_LEVEL = {f.name for f in _SCHEMA_FIELDS}
 _DATASET_FIELDS = {f.name for f in dataclasses.fields(DatasetConfig)}
+_OPTIONS = "dataset.options."
 _LEGACY_SYNTHTALK_OPTIONS = ("preset", "seed", "style_coupling")  # dataset.* keys of talkbench 0.1.0
 
 
-def _type_hints_of(fn: Any) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(fn)
-    except Exception:  # an unresolvable annotation: accept any value for it
-        return {}
-
-
 class _Builder:
-    """Accumulates validated (dotted key, value) settings, then builds the dataclasses."""
+    """Accumulates (dotted key, value, layer) settings, then validates them and builds the dataclasses."""
 
     def __init__(self, method: str, preset: str):
         from talkbench.registry import METHODS  # late: the registry imports method modules lazily
@@ -254,9 +334,11 @@ class _Builder:
         self.method_config_cls = cfg_cls if dataclasses.is_dataclass(cfg_cls) else None
         self.values: dict[str, Any] = {"method": method, "preset": preset}
         self.sources: dict[str, str] = {}
+        self.annotations: dict[str, Any] = {}
+        self.shorthand: dict[str, str] = {}  # dataset.options.X -> the dataset.X it was given as
         self.saved = False  # a saved config: drop 0.1.0's SynthTalk keys that another loader lacks
-        self.schema: dict[str, Any] = _type_hints(RunConfig)
-        self.schema.pop("method_config")
+        hints = _type_hints(RunConfig)
+        self.schema: dict[str, Any] = {f.name: hints[f.name] for f in _SCHEMA_FIELDS}
         if self.method_config_cls is not None:
             if method in _TOP_LEVEL:
                 raise ConfigError(f"method name '{method}' clashes with the config section '{method}'")
@@ -278,91 +360,155 @@ class _Builder:
                 f"its settings go under '{self.method}.')"
             )
         if parts[0] == "dataset" and len(parts) > 1 and parts[1] not in _DATASET_FIELDS:
-            parts = ["dataset", "options", *parts[1:]]  # shorthand: dataset.X = dataset.options.X
-            key = ".".join(parts)
+            given, key = key, f"{_OPTIONS}{'.'.join(parts[1:])}"  # shorthand: dataset.X = dataset.options.X
+            self.shorthand[key] = given
+            parts = key.split(".")
         if key == "dataset.options" and isinstance(value, Mapping):
             for k, v in value.items():  # one entry per option, so each remembers its layer
-                self.set(f"dataset.options.{k}", v, source)
+                self.set(f"{_OPTIONS}{k}", v, source)
             return
         ann = _resolve_key(self.schema, parts, source, self.method)
-        self.values[key] = _coerce(value, ann, key, source)
+        if _dataclass_of(ann) is not None and isinstance(value, Mapping):
+            for k, v in value.items():  # a whole section as one value: each key checked on its own
+                self.set(f"{key}.{k}", v, source)
+            return
+        self.values[key] = value
         self.sources[key] = source
+        self.annotations[key] = ann
 
     def _check_dataset_options(self) -> None:
-        """Options against the loader's signature (did-you-mean) and its annotations."""
+        """Options against the loader's signature (did-you-mean); their types from its annotations."""
         from talkbench.datasets.registry import DATASETS, loader_options
 
         name = self.values.get("dataset.name", DEFAULT_DATASET)
-        prefix = "dataset.options."
         allowed = loader_options(name)
         hints = _type_hints_of(DATASETS.get(name))
-        for key in [k for k in self.values if k.startswith(prefix)]:
-            option, source = key[len(prefix) :], self.sources.get(key, "config")
-            if option not in allowed and self.saved and option in _LEGACY_SYNTHTALK_OPTIONS:
-                del self.values[key]  # 0.1.0 saved them for every dataset; only SynthTalk read them
+        for key in [k for k in self.values if k.startswith(_OPTIONS)]:
+            option, source = key[len(_OPTIONS) :], self.sources.get(key, "config")
+            if option not in allowed and (
+                source.startswith(_PRESET_SOURCE) or (self.saved and option in _LEGACY_SYNTHTALK_OPTIONS)
+            ):
+                # a preset may serve several datasets (tiny.yaml's SynthTalk 'preset: tiny' on VOCASET);
+                # 0.1.0 saved the SynthTalk options for every dataset, and only SynthTalk read them
+                del self.values[key]
                 continue
             if option not in allowed:
-                close = difflib.get_close_matches(option, list(allowed), n=3, cutoff=0.6)
+                given = self.shorthand.get(key, key)
+                prefix = given[: len(given) - len(option)]
+                names = [*allowed, *(_DATASET_FIELDS if prefix == "dataset." else ())]
+                close = difflib.get_close_matches(option, names, n=3, cutoff=0.6)
                 hint = f" Did you mean: {', '.join(prefix + c for c in close)}?" if close else ""
                 raise ConfigError(
-                    f"{source}: unknown option '{option}' for dataset '{name}' ('{key}').{hint} "
-                    f"Options of '{name}': {', '.join(allowed) or 'none'}"
+                    f"{source}: unknown config key '{given}' ('{option}' is not an option of dataset "
+                    f"'{name}').{hint} Options of '{name}': {', '.join(allowed) or 'none'}"
                 )
-            self.values[key] = _coerce(self.values[key], hints.get(option, Any), key, source)
+            self.annotations[key] = hints.get(option, Any)
 
     def build(self) -> RunConfig:
         self._check_dataset_options()
-        nested: dict[str, Any] = {}
-        # shorter keys first so that 'a.b: {..}' then 'a.b.c' merge in the right order
-        items = copy.deepcopy(self.values)
-        for key, value in sorted(items.items(), key=lambda kv: kv[0].count(".")):
-            node = nested
-            *head, last = key.split(".")
-            for p in head:
-                node = node.setdefault(p, {})
-            if isinstance(value, Mapping) and isinstance(node.get(last), Mapping):
-                node[last] = {**node[last], **value}
-            else:
-                node[last] = value
+        for key, ann in self.annotations.items():
+            if key in self.values:
+                self.values[key] = _validate(self.values[key], ann, key, self.sources[key])
+        nested = _nest(self.values)
         method_section = nested.pop(self.method, {}) if self.method_config_cls else {}
-        try:
-            run = RunConfig(
-                method=nested.pop("method"),
-                preset=nested.pop("preset"),
-                dataset=_construct(DatasetConfig, nested.pop("dataset", {})),
-                train=_construct(TrainConfig, nested.pop("train", {})),
-                eval=_construct(EvalConfig, nested.pop("eval", {})),
-                method_config=(
-                    _construct(self.method_config_cls, method_section) if self.method_config_cls else None
-                ),
-                **nested,
-            )
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"invalid configuration for method '{self.method}': {exc}") from exc
+        run = RunConfig(
+            method=nested.pop("method"),
+            preset=nested.pop("preset"),
+            dataset=self._construct(DatasetConfig, nested.pop("dataset", {}), "dataset"),
+            train=self._construct(TrainConfig, nested.pop("train", {}), "train"),
+            eval=self._construct(EvalConfig, nested.pop("eval", {}), "eval"),
+            method_config=(
+                self._construct(self.method_config_cls, method_section, self.method)
+                if self.method_config_cls
+                else None
+            ),
+            **nested,
+        )
         return run
 
+    def _construct(self, cls: type, values: Mapping[str, Any], prefix: str) -> Any:
+        """The dataclass from validated values, defaults elsewhere (its __post_init__ checks run too)."""
+        try:
+            return _adapter(cls).validate_python(values)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = ".".join([prefix, *(str(p) for p in err["loc"])])
+            source = next(
+                (self.sources[k] for k in (key, *_parents(key)) if k in self.sources), "configuration"
+            )
+            raise ConfigError(f"{source}: '{key}': {_reason(err)}") from None
 
-def _construct(cls: type, values: Mapping[str, Any]) -> Any:
-    """Instantiate a (possibly nested) dataclass from validated values, defaults elsewhere."""
-    hints = _type_hints(cls)
-    kwargs = {}
-    for name, value in values.items():
-        sub = _dataclass_of(hints.get(name))
-        if sub is not None and isinstance(value, Mapping):
-            value = _construct(sub, value)
-        kwargs[name] = value
-    return cls(**kwargs)
+
+def _validate(value: Any, ann: Any, key: str, source: str) -> Any:
+    """Check/convert ``value`` with pydantic against ``ann``; ConfigError naming the key and layer."""
+    if value is None and not _allows_none(ann):
+        raise ConfigError(f"{source}: '{key}' expects {_describe(ann)}, got None (null is not allowed)")
+    try:
+        return _adapter(_config_type(ann)).validate_python(value)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        reason = f"{where}: {_reason(err)}" if where else _reason(err)
+        raise ConfigError(f"{source}: '{key}' expects {_describe(ann)}, got {value!r} ({reason})") from None
 
 
-def _flatten_layer(data: Mapping[str, Any], schema: Mapping[str, Any], prefix: str = ""):
-    """Flatten a YAML mapping into dotted keys, descending into dataclass and dict sections."""
+def _reason(err: Mapping[str, Any]) -> str:
+    return " ".join(str(err["msg"]).split())
+
+
+@functools.cache
+def _adapter(ann: Any) -> TypeAdapter:
+    # numbers are fine where a string is expected (a YAML ``name: 123``); a config dict cannot be
+    # given for a dataclass (it has its own), and those have no string fields to coerce at top level
+    if isinstance(ann, type) and dataclasses.is_dataclass(ann):
+        return TypeAdapter(ann)
+    return TypeAdapter(ann, config=ConfigDict(coerce_numbers_to_str=True))
+
+
+def _config_type(ann: Any) -> Any:
+    """The annotation pydantic validates: booleans strict (``flag=1`` is a mistake, not True)."""
+    if ann is bool:
+        return Annotated[bool, Strict()]
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin is typing.Union or origin is types.UnionType:
+        return typing.Union[tuple(_config_type(a) for a in args)]  # noqa: UP007 (built from a tuple)
+    if origin in (tuple, list) and args:
+        return origin[tuple(a if a is Ellipsis else _config_type(a) for a in args)]
+    return ann
+
+
+def _allows_none(ann: Any) -> bool:
+    if ann is Any or ann is None or ann is type(None):
+        return True
+    origin = typing.get_origin(ann)
+    if origin is typing.Union or origin is types.UnionType:
+        return type(None) in typing.get_args(ann)
+    if origin is Literal:
+        return None in typing.get_args(ann)
+    return False
+
+
+def _describe(ann: Any) -> str:
+    origin = typing.get_origin(ann)
+    if origin is Literal:
+        return "one of " + ", ".join(map(repr, typing.get_args(ann)))
+    if origin is typing.Union or origin is types.UnionType:
+        return " or ".join(_describe(a) for a in typing.get_args(ann))
+    if ann is type(None):
+        return "null"
+    if isinstance(ann, type) and origin is None:
+        return ann.__name__
+    return str(ann).replace("typing.", "")
+
+
+def _flatten_layer(data: Mapping[str, Any], schema: Mapping[str, Any] | None, prefix: str = ""):
+    """Flatten a YAML mapping into dotted keys, descending into dataclass sections."""
     for raw_key, value in data.items():
         key = str(raw_key)
         full = f"{prefix}{key}"
-        ann = schema.get(key) if schema is not None else None
-        sub = _dataclass_of(ann)
+        sub = _dataclass_of(schema.get(key)) if schema is not None else None
         if isinstance(value, Mapping) and value and sub is not None:
-            yield from _flatten_layer(value, _type_hints(sub) if sub else None, f"{full}.")
+            yield from _flatten_layer(value, _type_hints(sub), f"{full}.")
         else:
             yield full, value
 
@@ -396,117 +542,24 @@ def _resolve_key(schema: Mapping[str, Any], parts: list[str], source: str, metho
     return ann
 
 
-def _coerce(value: Any, ann: Any, key: str, source: str) -> Any:
-    """Check/convert ``value`` against a type annotation; ConfigError naming the key if it does not fit."""
-    try:
-        return _convert(value, ann)
-    except _Mismatch as exc:
-        raise ConfigError(f"{source}: '{key}' expects {_describe(ann)}, got {value!r} ({exc})") from None
-
-
-class _Mismatch(Exception):
-    pass
-
-
-def _convert(value: Any, ann: Any) -> Any:
-    if ann is Any or ann is None or ann is typing.Any:
-        return value
-    origin = typing.get_origin(ann)
-    args = typing.get_args(ann)
-    if origin is typing.Union or origin is types.UnionType:
-        if value is None:
-            if type(None) in args:
-                return None
-            raise _Mismatch("null is not allowed")
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg)
-            except _Mismatch as exc:
-                errors.append(str(exc))
-        raise _Mismatch("; ".join(errors))
-    if origin is Literal:
-        if value in args:
-            return value
-        raise _Mismatch(f"choose one of {', '.join(map(repr, args))}")
-    if value is None:
-        raise _Mismatch("null is not allowed")
-    sub = _dataclass_of(ann)
-    if sub is not None:
-        if isinstance(value, sub):
-            return value
-        if not isinstance(value, Mapping):
-            raise _Mismatch("expected a mapping")
-        hints = _type_hints(sub)
-        out = {}
-        for k, v in value.items():
-            if k not in hints:
-                raise _Mismatch(f"unknown field '{k}'")
-            out[k] = _convert(v, hints[k])
-        return out
-    if ann is bool:
-        if isinstance(value, bool):
-            return value
-        raise _Mismatch("expected true or false")
-    if ann is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise _Mismatch("expected an integer")
-    if ann is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads '1e-4' as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise _Mismatch("expected a number")
-    if ann is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return str(value)
-        raise _Mismatch("expected a string")
-    if ann is Path:
-        if isinstance(value, str | Path):
-            return str(value)
-        raise _Mismatch("expected a path")
-    if origin in (tuple, list) or ann in (tuple, list):
-        seq = list(value) if isinstance(value, list | tuple) else [value]
-        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
-            if len(seq) != len(args):
-                raise _Mismatch(f"expected {len(args)} items")
-            items = [_convert(v, a) for v, a in zip(seq, args)]
+def _nest(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted keys -> nested dicts; shorter keys first so 'a.b: {..}' then 'a.b.c' merge in order."""
+    nested: dict[str, Any] = {}
+    for key, value in sorted(values.items(), key=lambda kv: kv[0].count(".")):
+        node = nested
+        *head, last = key.split(".")
+        for p in head:
+            node = node.setdefault(p, {})
+        if isinstance(value, Mapping) and isinstance(node.get(last), Mapping):
+            node[last] = {**node[last], **value}
         else:
-            item_ann = args[0] if args else Any
-            items = [_convert(v, item_ann) for v in seq]
-        return tuple(items) if (origin is tuple or ann is tuple) else items
-    if _is_mapping_type(ann):
-        if isinstance(value, Mapping):
-            return dict(value)
-        raise _Mismatch("expected a mapping")
-    if isinstance(ann, type):
-        if isinstance(value, ann):
-            return value
-        raise _Mismatch(f"expected {ann.__name__}")
-    return value
+            node[last] = value
+    return nested
 
 
-def _describe(ann: Any) -> str:
-    origin = typing.get_origin(ann)
-    if origin is Literal:
-        return "one of " + ", ".join(map(repr, typing.get_args(ann)))
-    if origin is typing.Union or origin is types.UnionType:
-        return " or ".join(_describe(a) for a in typing.get_args(ann))
-    if ann is type(None):
-        return "null"
-    if isinstance(ann, type) and origin is None:
-        return ann.__name__
-    return str(ann).replace("typing.", "")
+def _parents(key: str) -> list[str]:
+    parts = key.split(".")
+    return [".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
 
 
 def _dataclass_of(ann: Any) -> type | None:
@@ -533,18 +586,145 @@ _HINTS: dict[type, dict[str, Any]] = {}
 def _type_hints(cls: type) -> dict[str, Any]:
     """Field name -> resolved annotation (string annotations resolved; unresolvable ones = Any)."""
     if cls not in _HINTS:
-        try:
-            hints = typing.get_type_hints(cls)
-        except Exception:  # a forward reference we cannot resolve: accept any value there
-            hints = {}
+        hints = _type_hints_of(cls)
         _HINTS[cls] = {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls)}
     return dict(_HINTS[cls])
 
 
+def _type_hints_of(obj: Any) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(obj)
+    except Exception:  # a forward reference we cannot resolve: accept any value there
+        return {}
+
+
+# -- identity helpers ----------------------------------------------------------------------------
+def _leaves(run: RunConfig) -> list[tuple[str, Any]]:
+    """(dotted key, value) of every setting; dataclass sections descended, other values are leaves,
+    dataset options one leaf each (absent ones are the loader's defaults)."""
+    out: list[tuple[str, Any]] = []
+
+    def rec(prefix: str, obj: Any) -> None:
+        for f in dataclasses.fields(obj):
+            if not f.init or (obj is run and f.name == "method_config"):
+                continue
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                rec(f"{prefix}{f.name}.", value)
+            else:
+                out.append((f"{prefix}{f.name}", value))
+
+    rec("", run)
+    out = [(k, v) for k, v in out if k != "dataset.options"]
+    out += [(f"{_OPTIONS}{k}", v) for k, v in run.dataset.options.items()]
+    if run.method_config is not None and dataclasses.is_dataclass(run.method_config):
+        rec(f"{run.method}.", run.method_config)
+    return out
+
+
+def _leaf_defaults(run: RunConfig) -> dict[str, Any]:
+    """Dotted key -> the schema's default (fields without a default have none: always in the identity)."""
+    out: dict[str, Any] = {}
+
+    def rec(prefix: str, cls: type) -> None:
+        for f in dataclasses.fields(cls):
+            if not f.init or (cls is RunConfig and f.name == "method_config"):
+                continue
+            if f.default is not dataclasses.MISSING:
+                value = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                value = f.default_factory()
+            else:
+                continue
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                rec(f"{prefix}{f.name}.", type(value))
+                # a default instance may differ from its class's defaults: take the instance's values
+                out.update({f"{prefix}{f.name}.{k}": v for k, v in _instance_leaves(value)})
+            else:
+                out[f"{prefix}{f.name}"] = value
+
+    rec("", RunConfig)
+    from talkbench.datasets.registry import option_defaults
+
+    out.update({f"{_OPTIONS}{k}": v for k, v in option_defaults(run.dataset.name).items()})
+    if run.method_config is not None and dataclasses.is_dataclass(run.method_config):
+        rec(f"{run.method}.", type(run.method_config))
+    return out
+
+
+def _instance_leaves(obj: Any) -> list[tuple[str, Any]]:
+    out = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            out += [(f"{f.name}.{k}", v) for k, v in _instance_leaves(value)]
+        else:
+            out.append((f.name, value))
+    return out
+
+
+def _marked_out(run: RunConfig) -> list[str]:
+    """Method fields declared ``field(..., metadata={"identity": False})``."""
+    out: list[str] = []
+
+    def rec(prefix: str, cls: type) -> None:
+        for f in dataclasses.fields(cls):
+            if f.metadata.get("identity", True) is False:
+                out.append(f"{prefix}{f.name}")
+            sub = _dataclass_of(_type_hints(cls).get(f.name))
+            if sub is not None:
+                rec(f"{prefix}{f.name}.", sub)
+
+    if run.method_config is not None and dataclasses.is_dataclass(run.method_config):
+        rec(f"{run.method}.", type(run.method_config))
+    return out
+
+
+def _canon(value: Any) -> Any:
+    """JSON-stable form: tuples as lists, paths as strings, integral floats as ints (1.0 == 1)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _canon(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _canon(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, list | tuple):
+        return [_canon(v) for v in value]
+    return str(value)
+
+
+def _is_0_1_0(data: Mapping[str, Any]) -> bool:
+    """Saved by talkbench 0.1.0: its dataset section held the SynthTalk options (and no 'options')."""
+    ds = data.get("dataset")
+    return isinstance(ds, Mapping) and "options" not in ds and any(k in ds for k in _LEGACY_SYNTHTALK_OPTIONS)
+
+
+def _hashes_0_1_0(data: Mapping[str, Any]) -> dict[str, str]:
+    """0.1.0's config_hash (the whole saved dict but the seed) and engine training fingerprint."""
+
+    def digest(d: Mapping[str, Any]) -> str:
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    config = {k: v for k, v in data.items() if k != "seed"}
+    training = {k: v for k, v in data.items() if k not in ("device", "eval", "preset")}
+    if isinstance(training.get("train"), Mapping):
+        drop = ("num_workers", "log_every", "checkpoint_every")
+        training["train"] = {k: v for k, v in training["train"].items() if k not in drop}
+    return {"config_hash": digest(config), "fingerprint": digest(training)}
+
+
+# -- small helpers ---------------------------------------------------------------------------------
 def _plain(obj: Any) -> Any:
     """Dataclasses/tuples/Paths -> dicts/lists/strings, for YAML and JSON."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
     if isinstance(obj, Mapping):
         return {str(k): _plain(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
