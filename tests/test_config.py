@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import yaml
@@ -237,3 +240,126 @@ def test_reference_methods_resolve_with_their_shipped_presets():
     assert load_config("template", preset="tiny").to_dict()["template"] == {}
     for method in ("template", "mean-motion"):
         assert {"paper", "synthtalk", "tiny"} <= set(available_presets(method))
+
+
+# -- shipped presets, 0.1.0 configs ---------------------------------------------------------------
+FIXTURES = Path(__file__).parent / "fixtures"
+SNAPSHOT = json.loads((FIXTURES / "presets_resolved_f6fa659.json").read_text())
+OLD_CONFIGS = FIXTURES / "configs_0_1_0"
+OLD_HASHES = json.loads((OLD_CONFIGS / "hashes.json").read_text())["config_hash"]
+
+
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+@pytest.mark.parametrize("key", sorted(SNAPSHOT))
+def test_shipped_presets_resolve_as_before_the_refactor(key):
+    """Every preset x dataset resolved by f6fa659 (before pydantic, dataset options and ``base:``):
+    the same values; keys added to the schema since hold their defaults; the same run identity."""
+    method, preset, dataset = key.split("/")
+    old = SNAPSHOT[key]["config"]
+    new = load_config(method, dataset=dataset, preset=preset)
+    old_ds = old["dataset"]
+    assert (new.dataset.name, new.dataset.root) == (old_ds["name"], old_ds["root"])
+    if dataset == "synthtalk":  # the only loader that read them
+        effective = new.dataset.effective_options()
+        assert {k: effective[k] for k in ("preset", "seed", "style_coupling")} == {
+            k: old_ds[k] for k in ("preset", "seed", "style_coupling")
+        }
+    else:
+        assert new.dataset.options == {}
+    old_flat = _flat({k: v for k, v in old.items() if k != "dataset"})
+    new_flat = _flat({k: v for k, v in new.to_dict().items() if k != "dataset"})
+    assert {k: new_flat.get(k, "<missing>") for k in old_flat} == old_flat
+    added = set(new_flat) - set(old_flat)
+    defaults = dataclasses.asdict(type(new.method_config)()) if new.method_config is not None else {}
+    assert {k: new_flat[k] for k in added} == {k: _flat(defaults, f"{method}.").get(k) for k in added}
+    assert new.config_hash() == RunConfig.from_dict(old).config_hash()
+    assert RunConfig.from_dict(old).legacy_hashes["config_hash"] == SNAPSHOT[key]["hash"]
+
+
+def test_paper_presets_share_their_common_lines():
+    for method in ("faceformer", "codetalker", "memorytalker"):
+        biwi = find_preset(method, "paper", "biwi")
+        assert yaml.safe_load(biwi.read_text())["base"] == "paper-vocaset"
+        layers = config_mod.preset_layers(biwi)
+        assert [src for _, src in layers] == [
+            f"preset {find_preset(method, 'paper', 'vocaset')}",
+            f"preset {biwi}",
+        ]
+
+
+def test_preset_inheritance_order_and_errors(presets):
+    (presets / "common.yaml").write_text("toy-config:\n  epochs: 50\n  lr: 0.5\n")
+    (presets / "paper.yaml").write_text("base: common\ntoy-config:\n  epochs: 100\n")
+    (presets / "paper-biwi.yaml").write_text("base: paper\ntoy-config.inner.n_layers: 7\n")
+    cfg = load_config("toy-config", dataset="biwi")
+    assert (cfg.method_config.epochs, cfg.method_config.lr, cfg.method_config.inner.n_layers) == (100, 0.5, 7)
+    assert load_config("toy-config", dataset="biwi", overrides=["toy-config.lr=0.1"]).method_config.lr == 0.1
+    (presets / "common.yaml").write_text("base: paper-biwi\n")
+    with pytest.raises(ConfigError, match=r"makes a cycle \(paper-biwi -> paper -> common -> paper-biwi\)"):
+        load_config("toy-config", dataset="biwi")
+    (presets / "paper.yaml").write_text("base: comon\n")
+    with pytest.raises(
+        ConfigError, match=r"paper.yaml: 'base: comon' names no preset file.*Did you mean: common"
+    ):
+        load_config("toy-config", dataset="vocaset")
+    (presets / "paper.yaml").write_text("base: common\ntoy-config:\n  epochs: many\n")
+    (presets / "common.yaml").write_text("toy-config:\n  lr: 0.5\n")
+    with pytest.raises(ConfigError, match=r"preset .*paper.yaml: 'toy-config.epochs' expects int"):
+        load_config("toy-config", dataset="vocaset")
+
+
+@pytest.mark.parametrize("name", sorted(OLD_HASHES))
+def test_configs_saved_by_0_1_0_load_as_the_same_run(name):
+    method = name.removesuffix("-tiny")
+    old = RunConfig.load(OLD_CONFIGS / f"{name}.yaml")
+    today = load_config(method, preset="tiny")
+    assert old.method_config == today.method_config and old.dataset.effective_options() == (
+        today.dataset.effective_options()
+    )
+    assert old.config_hash() == today.config_hash()
+    assert old.legacy_hashes["config_hash"] == OLD_HASHES[name]  # its runs' tag, for matching them
+    assert OLD_HASHES[name] in old.known_hashes() and today.config_hash() in old.known_hashes()
+    # saved again by today's code: the new layout, the same identity
+    again = RunConfig.from_dict(old.to_dict())
+    assert "preset" not in again.to_dict()["dataset"] and again.config_hash() == old.config_hash()
+
+
+def test_dataset_options_are_checked_against_the_loader(presets, tmp_path):
+    cfg = load_config("toy-config", dataset="biwi", overrides=["dataset.options.preprocessing=facexhubert"])
+    assert cfg.dataset.options == {"preprocessing": "facexhubert"}
+    assert cfg.flatten()["dataset.options.preprocessing"] == "facexhubert"
+    # dataset.X is shorthand for dataset.options.X (README, sweeps: dataset.style_coupling=0)
+    cfg = load_config("toy-config", overrides=["dataset.style_coupling=0"])
+    assert cfg.dataset.options == {"style_coupling": 0.0} and isinstance(
+        cfg.dataset.options["style_coupling"], float
+    )
+    path = tmp_path / "run.yaml"
+    path.write_text("dataset:\n  name: biwi\n  options:\n    preprocessing: codetalker\n")
+    assert load_config("toy-config", config_file=path).dataset.options == {"preprocessing": "codetalker"}
+    cases = [
+        (
+            "biwi",
+            "dataset.options.preprocesing=x",
+            r"unknown config key 'dataset.options.preprocesing'.*"
+            r"Did you mean: dataset.options.preprocessing\?.*Options of 'biwi': preprocessing",
+        ),
+        ("synthtalk", "dataset.style_couplng=0", r"Did you mean: dataset.style_coupling\?"),
+        ("synthtalk", "dataset.nmae=biwi", r"Did you mean: dataset.name\?"),
+        ("vocaset", "dataset.preset=tiny", r"'preset' is not an option of dataset 'vocaset'"),
+        ("synthtalk", "dataset.style_coupling=high", r"'dataset.options.style_coupling' expects float"),
+    ]
+    for dataset, override, message in cases:
+        with pytest.raises(ConfigError, match=message) as info:
+            load_config("toy-config", dataset=dataset, overrides=[override])
+        assert f"--set {override}" in str(info.value)
+    # a preset's option for another dataset is skipped (tiny.yaml's SynthTalk 'preset: tiny' on VOCASET)
+    assert load_config("toy-config", dataset="vocaset", preset="tiny").dataset.options == {}
