@@ -231,11 +231,19 @@ def test_export_escapes_formulas_writes_integers_and_empty_cells(fresh_study, tm
 
     client = create_app(fresh_study).test_client()
     evil_ua = '=HYPERLINK("http://evil.example","x")'
-    assert client.post("/api/answer", json={**VALID, "rater": "-2_3", "rt_ms": 100},
-                       headers={"User-Agent": evil_ua}).status_code == 200
+    assert (
+        client.post(
+            "/api/answer", json={**VALID, "rater": "-2_3", "rt_ms": 100}, headers={"User-Agent": evil_ua}
+        ).status_code
+        == 200
+    )
     assert client.post("/api/answer", json={**VALID, "rater": "@alice"}).status_code == 400  # not an id
-    assert client.post("/api/answer", json={**VALID, "rater": "carl"},
-                       headers={"User-Agent": "@SUM(1+1)"}).status_code == 200
+    assert (
+        client.post(
+            "/api/answer", json={**VALID, "rater": "carl"}, headers={"User-Agent": "@SUM(1+1)"}
+        ).status_code
+        == 200
+    )
     out = AnswerStore(fresh_study / "answers.db").export_csv(load_manifest(fresh_study), tmp_path / "a.csv")
     with out.open(newline="") as fh:
         rows = list(csv.DictReader(fh))

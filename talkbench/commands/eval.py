@@ -2,23 +2,27 @@
 
 Files are named as the reference code names them: ``<clip>.npy`` or ``<clip>_condition_<Subject>.npy``,
 arrays (T, V*3) or (T, V, 3) at the dataset's motion rate. Every file is checked before any score is
-computed; problems are listed per file.
+computed; problems are listed per file: unreadable files, unknown clips, conditions that are not a
+training speaker, wrong shapes or dtypes, NaNs, and predictions shorter than half their clip (unless
+--allow-short). A length that differs from the clip's by more than one frame is listed as a note.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import typer
 
 from talkbench.commands import one_line_errors
-from talkbench.errors import DataError
+from talkbench.contract import PREDICTION_SUFFIX, parse_prediction_file, prediction_file
+from talkbench.errors import ConfigError, DataError
 
-CONDITION_SEP = "_condition_"
+FRAME_TOLERANCE = 1  # the audio-length rule and the capture can differ by one frame
+MIN_LENGTH_SHARE = 0.5  # shorter than this share of its clip: an error unless --allow-short
 
 
 @dataclass(frozen=True)
@@ -28,38 +32,83 @@ class PredictionFile:
     condition: str | None
 
 
-def parse_prediction_name(path: Path) -> PredictionFile:
-    """``<clip>.npy`` -> (clip, None); ``<clip>_condition_<Subject>.npy`` -> (clip, Subject)."""
-    stem = path.stem
-    clip, sep, cond = stem.rpartition(CONDITION_SEP)
-    if sep and clip and cond:
-        return PredictionFile(path, clip, cond)
-    return PredictionFile(path, stem, None)
+def prediction_files(folder: Path) -> list[PredictionFile]:
+    """The ``.npy`` files of a folder, named as :func:`talkbench.contract.prediction_file` names them."""
+    files = sorted(folder.glob("*" + PREDICTION_SUFFIX))
+    return [PredictionFile(f, *_names(f.name)) for f in files]
 
 
-def check_prediction(pf: PredictionFile, known: Mapping[str, int], n_vertices: int, split: str) -> str | None:
-    """The first problem with one prediction file, or None (reads the whole file: NaNs anywhere)."""
-    if pf.clip not in known:
-        return f"unknown clip name '{pf.clip}' (not in split '{split}')"
+def _names(filename: str) -> tuple[str, str | None]:
+    name = parse_prediction_file(filename)
+    return name.clip, name.condition
+
+
+@dataclass
+class FileCheck:
+    """What is wrong with one prediction file (``problem``: it cannot be scored) and what is only odd."""
+
+    problem: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def read_prediction(path: Path) -> np.ndarray:
+    """The array of one file, memory-mapped; a DataError for anything that is not a plain .npy array."""
     try:
-        arr = np.load(pf.path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        return f"not a readable .npy array ({exc})"
-    if arr.ndim == 2 and arr.shape[1] == n_vertices * 3:
-        pass
-    elif arr.ndim == 3 and arr.shape[1:] == (n_vertices, 3):
-        pass
-    else:
-        return f"shape {arr.shape}: expected (T, {n_vertices * 3}) or (T, {n_vertices}, 3)"
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:  # any failure to read a user's file is that file's problem
+        # (a 0-byte file raises EOFError, a truncated one ValueError, a folder OSError, ...)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "no details"
+        raise DataError(f"not a readable .npy array ({type(exc).__name__}: {reason})") from None
+
+
+def check_prediction(
+    pf: PredictionFile,
+    lengths: Mapping[str, int],
+    n_vertices: int,
+    split: str,
+    conditions: tuple[str, ...],
+    allow_short: bool = False,
+) -> FileCheck:
+    """The first problem with one prediction file, and notes (reads the whole file: NaNs anywhere).
+
+    ``lengths``: frames of each clip of the split; ``conditions``: the dataset's training speakers,
+    the only valid ``_condition_<name>`` values.
+    """
+    if pf.clip not in lengths:
+        return FileCheck(f"unknown clip name '{pf.clip}' (not in split '{split}')")
+    if pf.condition is not None and pf.condition not in conditions:
+        shown = ", ".join(conditions[:8]) + (", ..." if len(conditions) > 8 else "")
+        return FileCheck(
+            f"unknown condition '{pf.condition}': not a training speaker of the dataset "
+            f"(expected {prediction_file(pf.clip, '<Subject>')} with Subject one of: {shown or 'none'})"
+        )
+    try:
+        arr = read_prediction(pf.path)
+    except DataError as exc:
+        return FileCheck(str(exc))
+    if not (arr.ndim == 2 and arr.shape[1] == n_vertices * 3) and not (
+        arr.ndim == 3 and arr.shape[1:] == (n_vertices, 3)
+    ):
+        return FileCheck(f"shape {arr.shape}: expected (T, {n_vertices * 3}) or (T, {n_vertices}, 3)")
     if arr.shape[0] == 0:
-        return "has no frames"
+        return FileCheck("has no frames")
     if not np.issubdtype(arr.dtype, np.floating):
-        return f"dtype {arr.dtype}: expected floating-point vertex positions"
+        return FileCheck(f"dtype {arr.dtype}: expected floating-point vertex positions")
     bad = ~np.isfinite(np.asarray(arr).reshape(arr.shape[0], -1)).all(axis=1)
     if bad.any():
         first = int(np.argmax(bad))
-        return f"contains NaN or inf in {int(bad.sum())} of {arr.shape[0]} frames (first at frame {first})"
-    return None
+        return FileCheck(
+            f"contains NaN or inf in {int(bad.sum())} of {arr.shape[0]} frames (first at frame {first})"
+        )
+    n, want = int(arr.shape[0]), int(lengths[pf.clip])
+    if n < MIN_LENGTH_SHARE * want and not allow_short:
+        return FileCheck(
+            f"has {n} frames, less than half of its clip's {want} "
+            "(pass --allow-short to score it on its first frames anyway)"
+        )
+    if abs(n - want) > FRAME_TOLERANCE:
+        return FileCheck(notes=[f"has {n} frames, its clip {want}: scored on the first {min(n, want)}"])
+    return FileCheck()
 
 
 class _ClipsByName(Mapping):
@@ -68,6 +117,7 @@ class _ClipsByName(Mapping):
     def __init__(self, view):
         self.view = view
         self.index = {ref.name: i for i, ref in enumerate(view.refs)}
+        self.lengths = {ref.name: int(ref.n_frames) for ref in view.refs}
 
     def __getitem__(self, name):
         return self.view[self.index[name]]
@@ -80,6 +130,27 @@ class _ClipsByName(Mapping):
 
     def __len__(self) -> int:
         return len(self.index)
+
+
+def check_bootstrap(n_boot: int, seed: int, n_clips: int | None = None) -> None:
+    """--n-boot and --seed are usable; with ``n_clips``, the resampling weights fit in memory."""
+    if n_boot < 0:
+        raise ConfigError(
+            f"--n-boot {n_boot}: expected 0 (no confidence intervals) or a positive number of resamples"
+        )
+    if seed < 0:
+        raise ConfigError(f"--seed {seed}: expected a non-negative integer")
+    if n_clips:
+        import psutil
+
+        need = 3 * 8 * n_boot * n_clips  # (n_boot, n_clips) int64 draws, float64 weights, one product
+        avail = psutil.virtual_memory().available
+        if need > avail // 2:
+            raise ConfigError(
+                f"--n-boot {n_boot}: resampling {n_clips} clips needs about {need / 2**30:.1f} GiB, "
+                f"more than half of the {avail / 2**30:.1f} GiB available; use at most "
+                f"{max(1, avail // 2 // (3 * 8 * n_clips))}"
+            )
 
 
 def _fmt(v: float) -> str:
@@ -99,15 +170,21 @@ def eval_command(
     skip_invalid: bool = typer.Option(
         False, "--skip-invalid", help="Score the valid files even if others are invalid (they are listed)."
     ),
+    allow_short: bool = typer.Option(
+        False,
+        "--allow-short",
+        help="Score predictions shorter than half their clip (on their first frames) instead of refusing.",
+    ),
 ) -> None:
     """Score predicted vertex sequences against a dataset split and print the aggregate table."""
     with one_line_errors():
         from talkbench.datasets import load_dataset
         from talkbench.metrics import evaluate, load_alignments
 
+        check_bootstrap(n_boot, seed)
         if not pred.is_dir():
             raise DataError(f"--pred {pred}: no such directory")
-        files = sorted(pred.glob("*.npy"))
+        files = prediction_files(pred)
         if not files:
             raise DataError(
                 f"--pred {pred}: no .npy files (expected <clip>.npy or <clip>_condition_<Subject>.npy)"
@@ -117,12 +194,18 @@ def eval_command(
         view = ds.split(split)
         clips = _ClipsByName(view)
 
-        parsed = [parse_prediction_name(f) for f in files]
-        problems = [(pf, check_prediction(pf, clips.index, spec.n_vertices, split)) for pf in parsed]
-        bad = [(pf, p) for pf, p in problems if p]
-        for pf, p in bad:
-            typer.secho(f"{pf.path}: {p}", err=True, fg=typer.colors.YELLOW)
-        good = [pf for pf, p in problems if not p]
+        conditions = tuple(spec.train_subjects)
+        checks = [
+            (pf, check_prediction(pf, clips.lengths, spec.n_vertices, split, conditions, allow_short))
+            for pf in files
+        ]
+        bad = [(pf, c.problem) for pf, c in checks if c.problem]
+        for pf, problem in bad:
+            typer.secho(f"{pf.path}: {problem}", err=True, fg=typer.colors.YELLOW)
+        for pf, c in checks:
+            for note in c.notes:
+                typer.secho(f"{pf.path}: note: {note}", err=True)
+        good = [pf for pf, c in checks if not c.problem]
         if bad and not skip_invalid:
             raise DataError(
                 f"{len(bad)} of {len(files)} prediction files are invalid (listed above); "
@@ -130,6 +213,7 @@ def eval_command(
             )
         if not good:
             raise DataError(f"--pred {pred}: no valid prediction files")
+        check_bootstrap(n_boot, seed, len({pf.clip for pf in good}))
         missing = sorted(set(clips.index) - {pf.clip for pf in good})
         if missing:
             typer.secho(
@@ -145,12 +229,15 @@ def eval_command(
 
         def stream():
             for pf in good:
-                yield pf.clip, pf.condition, np.load(pf.path, mmap_mode="r", allow_pickle=False)
+                yield pf.clip, pf.condition, read_prediction(pf.path)
 
         ev = evaluate(stream(), spec, clips, alignments=alignments, n_boot=n_boot, seed=seed)
         if out is not None:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            ev.per_sequence.to_csv(out, index=False)
+            try:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                ev.per_sequence.to_csv(out, index=False)
+            except OSError as exc:
+                raise DataError(f"--out {out}: cannot write the per-sequence table ({exc})") from None
         _print(ev, spec.name, split, len(good))
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from talkbench.errors import DataError
+from talkbench.errors import ConfigError, DataError
 from talkbench.metrics import lipsync
 from talkbench.metrics.core import ArrayLike, as_template, as_vertices, check_finite, check_indices
 from talkbench.metrics.registry import METRIC_ORDER, MetricInfo, metric_info, metric_versions
@@ -225,6 +225,10 @@ def evaluate(
     naming it; nothing is averaged over a NaN. ``alignments`` (clip -> SynthTalk segments) enables
     bilabial_recall and must cover every predicted clip.
     """
+    if n_boot < 0:  # -5 resamples would silently give no CIs
+        raise ConfigError(f"eval.n_boot {n_boot}: expected 0 (no CIs) or a positive number of resamples")
+    if seed < 0:  # numpy's generator refuses it only at the bootstrap, after all the work
+        raise ConfigError(f"bootstrap seed {seed}: expected a non-negative integer")
     # sorted (duplicates kept: they weigh in FDD's mean as in the reference): cache-friendly gathers
     lips = np.sort(_region(spec, "lips"))
     upper = np.sort(_region(spec, "upper_face"))
