@@ -1,14 +1,16 @@
 """Sweeps: a Cartesian grid of config overrides x seeds under one parent MLflow run.
 
 Each point runs as its own `bench run` subprocess attached to the parent run, so a crash or an
-out-of-memory error in one point never takes the sweep down. A point whose config hash and seed
-already have a finished run is skipped, so a killed sweep started again finishes only what is missing.
+out-of-memory error in one point never takes the sweep down. A point whose run identity
+(``RunConfig.config_hash``) and seed already have a finished run is skipped, so a killed sweep started
+again finishes only what is missing; runs logged by older versions are matched by their saved config.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -19,8 +21,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from talkbench.config import load_config
+from talkbench import paths
+from talkbench.config import RunConfig, load_config
+from talkbench.contract import CONFIG_ARTIFACT, Tag, column, param_column
 from talkbench.errors import ConfigError, TalkbenchError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -163,7 +169,7 @@ def run(
         raise ConfigError("--jobs must be at least 1")
     tracker = Tracker(tracking_uri)
     experiment_id = tracker.ensure_experiment(sweep.dataset)  # before any child: no creation races
-    done = _finished_runs(tracker, sweep.dataset)
+    done = _finished_runs(tracker, sweep)
     for p in sweep.points:
         p.run_id = done.get((p.config_hash, str(p.seed)))
         p.status = "skipped" if p.run_id else "pending"
@@ -179,7 +185,7 @@ def run(
     def launch(index_point: tuple[int, SweepPoint]) -> None:
         i, p = index_point
         # another process (a parallel sweep, a plain `bench run`) may have finished it meanwhile
-        p.run_id = _finished_runs(tracker, sweep.dataset).get((p.config_hash, str(p.seed)))
+        p.run_id = _finished_runs(tracker, sweep).get((p.config_hash, str(p.seed)))
         if p.run_id:
             p.status = "skipped"
             echo(f"  [skipped] {' '.join(p.overrides())} seed={p.seed} (finished elsewhere: {p.run_id})")
@@ -201,7 +207,7 @@ def run(
         status = "KILLED"
         raise
     finally:
-        finished = _finished_runs(tracker, sweep.dataset)
+        finished = _finished_runs(tracker, sweep)
         for p in sweep.points:
             p.run_id = p.run_id or finished.get((p.config_hash, str(p.seed)))
         if any(p.status == "failed" for p in sweep.points):
@@ -214,16 +220,47 @@ def run(
     return summary(sweep, tracker)
 
 
-def _finished_runs(tracker, dataset: str) -> dict[tuple[str, str], str]:
-    runs = tracker.search_runs(dataset)
-    if runs.empty or "tags.talkbench.config_hash" not in runs:
+def _finished_runs(tracker, sweep: Sweep) -> dict[tuple[str, str], str]:
+    """(config hash, seed) -> id of the newest finished run of each point of ``sweep``.
+
+    A run's hash is its tag when the tag is one of the sweep's points; otherwise, for a run of the
+    sweep's method, it is recomputed from the run's saved config, so runs logged before the run
+    identity last changed (talkbench 0.1.0 hashed every field) are still recognised.
+    """
+    runs = tracker.search_runs(sweep.dataset)
+    hash_col, seed_col, method_col = column(Tag.CONFIG_HASH), column(Tag.SEED), column(Tag.METHOD)
+    if runs.empty or hash_col not in runs:
         return {}
+    wanted = {p.config_hash for p in sweep.points}
     out = {}
     for _, r in runs.iloc[::-1].iterrows():  # oldest first, so the newest run of a point wins
-        out[(r["tags.talkbench.config_hash"], str(r.get("tags.talkbench.seed", r.get("params.seed"))))] = r[
-            "run_id"
-        ]
+        tag = r[hash_col]
+        if tag in wanted:
+            key = tag
+        elif r.get(method_col) == sweep.method:
+            key = _saved_config_hash(tracker, r["run_id"])
+        else:
+            continue
+        if key is not None:
+            out[(key, str(r.get(seed_col, r.get(param_column("seed")))))] = r["run_id"]
     return out
+
+
+_SAVED_HASHES: dict[str, str | None] = {}  # run id -> hash of its saved config (it never changes)
+
+
+def _saved_config_hash(tracker, run_id: str) -> str | None:
+    """Today's config hash of a run's saved config (its run dir, else its artifact); None if unreadable."""
+    if run_id not in _SAVED_HASHES:
+        path = paths.run_dir(run_id) / paths.RUN_CONFIG
+        try:
+            if not path.is_file():
+                path = tracker.download_artifacts(run_id, CONFIG_ARTIFACT)
+            _SAVED_HASHES[run_id] = RunConfig.load(path).config_hash()
+        except (TalkbenchError, OSError) as exc:  # not a run of ours, or its method is not installed
+            log.debug("run %s: no usable saved config (%s)", run_id, exc)
+            _SAVED_HASHES[run_id] = None
+    return _SAVED_HASHES[run_id]
 
 
 def _parent_run(tracker, sweep: Sweep, experiment_id: str) -> str:

@@ -1,12 +1,18 @@
 """Sweeps: grid planning and validation, a parent run with children, resume after a kill."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
+import pandas as pd
 import pytest
+import yaml
 
+from talkbench import sweep as sweep_mod
+from talkbench.contract import CONFIG_ARTIFACT, Tag
 from talkbench.errors import ConfigError
 from talkbench.sweep import parse_grid, plan
 
@@ -92,3 +98,47 @@ def test_killed_sweep_resumes_only_the_missing_points(tmp_path):
     assert done_first <= set(finished["run_id"])  # the first sweep's results were kept, not redone
     parents = runs[runs["tags.talkbench.kind"].fillna("") == "sweep"]
     assert len(parents) == 1 and set(finished["tags.mlflow.parentRunId"]) == {parents.iloc[0]["run_id"]}
+
+
+OLD_CONFIGS = Path(__file__).parent / "fixtures" / "configs_0_1_0"
+
+
+def _log_0_1_0_run(tracker, name: str, tmp_path: Path) -> str:
+    """A finished run as talkbench 0.1.0 logged it: its config artifact, params and (old) hash tag."""
+    text = (OLD_CONFIGS / f"{name}.yaml").read_text()
+    old_hash = json.loads((OLD_CONFIGS / "hashes.json").read_text())["config_hash"][name]
+    raw = yaml.safe_load(text)
+    experiment = tracker.ensure_experiment(raw["dataset"]["name"])
+    tags = {Tag.METHOD: raw["method"], Tag.SEED: str(raw["seed"]), Tag.CONFIG_HASH: old_hash}
+    run_id = tracker.create_run(experiment, tags=tags)
+    flat = pd.json_normalize(raw, sep=".").iloc[0].to_dict()
+    tracker.log_params(run_id, {k: v for k, v in flat.items() if not isinstance(v, list)})
+    saved = tmp_path / "logged" / CONFIG_ARTIFACT
+    saved.parent.mkdir()
+    saved.write_text(text)
+    tracker.log_artifact(run_id, saved)  # no local run dir: the sweep reads the artifact
+    tracker.finish_run(run_id, "FINISHED")
+    return run_id
+
+
+def test_a_point_finished_by_a_0_1_0_run_is_skipped(tmp_path):
+    """The run's tag is 0.1.0's hash; the sweep recognises the point from the run's saved config."""
+    from talkbench.tracking import Tracker
+
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db")
+    old_run = _log_0_1_0_run(tracker, "mean-motion-tiny", tmp_path)
+    # n_boot=200 is the tiny preset's value: that point is the 0.1.0 run's; 100 is a new point
+    sweep = plan("mean-motion", ["eval.n_boot=200,100"], preset="tiny")
+    same, other = sweep.points
+    assert same.config_hash != json.loads((OLD_CONFIGS / "hashes.json").read_text())["config_hash"][
+        "mean-motion-tiny"
+    ]  # the identity changed since 0.1.0, so the tag alone cannot match
+    finished = sweep_mod._finished_runs(tracker, sweep)
+    assert finished == {(same.config_hash, "0"): old_run}
+    assert other.config_hash not in {h for h, _ in finished}
+    # a sweep of only that point runs nothing
+    lines = []
+    only = plan("mean-motion", ["eval.n_boot=200"], preset="tiny")
+    table = sweep_mod.run(only, tracking_uri=tracker.uri, echo=lines.append)
+    assert "1 already finished, running 0" in lines[0]
+    assert only.points[0].status == "skipped" and list(table["run_id"]) == [old_run]
