@@ -18,7 +18,7 @@ app = typer.Typer(
 )
 
 # each module defines register(app) and adds its commands or sub-apps
-COMMAND_MODULES = ("data", "run", "eval", "sweep", "report", "render", "study")
+COMMAND_MODULES = ("data", "run", "eval", "sweep", "report", "render", "study", "pretrain")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"talkbench.commands.{_name}").register(app)

@@ -446,4 +446,10 @@ def build_audio_encoder(cfg: AudioEncoderConfig, spec: DatasetSpec) -> AudioEnco
         return MelEncoder(cfg, spec)
     if cfg.kind in _HF_CLASSES:
         return HFSpeechEncoder(cfg, spec)
-    raise ConfigError(f"audio.kind '{cfg.kind}' is unknown, expected one of: mel, wav2vec2, hubert")
+    if cfg.kind == "synthtalk":  # the mel encoder pretrained on SynthTalk phonemes (speech_pretrain)
+        from talkbench.speech_pretrain.encoder import build_pretrained_encoder
+
+        return build_pretrained_encoder(cfg, spec)
+    raise ConfigError(
+        f"audio.kind '{cfg.kind}' is unknown, expected one of: mel, wav2vec2, hubert, synthtalk"
+    )

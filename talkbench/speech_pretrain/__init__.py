@@ -1,0 +1,8 @@
+"""The SynthTalk speech encoder: the embedded stand-in for wav2vec2-960h / HuBERT.
+
+A mel encoder pretrained once on a phonetic objective (frame-wise phoneme classification at 50 Hz) on
+SynthTalk speakers disjoint from every benchmark split, cached under TALKBENCH_HOME by the hash of its
+data and code, logged as its own MLflow run. Methods load it with ``audio.kind: synthtalk``.
+Modules: data (speakers, clips, frame labels), config (settings, cache key), encoder (architecture,
+checkpoints, loading into methods; no tracking), train (pretraining, cache, MLflow run).
+"""
