@@ -194,6 +194,18 @@ class RunConfig:
         blob = json.dumps([self.method, self.identity()], sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
+    def training_fingerprint(self) -> str:
+        """What a checkpoint must match to be resumed: the identity without the evaluation settings,
+        plus the seed (device, workers, logging, evaluation may change between a run and its resume)."""
+        training = {k: v for k, v in self.identity().items() if not k.startswith("eval.")}
+        blob = json.dumps([self.method, self.seed, training], sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def resumes(self, fingerprint: str) -> bool:
+        """Whether a checkpoint with this training fingerprint continues this configuration (also one
+        written by talkbench 0.1.0 for the 0.1.0 config this one was loaded from)."""
+        return fingerprint in (self.training_fingerprint(), self.legacy_hashes.get("fingerprint"))
+
     def known_hashes(self) -> set[str]:
         """Hashes runs of this configuration may carry: today's and, for a 0.1.0 config, that version's."""
         return {self.config_hash(), *([self.legacy_hashes["config_hash"]] if self.legacy_hashes else [])}

@@ -363,3 +363,19 @@ def test_dataset_options_are_checked_against_the_loader(presets, tmp_path):
         assert f"--set {override}" in str(info.value)
     # a preset's option for another dataset is skipped (tiny.yaml's SynthTalk 'preset: tiny' on VOCASET)
     assert load_config("toy-config", dataset="vocaset", preset="tiny").dataset.options == {}
+
+
+def test_training_fingerprint_and_0_1_0_checkpoints(presets):
+    old_fp = json.loads((OLD_CONFIGS / "fingerprints.json").read_text())["fingerprint"]
+    for name, fingerprint in old_fp.items():
+        old = RunConfig.load(OLD_CONFIGS / f"{name}.yaml")
+        assert old.legacy_hashes["fingerprint"] == fingerprint  # what its 0.1.0 checkpoints carry
+        assert old.resumes(fingerprint) and old.resumes(old.training_fingerprint())
+        assert not load_config(name.removesuffix("-tiny"), preset="tiny").resumes(fingerprint)
+    a = load_config("toy-config")
+    same = load_config("toy-config", device="cpu", overrides=["eval.n_boot=5", "train.num_workers=2"])
+    assert same.training_fingerprint() == a.training_fingerprint()
+    assert load_config("toy-config", seed=1).training_fingerprint() != a.training_fingerprint()
+    assert load_config("toy-config", overrides=["toy-config.lr=2"]).training_fingerprint() != (
+        a.training_fingerprint()
+    )
