@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-EXPERIMENT = "user-study"
+from talkbench.contract import Kind, Tag
+
+EXPERIMENT = "user-study"  # the MLflow experiment of every study analysis
 
 
 def _key(text: str) -> str:
@@ -20,7 +22,7 @@ def log_study(result: dict, out_dir: Path, source: Path, tracking_uri: str | Non
     run_id = tracker.create_run(
         experiment,
         run_name=f"study {Path(source).name}",
-        tags={"talkbench.kind": "user-study", "talkbench.source": str(source)},
+        tags={Tag.KIND: Kind.USER_STUDY, Tag.SOURCE: str(source)},
     )
     metrics = {
         "raters": result["n_raters"],
