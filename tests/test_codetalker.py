@@ -479,22 +479,28 @@ def test_exact_inference_feeds_back_full_prefix_decodes(pe_quirk):
     assert torch.allclose(out, ref, atol=1e-5)
 
 
-@pytest.mark.parametrize("mode", ["exact", "fast"])
+@pytest.mark.parametrize("mode", ["exact", "fast", "incremental"])
 def test_batched_conditions_equal_one_condition_at_a_time(mode):
-    model = make_model(batch_conditions=False)
+    """The override batches conditions exactly: it equals Method's default loop over predict()."""
+    from talkbench.methods.base import Method
+
+    model = make_model()
     audio, template = torch.randn(9000), torch.randn(V, 3)
-    single = torch.stack([model.predict(audio, template, condition=c, mode=mode) for c in range(3)])
-    batched = model.predict_conditions(audio, template, [0, 1, 2], mode)
-    assert torch.allclose(single, batched, atol=1e-5)
-    model.config.batch_conditions = True
-    served = torch.stack([model.predict(audio, template, condition=c, mode=mode) for c in range(3)])
-    assert torch.allclose(single, served, atol=1e-5)
-    # a weight update invalidates the cached pass
+    model.config.inference = mode
+    single = Method.predict_conditions(model, audio, template, [0, 1, 2])  # the base-class loop
+    batched = model.predict_conditions(audio, template, [0, 1, 2])
+    assert batched.shape == single.shape == (3, 16, V, 3)
+    torch.testing.assert_close(batched, single, rtol=0, atol=1e-5)
+    assert not torch.allclose(batched[0], batched[1], atol=1e-4)  # the conditions differ
+    model.config.batch_conditions = False  # one at a time: the same values
+    one_by_one = model.predict_conditions(audio, template, [0, 1, 2])
+    torch.testing.assert_close(one_by_one, single, rtol=0, atol=1e-5)
+    # no cache behind the caller's back: a weight update shows in the next call
     with torch.no_grad():
         model.predictor.style_embedding.weight.mul_(2.0)
-    again = model.predict(audio, template, condition=1, mode=mode)
-    assert not torch.allclose(again, served[1], atol=1e-4)
-    assert torch.allclose(again, model.predict_conditions(audio, template, [1], mode)[0], atol=1e-5)
+    again = model.predict(audio, template, condition=1)
+    assert not torch.allclose(again, single[1], atol=1e-4)
+    assert not hasattr(model, "_predict_cache")
 
 
 def test_motion_scale_is_a_unit_change():
