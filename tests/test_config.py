@@ -365,13 +365,18 @@ def test_dataset_options_are_checked_against_the_loader(presets, tmp_path):
     assert load_config("toy-config", dataset="vocaset", preset="tiny").dataset.options == {}
 
 
-def test_training_fingerprint_and_0_1_0_checkpoints(presets):
+def test_0_1_0_checkpoint_fingerprints_are_accepted_for_0_1_0_configs():
     old_fp = json.loads((OLD_CONFIGS / "fingerprints.json").read_text())["fingerprint"]
     for name, fingerprint in old_fp.items():
         old = RunConfig.load(OLD_CONFIGS / f"{name}.yaml")
         assert old.legacy_hashes["fingerprint"] == fingerprint  # what its 0.1.0 checkpoints carry
         assert old.resumes(fingerprint) and old.resumes(old.training_fingerprint())
-        assert not load_config(name.removesuffix("-tiny"), preset="tiny").resumes(fingerprint)
+        today = load_config(name.removesuffix("-tiny"), preset="tiny")
+        assert today.training_fingerprint() == old.training_fingerprint() and not today.resumes(fingerprint)
+        assert not old.resumes(old_fp["faceformer-tiny" if name != "faceformer-tiny" else "codetalker-tiny"])
+
+
+def test_training_fingerprint_covers_training_only(presets):
     a = load_config("toy-config")
     same = load_config("toy-config", device="cpu", overrides=["eval.n_boot=5", "train.num_workers=2"])
     assert same.training_fingerprint() == a.training_fingerprint()
