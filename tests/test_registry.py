@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from talkbench.errors import ConfigError
-from talkbench.registry import METHODS, Registry
+from talkbench.registry import METHODS, Registry, RegistryWarning
 
 BUILT_IN = {"template", "mean-motion", "faceformer", "codetalker", "memorytalker"}
 
@@ -96,3 +96,77 @@ def test_third_party_method_arrives_through_the_entry_point_group(tmp_path):
     assert "Did you mean: acme" in out["hint"]
     # and nothing leaked into this interpreter
     assert "acme" not in METHODS.names()
+
+
+def test_a_duplicate_name_is_an_error():
+    reg = Registry("thing")
+    reg.register("a", "pathlib:PurePosixPath")
+    with pytest.raises(ConfigError, match=r"thing 'a' is already registered \('pathlib:PurePosixPath'\)"):
+        reg.register("a", "pathlib:Path")
+    with pytest.raises(ConfigError, match="already registered"):
+        reg.register("a")(dict)  # as a decorator too
+    with pytest.raises(ConfigError, match=r"method 'template' is already registered"):
+        METHODS.register("template", "talkbench.methods.reference:MeanMotionMethod")
+    reg.unregister("a")  # replacing on purpose: remove first
+    reg.register("a", "pathlib:Path")
+    from pathlib import Path
+
+    assert reg.get("a") is Path
+
+
+def test_a_target_that_is_not_a_method_is_refused():
+    class NotAMethod:
+        pass
+
+    with pytest.raises(ConfigError, match=r"method 'bogus': .*NotAMethod' is not a subclass of .*Method"):
+        METHODS.register("bogus", NotAMethod)
+    assert "bogus" not in METHODS
+    # a lazy string is checked when it is resolved, and stays refused
+    METHODS.register("lazy-bogus", "pathlib:PurePosixPath")
+    try:
+        for _ in range(2):
+            with pytest.raises(ConfigError, match=r"'pathlib:PurePosixPath' is not a subclass"):
+                METHODS.get("lazy-bogus")
+    finally:
+        METHODS.unregister("lazy-bogus")
+    assert METHODS.get("template").__name__ == "TemplateMethod"  # built-ins pass the check
+
+
+def _install_plugin(site, group: str, name: str, value: str, dist: str = "acme-plugin") -> None:
+    info = site / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[{group}]\n{name} = {value}\n")
+    (info / "RECORD").write_text("")
+
+
+def test_a_plugin_shadowed_by_a_built_in_is_a_warning_naming_both(tmp_path, monkeypatch):
+    group = "talkbench.test_shadowing"
+    _install_plugin(tmp_path, group, "path", "acme_paths:Path")
+    _install_plugin(tmp_path, group, "extra", "pathlib:PurePath", dist="other-plugin")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg = Registry("thing", entry_point_group=group)
+    reg.register("path", "pathlib:PurePosixPath")
+    with pytest.warns(RegistryWarning) as caught:
+        names = reg.names()
+    assert names == ["extra", "path"] and len(caught) == 1
+    text = str(caught[0].message)
+    assert "'path'" in text and "acme_paths:Path" in text and "acme-plugin" in text
+    assert "pathlib:PurePosixPath" in text  # the built-in that wins
+    from pathlib import PurePath, PurePosixPath
+
+    assert reg.get("path") is PurePosixPath and reg.get("extra") is PurePath
+
+
+def test_datasets_are_registered_like_methods(tmp_path, monkeypatch):
+    from talkbench.datasets import DATASETS, load_dataset
+    from talkbench.datasets.registry import loader_options
+
+    assert {"synthtalk", "vocaset", "biwi"} <= set(DATASETS.names())
+    assert list(loader_options("biwi")) == ["preprocessing", "audio_cache_mb"]
+    with pytest.raises(ConfigError, match=r"unknown dataset 'vocset'\. Did you mean: vocaset"):
+        load_dataset("vocset")
+    with pytest.raises(ConfigError, match=r"unknown option 'preprocesing' for dataset 'biwi'.*preprocessing"):
+        load_dataset("biwi", root=tmp_path, preprocesing="facexhubert")
+    with pytest.raises(ConfigError, match=r"dataset 'x': .* is not a loader function"):
+        DATASETS.register("x", 42)
