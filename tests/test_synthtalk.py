@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
+import logging
+import os
 import pickle
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +24,7 @@ from talkbench.datasets.synthtalk.articulation import animate, weights
 from talkbench.datasets.synthtalk.blendshapes import fields
 from talkbench.datasets.synthtalk.face import build_topology, grid_for, template
 from talkbench.datasets.synthtalk.sentences import Segment
-from talkbench.errors import ConfigError
+from talkbench.errors import ConfigError, DataError
 
 CATEGORIES = {"bilabial", "labiodental", "vowel", "sibilant", "stop", "nasal", "liquid", "glide", "silence"}
 REGIONS = ("lips", "upper_lip", "lower_lip", "upper_face", "jaw", "eyes", "brows", "forehead", "cheeks")
@@ -191,20 +198,90 @@ def test_ensure_caches_by_parameters(synthtalk_tiny):
     assert cache_key("tiny", 0, 0.5) != cache_key("tiny", 0, 0.8) != cache_key("tiny", 1, 0.8)
 
 
-def test_ensure_leaves_nothing_behind_on_failure(monkeypatch):
+def _gen_module():
     # the package exports the function `generate`, which shadows its module of the same name
-    gen = importlib.import_module("talkbench.datasets.synthtalk.generate")
+    return importlib.import_module("talkbench.datasets.synthtalk.generate")
 
-    def interrupted(out, *args, **kwargs):
+
+def _tmp_folders(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.name.startswith(".tmp")) if root.is_dir() else []
+
+
+def test_full_disk_is_one_clear_error_and_leaves_nothing_behind(monkeypatch):
+    gen = _gen_module()
+
+    def full_disk(out, *args, **kwargs):
         (Path(out) / "wav").mkdir(parents=True, exist_ok=True)
-        raise OSError("No space left on device")
+        raise OSError(errno.ENOSPC, "No space left on device", str(Path(out) / "wav" / "x.wav"))
 
-    monkeypatch.setattr(gen, "generate", interrupted)
-    with pytest.raises(OSError, match="No space"):
-        gen.ensure_synthtalk("tiny", seed=5)
+    monkeypatch.setattr(gen, "generate", full_disk)
     root = gen.cache_root()
+    with pytest.raises(DataError, match=rf"cannot write the SynthTalk cache in {re.escape(str(root))}: "
+                                        r"No space left on device .*x\.wav.*TALKBENCH_HOME"):  # fmt: skip
+        gen.ensure_synthtalk("tiny", seed=5)
     assert not (root / gen.cache_key("tiny", 5, 0.8)).exists()  # no half-written dataset to be reused
-    assert not [p for p in root.iterdir() if p.name.startswith(".tmp")]
+    assert _tmp_folders(root) == []
+
+
+def test_unwritable_home_is_one_clear_error(tmp_path, monkeypatch):
+    """Tests run as root, where chmod does not stop writes: a home below a regular file cannot be made."""
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("TALKBENCH_HOME", str(tmp_path / "file" / "home"))
+    with pytest.raises(DataError, match=r"cannot write the SynthTalk cache in .*file/home/synthtalk: Not a"):
+        ensure_synthtalk("tiny", seed=0)
+
+
+KILLED_GENERATION = """
+import os, signal, sys
+from talkbench.datasets.synthtalk import generate as _  # noqa
+import importlib
+gen = importlib.import_module("talkbench.datasets.synthtalk.generate")
+real = gen.generate
+def dies(out, *args, **kwargs):
+    real(out, *args, progress=lambda done, total: done == 5 and os.kill(os.getpid(), signal.SIGKILL))
+gen.generate = dies
+gen.ensure_synthtalk("tiny", seed=7)
+"""
+
+
+def test_killed_generation_is_cleaned_by_the_next_and_live_ones_are_kept(tmp_path, monkeypatch, caplog):
+    gen = _gen_module()
+    monkeypatch.setenv("TALKBENCH_HOME", str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", KILLED_GENERATION], env=dict(os.environ), timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    root = gen.cache_root()
+    (dead,) = _tmp_folders(root)  # what a SIGKILL leaves
+    assert (root / dead / "dataset" / "wav").is_dir()
+    # a live generation of this host (this process), one of another host still writing, and one of
+    # another host idle for two hours
+    live = gen._make_tmp(root / "tiny-seed8-x")
+    elsewhere, idle = root / ".tmp-tiny-seed9-x-1-0", root / ".tmp-tiny-seed10-x-1-0"
+    for folder in (elsewhere, idle):
+        (folder / "dataset" / "wav").mkdir(parents=True)
+        (folder / gen.OWNER_FILE).write_text(json.dumps({"host": "another-host", "pid": 1}))
+    hours_ago = time.time() - 7200
+    for path in (idle / "dataset" / "wav", idle / "dataset", idle):
+        os.utime(path, (hours_ago, hours_ago))
+
+    old_umask = os.umask(0o002)
+    try:
+        with caplog.at_level(logging.INFO, logger=gen.__name__):
+            path = gen.ensure_synthtalk("tiny", seed=7)
+    finally:
+        os.umask(old_umask)
+    assert (path / "synthtalk.json").is_file()
+    assert _tmp_folders(root) == sorted([live.name, elsewhere.name])
+    # the cache respects the umask (mkdtemp made it 0700)
+    assert path.stat().st_mode & 0o777 == 0o775
+    # first use reports clips generated out of the total; a cache hit says nothing
+    total = gen.n_clips(gen.get_preset("tiny"))
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(f"generating {total} clips" in line for line in lines)
+    assert f"SynthTalk: {total}/{total} clips generated" in lines
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger=gen.__name__):
+        assert gen.ensure_synthtalk("tiny", seed=7) == path
+    assert caplog.records == []
 
 
 @pytest.mark.parametrize(

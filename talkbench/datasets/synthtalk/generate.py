@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import pickle
 import shutil
-import tempfile
+import sys
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -15,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from talkbench.errors import ConfigError
+from talkbench.errors import ConfigError, DataError
 from talkbench.paths import synthtalk_cache
 
 from .articulation import animate, weights
@@ -24,6 +27,8 @@ from .face import REGION_NAMES, build_topology, grid_for, template
 from .sentences import Segment, make_sentence, timing
 from .speakers import Speaker, make_speaker
 from .speech import SR, synthesize
+
+log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = "1.1"
 CAPTURE_FPS = 60
@@ -135,8 +140,23 @@ def _dump_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, sort_keys=True, indent=1) + "\n")
 
 
-def generate(out_dir: str | Path, preset: str = "small", seed: int = 0, style_coupling: float = 0.8) -> Path:
-    """Generate a SynthTalk dataset into out_dir (created; must be empty or absent). Deterministic."""
+def n_clips(p: Preset) -> int:
+    return sum(
+        len(sp["subjects"]) * (sp["sentences"][1] - sp["sentences"][0] + 1) for sp in _splits(p).values()
+    )
+
+
+def generate(
+    out_dir: str | Path,
+    preset: str = "small",
+    seed: int = 0,
+    style_coupling: float = 0.8,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Generate a SynthTalk dataset into out_dir (created; must be empty or absent). Deterministic.
+
+    ``progress(done, total)`` is called after each clip.
+    """
     p = get_preset(preset)
     _check(seed, style_coupling)
     style_coupling = float(style_coupling)
@@ -153,6 +173,7 @@ def generate(out_dir: str | Path, preset: str = "small", seed: int = 0, style_co
     split_of = {s: name for name, sp in splits.items() for s in sp["subjects"]}
     speakers = [speaker(seed, i, style_coupling, split_of[subject_name(i)]) for i in range(p.n_speakers)]
     templates = {}
+    done, total = 0, n_clips(p)
     for i, spk in enumerate(speakers):
         tmpl = template(topo, spk.shape)
         templates[spk.name] = tmpl
@@ -166,11 +187,25 @@ def generate(out_dir: str | Path, preset: str = "small", seed: int = 0, style_co
             verts = animate(tmpl, field_stack, topo, w, closure)
             sf.write(out / "wav" / f"{clip}.wav", audio, SR, subtype="PCM_16")
             np.save(out / "vertices_npy" / f"{clip}.npy", verts.reshape(n_frames, -1))
-            _dump_json(out / "alignments" / f"{clip}.json", {
-                "name": clip,
-                "segments": [{"phoneme": s.symbol, "category": s.category, "start": s.start, "end": s.end,
-                              "accent": s.accent} for s in segs],
-            })
+            _dump_json(
+                out / "alignments" / f"{clip}.json",
+                {
+                    "name": clip,
+                    "segments": [
+                        {
+                            "phoneme": s.symbol,
+                            "category": s.category,
+                            "start": s.start,
+                            "end": s.end,
+                            "accent": s.accent,
+                        }
+                        for s in segs
+                    ],
+                },
+            )
+            done += 1
+            if progress is not None:
+                progress(done, total)
 
     with open(out / "templates.pkl", "wb") as f:
         pickle.dump(templates, f, protocol=4)
@@ -211,8 +246,16 @@ def source_digest() -> str:
 def cache_key(preset: str, seed: int, style_coupling: float) -> str:
     p = get_preset(preset)
     _check(seed, style_coupling)
-    blob = json.dumps({"v": GENERATOR_VERSION, "params": generation_params(p), "seed": int(seed),
-                       "coupling": float(style_coupling), "source": source_digest()}, sort_keys=True)
+    blob = json.dumps(
+        {
+            "v": GENERATOR_VERSION,
+            "params": generation_params(p),
+            "seed": int(seed),
+            "coupling": float(style_coupling),
+            "source": source_digest(),
+        },
+        sort_keys=True,
+    )
     digest = hashlib.sha256(blob.encode()).hexdigest()[:12]
     return f"{p.name}-seed{int(seed)}-c{float(style_coupling):g}-{digest}"
 
@@ -222,22 +265,142 @@ def cache_root() -> Path:
 
 
 def ensure_synthtalk(preset: str = "small", seed: int = 0, style_coupling: float = 0.8) -> Path:
-    """Path of the cached dataset for these parameters, generating it (atomically) on first use."""
+    """Path of the cached dataset for these parameters, generating it (atomically) on first use.
+
+    A generation writes into ``.tmp-*/dataset`` (the folder also records its owner) and renames it
+    into place when complete; folders of dead generations are removed by the next one. Write
+    failures (full disk, read-only home) are one DataError naming the folder.
+    """
     final = cache_root() / cache_key(preset, seed, style_coupling)
     if (final / "synthtalk.json").is_file():
         return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
     try:
-        generate(tmp, preset, seed, style_coupling)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_tmp(final.parent)
+        tmp = _make_tmp(final)
+    except OSError as exc:
+        raise _write_error(final.parent, exc) from None
+    try:
+        with _Progress(preset, n_clips(get_preset(preset)), final) as report:
+            generate(tmp / "dataset", preset, seed, style_coupling, progress=report)
         if final.exists() and not (final / "synthtalk.json").is_file():
             shutil.rmtree(final)  # debris of an interrupted older layout
         try:
-            os.rename(tmp, final)
+            os.rename(tmp / "dataset", final)
         except OSError:
             if not (final / "synthtalk.json").is_file():  # lost a race only if the winner is complete
                 raise
+    except OSError as exc:
+        raise _write_error(final.parent, exc) from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _write_error(folder: Path, exc: OSError) -> DataError:
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+    return DataError(
+        f"cannot write the SynthTalk cache in {folder}: {reason}{where}; free some space or point "
+        "TALKBENCH_HOME at a writable folder"
+    )
+
+
+# -- temporary folders of generations in progress ------------------------------------------------
+OWNER_FILE = ".owner.json"
+STALE_AFTER_S = 3600.0  # a live generation writes a clip every second or so; an hour idle is dead
+
+
+def _make_tmp(final: Path) -> Path:
+    """``.tmp-<key>-<pid>-<n>`` with the owner recorded inside. os.mkdir honours the umask, as does
+    the generator for ``dataset`` in it (mkdtemp would make the cache 0700, unreadable to the rest of a
+    group sharing TALKBENCH_HOME)."""
+    for n in range(1000):
+        tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}-{n}")
+        try:
+            os.mkdir(tmp)
+        except FileExistsError:
+            continue
+        (tmp / OWNER_FILE).write_text(json.dumps({"host": _host(), "pid": os.getpid()}))
+        return tmp
+    raise FileExistsError(f"no free temporary folder name next to {final}")
+
+
+def _host() -> str:
+    return os.uname().nodename
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _idle_seconds(folder: Path) -> float:
+    """Seconds since anything was last added under ``folder`` (the newest mtime of its folders)."""
+    newest = max(os.stat(d).st_mtime for d, _, _ in os.walk(folder))
+    return max(0.0, time.time() - newest)
+
+
+def is_stale(tmp: Path) -> bool:
+    """A generation's folder whose process is gone: dead pid on this host, or idle for an hour
+    (another host sharing the cache, a pid reused since, or a folder older than owner files)."""
+    try:
+        owner = json.loads((tmp / OWNER_FILE).read_text())
+        if owner.get("host") == _host() and not _pid_alive(int(owner["pid"])):
+            return True
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        return _idle_seconds(tmp) > STALE_AFTER_S
+    except (OSError, ValueError):  # removed meanwhile
+        return False
+
+
+def remove_stale_tmp(root: Path) -> list[Path]:
+    """Delete the ``.tmp-*`` folders of dead generations under ``root``; live ones are left alone."""
+    removed = []
+    for tmp in sorted(root.glob(".tmp-*")):
+        if tmp.is_dir() and is_stale(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
+class _Progress:
+    """First-use generation progress on stderr: a rich bar on a terminal, else a log line per 10%."""
+
+    def __init__(self, preset: str, total: int, final: Path):
+        self.total, self.bar, self.logged = total, None, 0
+        log.info("SynthTalk '%s': generating %d clips into %s (first use; cached afterwards)",
+                 preset, total, final)  # fmt: skip
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            console = Console(stderr=True)
+            if console.is_terminal:
+                self.bar = Progress(TextColumn(f"SynthTalk {preset}"), BarColumn(), MofNCompleteColumn(),
+                                    TextColumn("clips"), TimeRemainingColumn(), console=console)  # fmt: skip
+                self.task = self.bar.add_task("generate", total=total)
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done)
+        elif done * 10 // total > self.logged:  # every tenth of the clips
+            self.logged = done * 10 // total
+            log.info("SynthTalk: %d/%d clips generated", done, total)
