@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -270,3 +271,22 @@ def test_log_every_and_selection_override(data, tmp_path):
     assert [s for s, _ in logger.metrics] == [1, 2, 3, 5, 6]
     assert len(result.history) == 7  # everything is still kept in the result
     assert result.selection == {"pre": "last", "fine": "last"} and result.best_epochs["fine"] == 3
+
+
+def test_progress_on_a_terminal_shows_steps_and_the_running_loss(data, tmp_path, monkeypatch):
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    monkeypatch.setenv("COLUMNS", "160")
+    cfg = dummy_config("dummy.pre_epochs=1", "dummy.fine_epochs=1")
+    train(build(cfg, data), data, cfg, tmp_path, progress=True, loader_factory=memory_loader)
+    text = screen.getvalue()
+    assert "pre (1/2)" in text and "fine (2/2)" in text and "epochs" in text
+    assert "epoch 1" in text and "5/5" in text and "steps" in text  # 5 batches of the epoch
+    assert re.search(r"steps\s+loss \d", text)  # the running loss, not '-'
