@@ -45,14 +45,17 @@ def converter(method: str):
     """The ``official`` module of a method that has one (imported lazily: methods stay independent)."""
     if method not in OFFICIAL_METHODS:
         raise TalkbenchError(
-            f"no official checkpoint format for method '{method}'; expected one of {', '.join(OFFICIAL_METHODS)}"
+            f"no official checkpoint format for method '{method}'; "
+            f"expected one of {', '.join(OFFICIAL_METHODS)}"
         )
     return importlib.import_module(f"talkbench.methods.{method}.official")
 
 
 def dataset_of(preset: str) -> str:
     if preset not in PRESETS:
-        raise TalkbenchError(f"preset '{preset}' has no official checkpoints; expected one of {', '.join(PRESETS)}")
+        raise TalkbenchError(
+            f"preset '{preset}' has no official checkpoints; expected one of {', '.join(PRESETS)}"
+        )
     return PRESETS[preset]
 
 
@@ -74,8 +77,10 @@ def read_checkpoint(path: str | Path, what: str = "checkpoint") -> tuple[State, 
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         other = {k: v for k, v in obj.items() if k != "state_dict"}
         obj = obj["state_dict"]
-    if not isinstance(obj, Mapping) or not obj or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    if (
+        not isinstance(obj, Mapping)
+        or not obj
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
     ):
         raise TalkbenchError(
             f"{what} {path}: expected a state dict (parameter name -> tensor), bare or under 'state_dict'"
@@ -218,7 +223,9 @@ def build_model(
         items = ", ".join(f"{k}: {_yaml(v)}" for k, v in encoder_overrides.items())
         sets.append(f"{method}.audio.hf_overrides={{{items}}}")
     cfg = load_config(method, dataset=dataset, preset="paper", overrides=[*sets, *overrides])
-    return METHODS.get(method)(cfg.method_config, spec if spec is not None else dataset_spec(dataset, data_root))
+    return METHODS.get(method)(
+        cfg.method_config, spec if spec is not None else dataset_spec(dataset, data_root)
+    )
 
 
 def _yaml(value) -> str:
@@ -243,17 +250,33 @@ def dataset_spec(dataset: str, data_root: str | Path | None = None):
         return load_dataset(dataset, data_root).spec
     if dataset == "vocaset":
         return DatasetSpec(
-            name="vocaset", fps=vocaset.FPS, capture_fps=vocaset.CAPTURE_FPS, n_vertices=vocaset.N_VERTICES,
-            splits=dict(vocaset.SPLITS), train_subjects=vocaset.TRAIN_SUBJECTS,
-            regions={"lips": np.zeros(0, np.int64)}, audio_alignment="interpolate", period=30, unit="m",
-            table_scales=dict(vocaset.TABLE_SCALES), mouth_pair=vocaset.MOUTH_PAIR,
+            name="vocaset",
+            fps=vocaset.FPS,
+            capture_fps=vocaset.CAPTURE_FPS,
+            n_vertices=vocaset.N_VERTICES,
+            splits=dict(vocaset.SPLITS),
+            train_subjects=vocaset.TRAIN_SUBJECTS,
+            regions={"lips": np.zeros(0, np.int64)},
+            audio_alignment="interpolate",
+            period=30,
+            unit="m",
+            table_scales=dict(vocaset.TABLE_SCALES),
+            mouth_pair=vocaset.MOUTH_PAIR,
         )
     if dataset == "biwi":
         regions, source = biwi.load_regions(biwi.PACKAGED_REGIONS, biwi.N_VERTICES)
         return DatasetSpec(
-            name="biwi", fps=biwi.FPS, capture_fps=biwi.FPS, n_vertices=biwi.N_VERTICES,
-            splits=biwi.splits(), train_subjects=biwi.TRAIN_SUBJECTS, regions=regions,
-            audio_alignment="pairs", period=25, unit="codetalker-normalised",
-            table_scales=dict(biwi.TABLE_SCALES), meta={"preprocessing": "codetalker", "region_source": source},
+            name="biwi",
+            fps=biwi.FPS,
+            capture_fps=biwi.FPS,
+            n_vertices=biwi.N_VERTICES,
+            splits=biwi.splits(),
+            train_subjects=biwi.TRAIN_SUBJECTS,
+            regions=regions,
+            audio_alignment="pairs",
+            period=25,
+            unit="codetalker-normalised",
+            table_scales=dict(biwi.TABLE_SCALES),
+            meta={"preprocessing": "codetalker", "region_source": source},
         )
     raise TalkbenchError(f"no built-in spec for dataset '{dataset}'; expected vocaset or biwi")

@@ -60,7 +60,7 @@ def _vq_key(key: str) -> str:
             return f"{base}{2 * i}.fn.fn.to_qkv.{rest.rsplit('.', 1)[1]}"
         for ours, (odd, theirs) in _IN_BLOCK.items():
             if rest.startswith(ours):
-                return f"{base}{2 * i + odd}.fn.{theirs}{rest[len(ours):]}"
+                return f"{base}{2 * i + odd}.fn.{theirs}{rest[len(ours) :]}"
         return key
     return common.rename_key(key, _VQ_FIXED.items())
 
@@ -139,7 +139,9 @@ def import_checkpoint(model: CodeTalker, checkpoint: str | Path, vqvae: str | Pa
         own_vq, _ = common.read_checkpoint(vq_path, what="VQ-VAE checkpoint")
         kind = common.identify(own_vq)
         if kind not in (None, "codetalker (stage-1 VQ-VAE file)"):
-            raise TalkbenchError(f"--vqvae {vq_path}: this is a {kind} checkpoint, not a CodeTalker stage-1 file")
+            raise TalkbenchError(
+                f"--vqvae {vq_path}: this is a {kind} checkpoint, not a CodeTalker stage-1 file"
+            )
     vq_state = {"vqvae." + k: v for k, v in vq_from_official(own_vq).items()}
     vq_expected = {k: v for k, v in expected.items() if k.startswith("vqvae.")}
     common.check_state(vq_state, vq_expected, vq_path, f"the VQ-VAE of {what}", rename=vq_names)

@@ -60,7 +60,9 @@ def import_checkpoint(model: MemoryTalker, checkpoint: str | Path, vqvae: str | 
     expected = model.state_dict()
     state = common.upgrade_hf_names(from_official(official), expected)
     state["stylized"] = torch.tensor(has_style)
-    common.check_state(state, expected, path, f"memorytalker {preset}", rename=lambda k: common.rename_key(k, _PREFIXES))
+    common.check_state(
+        state, expected, path, f"memorytalker {preset}", rename=lambda k: common.rename_key(k, _PREFIXES)
+    )
     return state
 
 
