@@ -203,3 +203,28 @@ def test_cli_reports_the_cached_encoder(tiny):
     assert "cached" in out.output and str(result.path) in out.output and "phoneme error" in out.output
     bad = CliRunner().invoke(app, ["pretrain-encoder", "--preset", "huge"])
     assert bad.exit_code == 2 and "preset" in bad.output
+
+
+def test_memorytalker_text_head_from_the_encoder(tiny):
+    from talkbench.datasets.spec import Split
+    from talkbench.methods.memorytalker.config import MemoryTalkerConfig
+    from talkbench.methods.memorytalker.model import MemoryTalker
+
+    result, _ = tiny
+    spec = DatasetSpec(name="fake", fps=30.0, n_vertices=12, splits={"train": Split(("A", "B"))},
+                       train_subjects=("A", "B"), regions={"lips": np.array([1, 2, 3])})
+
+    def build(init: str, **audio) -> MemoryTalker:
+        cfg = MemoryTalkerConfig(audio=_tiny_audio_cfg(name_or_path=str(result.path), **audio),
+                                 memory_slots=32, feature_dim=16, n_heads=2, ffn_dim=32, style_channels=16,
+                                 style_out_dim=24, style_dense_blocks=2, text_head_init=init)
+        return MemoryTalker(cfg, spec)
+
+    w, b = phoneme_head_weights(32, str(result.path))
+    model = build("encoder")
+    assert torch.equal(model.lm_head.weight, w) and torch.equal(model.lm_head.bias, b)
+    assert not torch.equal(build("random").lm_head.weight, w)
+    with pytest.raises(ConfigError, match="text_head_init"):
+        MemoryTalkerConfig(text_head_init="phonemes").validate()
+    with pytest.raises(ConfigError, match="audio.kind 'synthtalk'"):
+        MemoryTalkerConfig(text_head_init="encoder").validate()

@@ -168,7 +168,7 @@ def build_pretrained_encoder(cfg: AudioEncoderConfig, spec: DatasetSpec) -> Synt
 
 
 def phoneme_head_weights(
-    n_out: int, name_or_path: str = KIND
+    n_out: int, name_or_path: str = KIND, in_dim: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(weight (n_out, d_model), bias (n_out,)) of the encoder's phoneme head, for a text-logit head of
     ``n_out`` classes (MemoryTalker's ``memory_slots``). Rows beyond the phoneme inventory are unused
@@ -177,6 +177,11 @@ def phoneme_head_weights(
     state = load_checkpoint(name_or_path)
     weight, bias = state["head"]["weight"], state["head"]["bias"]
     n_ph = weight.shape[0]
+    if in_dim is not None and in_dim != weight.shape[1]:
+        raise ConfigError(
+            f"text-logit head on {in_dim}-dim features cannot take the phoneme head of {state['path']} "
+            f"({weight.shape[1]}-dim); expected audio.d_model={weight.shape[1]}"
+        )
     if n_out < n_ph:
         raise ConfigError(
             f"text-logit head of {n_out} classes cannot hold the encoder's {n_ph} phonemes "

@@ -35,6 +35,9 @@ class MemoryTalkerConfig:
     n_layers: int = 1
     dropout: float = 0.1  # decoder layer and PPE dropout (PyTorch default as released)
     final_dropout: float = 0.1  # before the logits head (HuBERT's final_dropout)
+    # text-logit head init: random (as released) | encoder (the phoneme head of the SynthTalk-pretrained
+    # encoder, audio.kind synthtalk: the logits that address the memory start as phoneme posteriors)
+    text_head_init: str = "random"
     motion_dropout: float = 0.0  # E_m dropout (0.1 in an older BIWI version)
     # -- style branch (spec §3.1) ---------------------------------------------------------------
     style_n_mels: int = 80
@@ -93,6 +96,15 @@ class MemoryTalkerConfig:
             )
         if self.style_input not in ("audio", "none"):
             raise ConfigError(f"memorytalker.style_input must be 'audio' or 'none', got '{self.style_input}'")
+        if self.text_head_init not in ("random", "encoder"):
+            raise ConfigError(
+                f"memorytalker.text_head_init must be 'random' or 'encoder', got '{self.text_head_init}'"
+            )
+        if self.text_head_init == "encoder" and self.audio.kind != "synthtalk":
+            raise ConfigError(
+                "memorytalker.text_head_init 'encoder' needs memorytalker.audio.kind 'synthtalk' (the "
+                f"encoder with a phoneme head), got '{self.audio.kind}'"
+            )
         if self.selection not in ("last", "val"):
             raise ConfigError(f"memorytalker.selection must be 'last' or 'val', got '{self.selection}'")
         for key in ("memorizing_epochs", "animating_epochs"):

@@ -86,6 +86,13 @@ class MemoryTalker(Method):
         )
         self.final_dropout = nn.Dropout(cfg.final_dropout)
         self.lm_head = nn.Linear(self.audio_encoder.out_dim, n)  # "text logits" (random init, as released)
+        if cfg.text_head_init == "encoder":  # or the pretrained SynthTalk encoder's phoneme head
+            from talkbench.speech_pretrain.encoder import phoneme_head_weights
+
+            weight, bias = phoneme_head_weights(n, cfg.audio.name_or_path, self.audio_encoder.out_dim)
+            with torch.no_grad():
+                self.lm_head.weight.copy_(weight)
+                self.lm_head.bias.copy_(bias)
         self.txt_proj = nn.Linear(n, c)
         if cfg.memory:
             self.memory = FacialMotionMemory(n, c, cfg.kappa)
