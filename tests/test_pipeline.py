@@ -113,10 +113,23 @@ def test_template_run_logs_everything(store_uri, synthtalk_tiny, tmp_path):
     assert "checkpoints/model.pt" in tr.list_artifacts(result.run_id, "checkpoints")
 
 
-def test_speaker_conditioned_method_predicts_every_condition(store_uri, synthtalk_tiny, onehot_method):
+def test_speaker_conditioned_method_predicts_every_condition(
+    store_uri, synthtalk_tiny, onehot_method, monkeypatch
+):
+    calls: list[tuple[int, list]] = []
+    original = OneHotTemplate.predict_conditions
+
+    def counted(self, audio, template, conditions):
+        calls.append((int(audio.shape[-1]), list(conditions)))
+        return original(self, audio, template, conditions)
+
+    monkeypatch.setattr(OneHotTemplate, "predict_conditions", counted)
     result = pipeline.run(_cfg(onehot_method, synthtalk_tiny), tracking_uri=store_uri, progress=False)
     data = load_dataset("synthtalk", root=synthtalk_tiny)
     spec, test = data.spec, data.split("test")
+    # one call per test clip with all its conditions at once (sample renders reuse the predictions)
+    assert [n for n, _ in calls] == [len(c.audio) for c in test]
+    assert all(conds == list(range(len(spec.train_subjects))) for _, conds in calls)
     # test speakers are unseen: each clip once per training speaker
     assert all(spec.speaker_index(s) == -1 for s in test.subjects)
     assert result.n_predictions == len(test) * len(spec.train_subjects)
@@ -162,7 +175,8 @@ def test_bad_prediction_shape_is_a_clear_error(store_uri, synthtalk_tiny, monkey
     from talkbench.errors import TalkbenchError
 
     monkeypatch.setattr(TemplateMethod, "predict", lambda self, a, t, c=None: torch.zeros(5, 3))
-    with pytest.raises(TalkbenchError, match=r"predict_conditions\(\) for clip .* returned shape \(1, 5, 3\)"):
+    shape = r"predict_conditions\(\) for clip .* returned shape \(1, 5, 3\)"
+    with pytest.raises(TalkbenchError, match=shape):
         pipeline.run(_cfg("template", synthtalk_tiny), tracking_uri=store_uri, progress=False)
 
 
