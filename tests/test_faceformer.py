@@ -217,6 +217,25 @@ def test_predict_any_length_with_cache_matches_rollout():
     assert torch.allclose(short.flatten(1), plain[0], atol=1e-5)
 
 
+@pytest.mark.parametrize("alignment", ["interpolate", "pairs"])
+def test_batched_conditions_equal_the_default_loop(alignment):
+    """The override batches the one-hot conditions exactly: it equals Method's loop over predict()."""
+    from talkbench.methods.base import Method
+
+    fps = 30 if alignment == "interpolate" else 25
+    model = make_model(make_spec(fps=fps, alignment=alignment)).eval()
+    audio = torch.from_numpy(np.random.default_rng(4).standard_normal(15000).astype(np.float32))
+    template = torch.randn(12, 3)
+    conditions = [2, "s0", 1]
+    loop = Method.predict_conditions(model, audio, template, conditions)
+    batched = model.predict_conditions(audio, template, conditions)
+    assert batched.shape == loop.shape and loop.shape[0] == 3
+    torch.testing.assert_close(batched, loop, rtol=0, atol=1e-5)
+    assert not torch.allclose(batched[0], batched[1], atol=1e-4)  # the style changes the output
+    with pytest.raises(TalkbenchError, match="condition"):
+        model.predict_conditions(audio, template, [0, 7])
+
+
 def test_pairs_alignment_crops_motion_to_audio():
     spec = make_spec(fps=25, alignment="pairs")
     model = make_model(spec).eval()

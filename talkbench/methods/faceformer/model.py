@@ -7,6 +7,8 @@ Module names follow the released code: ``audio_feature_map``, ``vertice_map`` (o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -239,8 +241,20 @@ class FaceFormer(Method):
         self, audio: torch.Tensor, template: torch.Tensor, condition: int | str | None = None
     ) -> torch.Tensor:
         """Autoregressive inference with the KV cache, any length: (S,) audio, (V, 3) template ->
-        (T, V, 3) with T = int(S'/50*fps) ('interpolate') or floor(S'_even/2) ('pairs')."""
-        index = self.condition_index(condition)
+        (T, V, 3) with T = int(S'/50*fps) ('interpolate') or floor(S'_even/2) ('pairs'), or the
+        dataset's own count (``DatasetSpec.frames_for_samples``, SynthTalk)."""
+        return self.predict_conditions(audio, template, [condition])[0]
+
+    @torch.no_grad()
+    def predict_conditions(
+        self, audio: torch.Tensor, template: torch.Tensor, conditions: Sequence[int | str | None]
+    ) -> torch.Tensor:
+        """One clip under several speaker conditions: (C, T, V, 3). The audio is encoded once and
+        the one-hot styles run as one batch of the cached rollout; nothing is padded, so each row
+        equals its one-condition prediction (tested to 1e-5)."""
+        if len(conditions) == 0:
+            raise ValueError("predict_conditions needs at least one condition")
+        indices = [self.condition_index(c) for c in conditions]
         audio = torch.as_tensor(audio, dtype=torch.float32)
         template = torch.as_tensor(template, dtype=torch.float32)
         if audio.dim() != 1:
@@ -255,9 +269,10 @@ class FaceFormer(Method):
             memory, n_motion = self.encode(
                 audio[None].to(device), torch.tensor([audio.shape[0]], device=device), None
             )
-            style = self.style(torch.tensor([index], device=device))
+            style = self.style(torch.tensor(indices, device=device))
+            memory = memory.expand(len(indices), -1, -1)
             offsets = self.rollout_cached(memory, style, int(n_motion[0]))
         finally:
             self.train(was_training)
         flat = template.to(device).flatten()
-        return (offsets[0] + flat).view(-1, self.n_vertices, 3)
+        return (offsets + flat).view(len(indices), -1, self.n_vertices, 3)
