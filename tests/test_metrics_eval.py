@@ -446,3 +446,35 @@ def test_static_face_is_not_rewarded(toy):
     assert a["articulation_log_err"] == pytest.approx(math.log(1e3))  # ratio clipped at 1e-3
     assert all(np.isfinite(v) for k, v in ev.flat().items() if "log_err" in k)
     assert ev.to_table().set_index("metric").loc["fdd_abs", "scale"] == 1e-7  # shares fdd's scale
+
+
+# ---------------------------------------------------------------- frame-count mismatches
+
+
+def test_length_mismatches_over_one_frame_are_reported_and_truncated(toy, caplog):
+    spec, clips, _ = toy
+    names = list(clips)
+    preds = []
+    for i, name in enumerate(names):
+        v = clips[name].vertices.astype(np.float64)
+        if i == 0:
+            v = v[:-1]  # one short: the released rounding, tolerated
+        elif i == 1:
+            v = v[:-3]  # three short: reported
+        elif i == 2:
+            v = np.concatenate([v, np.repeat(v[-1:], 2, axis=0)])  # two long: reported
+        for cond in ("T1", "T2"):
+            preds.append((name, cond, v))
+    with caplog.at_level("WARNING", logger="talkbench.metrics.evaluate"):
+        ev = evaluate(preds, spec, clips, n_boot=0)
+    got = {(m.clip, m.condition, m.predicted, m.true) for m in ev.length_mismatches}
+    t1, t2 = clips[names[1]].n_frames, clips[names[2]].n_frames
+    assert got == {
+        (names[1], c, t1 - 3, t1) for c in ("T1", "T2")
+    } | {(names[2], c, t2 + 2, t2) for c in ("T1", "T2")}
+    assert "4 of 20 predictions differ" in caplog.text and names[1] in caplog.text
+    # still scored on the shorter length: the truncated ground truth is a perfect prediction
+    row = ev.per_sequence.set_index(["clip", "condition"]).loc[(names[1], "T1")]
+    assert row["n_frames"] == t1 - 3 and row["lve"] == 0.0
+    exact = evaluate(((n, None, c.vertices) for n, c in clips.items()), spec, clips, n_boot=0)
+    assert exact.length_mismatches == []

@@ -10,6 +10,7 @@ max over conditions are reported as ``<metric>/cond_std|cond_min|cond_max``.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,11 @@ if TYPE_CHECKING:  # the metric layer needs no dataset code at run time
 
 CLOSURE_FRACTION = 0.2  # bilabial_recall v1: closed = below min + 20% of the speaker's true range
 MAX_OFFSET_S = 0.2  # av_offset v1: lags searched within +-0.2 s (6 frames at 30 fps, 5 at 25 fps)
+# predictions within one frame of the ground truth are the protocol's rounding (the released
+# int(S'/50*fps) can fall one short); more than that is reported as a length mismatch
+LENGTH_TOLERANCE = 1
+
+log = logging.getLogger(__name__)
 
 
 def mouth_pair_of(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray] | None:
@@ -58,6 +64,17 @@ def _region(spec: DatasetSpec, name: str) -> np.ndarray:
     return check_indices(spec.regions[name], spec.n_vertices, name)
 
 
+@dataclass(frozen=True)
+class LengthMismatch:
+    """A (clip, condition) whose prediction length differs from the ground truth by more than
+    ``LENGTH_TOLERANCE`` frames; its metrics cover the first min(predicted, true) frames."""
+
+    clip: str
+    condition: str | None
+    predicted: int
+    true: int
+
+
 @dataclass
 class Evaluation:
     """Results of one evaluation. ``per_sequence`` has one row per (clip, condition)."""
@@ -72,6 +89,7 @@ class Evaluation:
     unit: str = "m"
     metrics: tuple[str, ...] = METRIC_ORDER
     skipped: dict[str, str] = field(default_factory=dict)  # metric -> why it was not computed
+    length_mismatches: list[LengthMismatch] = field(default_factory=list)
 
     @property
     def conditioned(self) -> bool:
@@ -276,6 +294,7 @@ def evaluate(
                 gt_curves[name] = lipsync.mouth_opening(clip.vertices, *mouth)
     if not rows:
         raise DataError(f"no predictions to evaluate for '{spec.name}'")
+    mismatches = _length_mismatches(rows, spec.name)
 
     df = pd.DataFrame(rows)
     skipped: dict[str, str] = {}
@@ -294,9 +313,31 @@ def evaluate(
         dataset=spec.name, per_sequence=df, aggregates={}, ci={}, region_digest=spec.region_digest(),
         metric_versions={k: v for k, v in metric_versions().items() if k in metrics},
         table_scales=dict(spec.table_scales), unit=spec.unit, metrics=metrics, skipped=skipped,
+        length_mismatches=mismatches,
     )
     _aggregate(ev, n_boot, seed)
     return ev
+
+
+def _length_mismatches(rows: list[dict], dataset: str) -> list[LengthMismatch]:
+    """The rows whose predicted and true frame counts differ by more than LENGTH_TOLERANCE, with
+    one warning that names them (the metrics still truncate to the shorter length)."""
+    out = [
+        LengthMismatch(r["clip"], r["condition"], int(r["n_frames_pred"]), int(r["n_frames_gt"]))
+        for r in rows
+        if abs(int(r["n_frames_pred"]) - int(r["n_frames_gt"])) > LENGTH_TOLERANCE
+    ]
+    if out:
+        shown = ", ".join(
+            f"{_label(m.clip, m.condition)} ({m.predicted} vs {m.true})" for m in out[:5]
+        )
+        more = f" and {len(out) - 5} more" if len(out) > 5 else ""
+        log.warning(
+            "%s: %d of %d predictions differ from the ground truth by more than %d frame(s) "
+            "(predicted vs true): %s%s; metrics use the shorter length",
+            dataset, len(out), len(rows), LENGTH_TOLERANCE, shown, more,
+        )
+    return out
 
 
 def _segment_columns(df, curves, gt_curves, alignments, fps: float) -> None:
