@@ -43,13 +43,17 @@ def encoder_cache() -> Path:
     return home() / "encoders" / KIND
 
 
+WEIGHT_MODULES = ("data.py", "config.py", "train.py")  # with PhonemeEncoder: all that shapes the weights
+
+
 def code_digest() -> str:
-    """Hash of the code that shapes the checkpoint: this package and the mel encoder's numerics."""
+    """Hash of the code that shapes the checkpoint: the data, settings and training modules, the
+    pretraining model and the mel encoder's numerics (not the loading code of this module)."""
     h = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    for obj in (audio_mod.MelEncoder, audio_mod.log_mel, audio_mod.mel_filterbank,
+    for name in WEIGHT_MODULES:
+        h.update(name.encode())
+        h.update((Path(__file__).parent / name).read_bytes())
+    for obj in (PhonemeEncoder, audio_mod.MelEncoder, audio_mod.log_mel, audio_mod.mel_filterbank,
                 audio_mod.normalize_audio, audio_mod.align_features, audio_mod.time_mask_indices):
         h.update(inspect.getsource(obj).encode())
     return h.hexdigest()[:16]
