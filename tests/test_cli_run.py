@@ -209,6 +209,22 @@ def test_ctrl_c_outside_training_marks_the_run_killed(store_uri, synthtalk_tiny,
     assert tracking.read_run_record(run_id)["finished"] is False
 
 
+def test_ctrl_c_before_the_run_exists_logs_nothing(store_uri, synthtalk_tiny, monkeypatch):
+    from talkbench.config import DatasetConfig
+
+    def interrupted_load(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(DatasetConfig, "load", interrupted_load)
+    out = bench(
+        "run", "--method", "template", "--preset", "tiny", "--data-root", str(synthtalk_tiny),
+        "--tracking-uri", store_uri, "--no-progress",
+    )  # fmt: skip
+    assert out.exit_code == 130, out.output
+    assert out.stderr.strip() == "interrupted before the run was created; nothing was logged"
+    assert tracking.Tracker(store_uri).search_runs("synthtalk", finished_only=False).empty
+
+
 def test_resume_without_a_checkpoint_is_refused_before_anything_is_logged(store_uri, synthtalk_tiny):
     out = bench(
         "run", "--method", "template", "--preset", "tiny", "--data-root", str(synthtalk_tiny),

@@ -116,16 +116,23 @@ def _report_interruption() -> Iterator[None]:
     except Interrupted as exc:
         typer.echo(_interruption_line(exc), err=True)
         raise typer.Exit(130) from None
+    except KeyboardInterrupt:  # pipeline.run turns every later one into Interrupted
+        typer.echo("interrupted before the run was created; nothing was logged", err=True)
+        raise typer.Exit(130) from None
 
 
 def _interruption_line(exc) -> str:
     rid = exc.run_id or "last"
+    head = f"interrupted ({exc.signal_name})"
     if exc.checkpoint is None:
-        return f"interrupted ({exc.signal_name}): no checkpoint saved; run {rid} is marked killed"
-    where = f"epoch {exc.epoch}" if exc.epoch is not None else exc.checkpoint
-    return (
-        f"interrupted ({exc.signal_name}): checkpoint saved at {where}; resume with: bench run --resume {rid}"
+        return f"{head}: no checkpoint saved; run {rid} is marked killed"
+    # epoch None: stopped outside the engine's handler (evaluation, a second Ctrl-C); an older checkpoint
+    saved = (
+        f"checkpoint saved at epoch {exc.epoch}"
+        if exc.epoch is not None
+        else f"last checkpoint {exc.checkpoint}"
     )
+    return f"{head}: {saved}; resume with: bench run --resume {rid}"
 
 
 def _print_result(result, board=None) -> None:
