@@ -547,3 +547,21 @@ def test_presets_resolve_through_load_config(
     )
     assert c.n_codes == 256 or preset == "tiny"
     assert (c.pe_quirk, c.attn_scale_quirk) == ("constant", "hidden")  # defaults as released
+
+
+def test_vqvae_mlp_uses_the_released_tanh_gelu():
+    """Each VQ block's MLP: Linear -> 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) -> Linear, the
+    release's GELU, written out by hand; the erf form differs measurably on the same weights."""
+    from talkbench.methods.codetalker.vqvae import PreNormBlock
+
+    torch.manual_seed(0)
+    block = PreNormBlock(16, 4, 24, "hidden", 0.0).eval()
+    x = 3.0 * torch.randn(2, 5, 16)
+    lin1, lin2 = block.mlp[0], block.mlp[3]
+    h = lin1(block.norm2(x))
+    tanh_gelu = 0.5 * h * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (h + 0.044715 * h**3)))
+    erf_gelu = 0.5 * h * (1.0 + torch.erf(h / math.sqrt(2.0)))
+    with torch.no_grad():
+        got = block.mlp(block.norm2(x))
+        torch.testing.assert_close(got, lin2(tanh_gelu), rtol=0, atol=1e-6)
+        assert (got - lin2(erf_gelu)).abs().max() > 1e-4

@@ -109,7 +109,10 @@ class PreNormBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = SelfAttention(dim, n_heads, scale_quirk, dropout)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, ffn), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn, dim))
+        # the release's GELU is the tanh approximation (spec §3); the erf form flips codes downstream
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, ffn), nn.GELU(approximate="tanh"), nn.Dropout(dropout), nn.Linear(ffn, dim)
+        )
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
