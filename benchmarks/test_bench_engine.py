@@ -85,3 +85,27 @@ def test_atomic_checkpoint_10m_params(benchmark, tmp_path):
     opt.step()
     payload = {"model": model.state_dict(), "optimizer": opt.state_dict(), "rng": ckpt.capture_rng()}
     benchmark.pedantic(ckpt.atomic_save, args=(payload, tmp_path / "last.pt"), rounds=5, warmup_rounds=1)
+
+
+def _train_state_10m() -> ckpt.TrainState:
+    model = torch.nn.Sequential(*[torch.nn.Linear(1000, 1000) for _ in range(10)])
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.randn(2, 1000)).sum().backward()
+    opt.step()
+    return ckpt.TrainState(method="m", fingerprint="f", config_hash="h", stage_index=0, epoch=1,
+                           global_epoch=1, model=model.state_dict(), rng_per_rank=[ckpt.capture_rng()],
+                           optimizer=opt.state_dict())  # fmt: skip
+
+
+@pytest.mark.benchmark(group="checkpoint")
+def test_checksummed_checkpoint_save_10m_params(benchmark, tmp_path):
+    """ckpt.save: serialise, sha256 and write the envelope (compare with the plain atomic_save above)."""
+    state = _train_state_10m()
+    benchmark.pedantic(ckpt.save, args=(state, tmp_path / "last.pt"), rounds=5, warmup_rounds=1)
+
+
+@pytest.mark.benchmark(group="checkpoint")
+def test_checksummed_checkpoint_load_10m_params(benchmark, tmp_path):
+    """ckpt.load: read, verify the sha256, deserialise."""
+    ckpt.save(_train_state_10m(), tmp_path / "last.pt")
+    benchmark.pedantic(ckpt.load, args=(tmp_path / "last.pt",), rounds=5, warmup_rounds=1)

@@ -57,14 +57,17 @@ def save(state: TrainState, path: Path) -> Path:
     """Atomically write ``state`` with a sha256 of its serialized bytes (verified by :func:`load`)."""
     buf = io.BytesIO()
     torch.save(asdict(state), buf)
-    blob = buf.getbuffer()
+    blob = buf.getbuffer()  # a view: the serialized bytes are neither copied nor converted
     envelope = {
         "format": FORMAT,
         "version": VERSION,
         "sha256": hashlib.sha256(blob).hexdigest(),
-        "payload": torch.frombuffer(bytearray(blob), dtype=torch.uint8),
+        "payload": torch.frombuffer(blob, dtype=torch.uint8),
     }
-    return atomic_save(envelope, path)
+    try:
+        return atomic_save(envelope, path)
+    finally:
+        del envelope, blob  # release the view before the buffer goes
 
 
 def load(path: Path) -> TrainState:
