@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -56,10 +56,12 @@ def render_side_by_side(
     audio: np.ndarray | None = None,
     template: np.ndarray | None = None,
     size: int = 512,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Render several sequences of one clip next to each other, each under its label, one audio track.
 
     Sequences are cut to the shortest, so every panel shows the same frame of the same audio.
+    ``progress(done, total)`` is called after each frame (long clips take a while on CPU).
     """
     if not sequences:
         raise TalkbenchError("nothing to render: no sequences given")
@@ -72,9 +74,17 @@ def render_side_by_side(
     with MeshRenderer(faces, camera, size) as renderer:
         streams = [renderer.render_sequence(v) for v in placed]
         frames = (_stack([next(s) for s in streams], labels) for _ in range(n))
+        if progress is not None:
+            frames = _reporting(frames, n, progress)
         if audio is not None:
             audio = np.asarray(audio, np.float32)[: int(round(n / fps * 16_000))]
         return write_mp4(frames, out, fps, audio)
+
+
+def _reporting(frames, total: int, progress: Callable[[int, int], None]):
+    for i, frame in enumerate(frames, 1):
+        yield frame
+        progress(i, total)
 
 
 def _stack(images: list[np.ndarray], labels: list[str | None]) -> np.ndarray:
