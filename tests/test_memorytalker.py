@@ -536,3 +536,43 @@ def test_registry_and_overrides():
     assert (cfg.memory_slots, cfg.triplet_margin, cfg.stage2) == (16, 1.0, False)
     with pytest.raises(ConfigError, match="memory_slots"):
         load_config("memorytalker", preset="tiny", overrides=["memorytalker.memory_slot=16"])
+
+
+# -- fidelity to the release (issue 16 point 3) ---------------------------------------------------
+def test_text_logit_head_initialised_as_released():
+    """lm_head: N(0, 0.02) weights and zero bias (the library's init of a new CTC head), not
+    PyTorch's default Linear init (uniform with bound 1/sqrt(fan_in) = 0.0625 here)."""
+    cfg = tiny_config(memory_slots=32)
+    cfg.audio = dataclasses.replace(cfg.audio, d_model=256)
+    model = MemoryTalker(cfg, make_spec())
+    w, b = model.lm_head.weight.detach(), model.lm_head.bias.detach()
+    assert w.shape == (32, 256)
+    assert torch.equal(b, torch.zeros(32))
+    assert abs(float(w.mean())) < 2e-3 and 0.019 < float(w.std()) < 0.021
+    beyond = float((w.abs() > 0.04).float().mean())  # 4.6 % beyond 2 sigma for a normal
+    assert 0.035 < beyond < 0.057 and float(w.abs().max()) > 0.0625  # a uniform would give 36 % and <= bound
+
+
+def test_lip_loss_runs_over_the_raw_index_list_with_duplicates():
+    """Metrics use the unique lip set; the animating stage's lip loss gathers the release's list, so a
+    repeated vertex weighs twice in the mean: L = (sum_i e_i + e_4) / 6 over ids [1, 2, 3, 4, 4, 5]."""
+    spec = make_spec()
+    spec.regions["lips"] = np.array([1, 2, 3, 4, 5], np.int64)  # the unique set (metrics)
+    spec.lip_loss_indices = np.array([1, 2, 3, 4, 4, 5], np.int64)  # the file as released
+    batch = triplet_batch(spec)
+    model = MemoryTalker(tiny_config(dropout=0.0, final_dropout=0.0), spec)
+    assert model.lip_index.tolist() == [1, 2, 3, 4, 4, 5]
+    model.begin_stage(model.stages()[1])
+    model.eval()
+    with torch.no_grad():
+        full = model.loss("animating", batch)["lip"]
+        per_vertex = {}
+        for v in (1, 2, 3, 4, 5):
+            model.lip_index = torch.tensor([v])
+            per_vertex[v] = model.loss("animating", batch)["lip"]
+    expected = (sum(per_vertex.values()) + per_vertex[4]) / 6
+    assert torch.allclose(full, expected, rtol=1e-5)
+    unique_mean = sum(per_vertex.values()) / 5
+    assert not torch.allclose(full, unique_mean, rtol=1e-3)  # the deduplicated loss differs
+    spec.lip_loss_indices = None  # datasets without a raw list fall back to the region
+    assert MemoryTalker(tiny_config(), spec).lip_index.tolist() == [1, 2, 3, 4, 5]

@@ -85,7 +85,10 @@ class MemoryTalker(Method):
             audio_encoder if audio_encoder is not None else build_audio_encoder(cfg.audio, spec)
         )
         self.final_dropout = nn.Dropout(cfg.final_dropout)
-        self.lm_head = nn.Linear(self.audio_encoder.out_dim, n)  # "text logits" (random init, as released)
+        self.lm_head = nn.Linear(self.audio_encoder.out_dim, n)  # "text logits", trained from random
+        # as released: the library's init of a new CTC head, N(0, 0.02) weights and zero bias (spec §2.1)
+        nn.init.normal_(self.lm_head.weight, mean=0.0, std=0.02)
+        nn.init.zeros_(self.lm_head.bias)
         if cfg.text_head_init == "encoder":  # or the pretrained SynthTalk encoder's phoneme head
             from talkbench.speech_pretrain.encoder import phoneme_head_weights
 
@@ -120,9 +123,10 @@ class MemoryTalker(Method):
             )
         # True once the animating stage has begun: prediction then stylizes the memory (saved in checkpoints)
         self.register_buffer("stylized", torch.tensor(False))
-        self.register_buffer(
-            "lip_index", torch.as_tensor(spec.regions.get("lips", []), dtype=torch.long), persistent=False
-        )
+        # the release's lip loss runs over its index file as written (VOCASET: 254 entries, 4 of them
+        # repeated, which weigh twice); the metrics use the unique region
+        lips = spec.lip_loss_indices if spec.lip_loss_indices is not None else spec.regions.get("lips", [])
+        self.register_buffer("lip_index", torch.as_tensor(lips, dtype=torch.long), persistent=False)
         # parameters trainable at construction = everything but the frozen CNN (stage 1's set)
         self._stage1_prefixes = self._trainable_prefixes(exclude=("style_encoder",))
         self._stage: str | None = None
