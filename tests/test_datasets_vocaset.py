@@ -39,6 +39,9 @@ def test_spec_follows_the_published_protocol(voca):
     assert spec.audio_alignment == "interpolate" and spec.unit == "m"
     # MemoryTalker's lips_coordinates.npy has duplicates: the region is the unique set
     assert spec.regions["lips"].tolist() == [10, 11, 3504, 3546]
+    # ... while the methods' lip loss gets the file as released: file order, duplicates kept
+    assert spec.lip_loss_indices.tolist() == [3546, 3504, 3504, 10, 11]
+    assert spec.frame_rule == "features"  # the released int(S'/50*30) frame count
     assert len(spec.regions["upper_face"]) == 100
 
 

@@ -55,6 +55,9 @@ class DatasetSpec:
     # "features" = the official code's rule from the 50 Hz speech features (VOCASET, BIWI);
     # "samples" = the SynthTalk generator's rule from the sample count, which its ground truth follows
     frame_rule: str = "features"
+    # lip vertex ids of the released training lip loss, in file order with duplicates (VOCASET's file
+    # has 254 entries, 250 unique); None = regions["lips"]. Metrics always use the unique regions.
+    lip_loss_indices: np.ndarray | None = None
 
     @property
     def stride(self) -> int:

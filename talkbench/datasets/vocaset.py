@@ -62,6 +62,13 @@ def load_regions(
     return regions
 
 
+def load_raw_lips(root: Path, n_vertices: int) -> np.ndarray | None:
+    """The lip index file as released (file order, duplicates kept), for the methods' lip loss;
+    None when the lips come from elsewhere than a file that load_regions reads."""
+    found = next((root / p for p in REGION_FILES["lips"] if (root / p).is_file()), None)
+    return None if found is None else load_index_file(found, n_vertices)
+
+
 def build_spec(root: Path, templates: dict[str, np.ndarray]) -> DatasetSpec:
     n_vertices = next(iter(templates.values())).shape[0]
     if n_vertices != N_VERTICES:
@@ -83,6 +90,7 @@ def build_spec(root: Path, templates: dict[str, np.ndarray]) -> DatasetSpec:
         splits=dict(SPLITS),
         train_subjects=TRAIN_SUBJECTS,
         regions=load_regions(root, REGION_FILES, n_vertices),
+        lip_loss_indices=load_raw_lips(root, n_vertices),
         faces=faces,
         audio_alignment="interpolate",
         period=30,
