@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 
-import pytest
+# one intra-op thread per test process: `pytest -n 2` on 2 cores, and tiny models, where a second
+# thread costs more in synchronisation than it gains (20x slower attention on a loaded machine)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="session")
