@@ -19,12 +19,16 @@ step (plus attention over the cached keys, negligible next to the 1024-d project
   bounds the staleness of the cache to half the prefix and costs about one extra frame per frame
   (amortised O(1)); ``every`` reproduces `exact` (O(T) per step, a reference for tests); ``none``
   never rebuilds.
+- ``feedback``: the predictor's ``vertice_map``. The fed-back token is vertice_map(vertice_map_reverse(x)),
+  two V*3-wide linears in a row; they are fused into one hidden x hidden linear, computed once per
+  decoder. At batch 1 a step is bound by streaming the weights, and these two are a quarter of them.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from talkbench.methods.codetalker.vqvae import MotionDecoder, PreNormBlock
 from talkbench.methods.layers import sinusoid_table
@@ -54,10 +58,13 @@ def _attend_block(
 
 class IncrementalDecoder:
     """Feeds quantised frames (B, 1, H*C) one at a time; ``push`` returns the offsets (B, 1, V*3) that
-    the last frame of a full decode of the prefix gives (exactly, or approximately: module docstring).
-    Eval mode only (no dropout)."""
+    the last frame of a full decode of the prefix gives (exactly, or approximately: module docstring),
+    or with ``feedback`` that linear applied to them (B, 1, out). Eval mode only (no dropout)."""
 
-    def __init__(self, decoder: MotionDecoder, refresh: str = "doubling", eps: float = 1e-5):
+    def __init__(
+        self, decoder: MotionDecoder, refresh: str = "doubling", eps: float = 1e-5,
+        feedback: nn.Linear | None = None,
+    ):
         if refresh not in REFRESH:
             raise ValueError(f"refresh must be one of {', '.join(REFRESH)}, got '{refresh}'")
         self.dec = decoder
@@ -76,6 +83,17 @@ class IncrementalDecoder:
         n_layers = len(decoder.transformer.blocks)
         self.keys: list[torch.Tensor | None] = [None] * n_layers
         self.values: list[torch.Tensor | None] = [None] * n_layers
+        self.out_weight, self.out_bias = self._output(decoder.vertice_map_reverse, feedback)
+
+    @staticmethod
+    @torch.no_grad()
+    def _output(reverse: nn.Linear, feedback: nn.Linear | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if feedback is None:
+            return reverse.weight, reverse.bias
+        bias = feedback.bias
+        if reverse.bias is not None:
+            bias = feedback(reverse.bias)
+        return feedback.weight @ reverse.weight, bias
 
     @property
     def length(self) -> int:
@@ -95,9 +113,9 @@ class IncrementalDecoder:
         return row.to(device=device, dtype=dtype)
 
     def _should_refresh(self, n: int) -> bool:
-        if self.refresh == "every":
-            return n > 1
-        return self.refresh == "doubling" and n > 1 and n & (n - 1) == 0
+        if n == 1 or self.refresh == "every":  # the first frame follows the release's duplication
+            return True
+        return self.refresh == "doubling" and n & (n - 1) == 0
 
     @torch.no_grad()
     def push(self, z_q: torch.Tensor) -> torch.Tensor:
@@ -122,7 +140,7 @@ class IncrementalDecoder:
             out = self._refresh()
         else:
             out = self._step(i, n)
-        return dec.vertice_map_reverse(out)
+        return F.linear(out, self.out_weight, self.out_bias)
 
     def _step(self, i: int, n: int) -> torch.Tensor:
         provisional = [self._conv_out(j, n) for j in range(max(i - self.half + 1, 0), n)]
@@ -142,11 +160,17 @@ class IncrementalDecoder:
         return x
 
     def _refresh(self) -> torch.Tensor:
-        """Full non-causal pass over the prefix (what `exact` decodes); rebuilds the cache."""
+        """Full non-causal pass over the prefix (what `exact` decodes); rebuilds the cache. A single
+        frame is decoded duplicated, as the release does (conv/instance norm need two frames); with
+        the constant PE that equals a one-frame pass, with the fixed PE the copy sees PE(1)."""
         dec = self.dec
         z = torch.stack(self.inputs, dim=1)
+        n = z.shape[1]
+        if n == 1:
+            z = torch.cat([z, z], dim=1)
         valid = torch.ones(z.shape[:2], dtype=torch.bool, device=z.device)
         x = dec.transformer.pe(dec.transformer.embed(dec.squasher(z, valid)))
         for li, block in enumerate(dec.transformer.blocks):
-            x, self.keys[li], self.values[li] = _attend_block(block, x, None, None)
-        return x[:, -1:]
+            x, k, v = _attend_block(block, x, None, None)
+            self.keys[li], self.values[li] = k[:, :, :n], v[:, :, :n]
+        return x[:, n - 1 : n]

@@ -352,7 +352,9 @@ class CodeTalker(Method):
         time against a cache (exact conv and instance-norm statistics, cached attention; see
         incremental.py for what is exact and what is approximated)."""
         cache = self.predictor.start(memory)
-        decoder = IncrementalDecoder(self.vqvae.decoder, self.config.incremental_refresh)
+        decoder = IncrementalDecoder(
+            self.vqvae.decoder, self.config.incremental_refresh, feedback=self.predictor.vertice_map
+        )
         token = first
         feats = []
         for i in range(n):
@@ -360,5 +362,5 @@ class CodeTalker(Method):
             feats.append(f)
             if i == n - 1:
                 break
-            token = self.predictor.embed(decoder.push(self.vqvae.quantize(f).z_q), style)
+            token = decoder.push(self.vqvae.quantize(f).z_q) + style[:, None]  # = embed(offsets, style)
         return torch.cat(feats, dim=1)

@@ -1,0 +1,108 @@
+"""CodeTalker `incremental` inference: the one-frame VQ decode against a cache (incremental.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_codetalker import V, make_model
+
+from talkbench.errors import ConfigError
+from talkbench.methods.codetalker.incremental import IncrementalDecoder
+
+
+def quantised_frames(model, n: int, seed: int = 5, batch: int = 2) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randn(batch, n, model.config.face_groups * model.config.code_dim, generator=g)
+    return model.vqvae.quantize(feats).z_q
+
+
+def full_last(model, z: torch.Tensor) -> torch.Tensor:
+    """What `exact` feeds back for the prefix z: last frame of the full non-causal decode."""
+    return model._decode_last(z)
+
+
+@pytest.mark.parametrize("pe_quirk,io_linears", [("constant", False), ("fixed", False), ("constant", True)])
+def test_every_step_refresh_reproduces_the_full_prefix_decode(pe_quirk, io_linears):
+    model = make_model(pe_quirk=pe_quirk, io_linears=io_linears)
+    z = quantised_frames(model, 11)
+    dec = IncrementalDecoder(model.vqvae.decoder, refresh="every")
+    with torch.no_grad():
+        for n in range(1, 12):
+            assert torch.allclose(dec.push(z[:, n - 1 : n]), full_last(model, z[:, :n]), atol=1e-5)
+
+
+@pytest.mark.parametrize("io_linears", [False, True])
+def test_cached_step_equals_causal_reference(io_linears):
+    """Without refreshes each new frame gets the exact conv output and instance-norm statistics of
+    the full pass over its prefix, then attends causally to the earlier frames as they were computed.
+    (Constant PE, as released: there the duplicated first frame equals a one-frame pass.)"""
+    model = make_model(io_linears=io_linears)
+    dec_mod = model.vqvae.decoder
+    n_frames = 9
+    z = quantised_frames(model, n_frames)
+    with torch.no_grad():
+        h = dec_mod.pre(z) if dec_mod.pre is not None else z
+        rows = []
+        for n in range(1, n_frames + 1):  # the last row of the squasher over each prefix
+            valid = torch.ones(z.shape[0], n, dtype=torch.bool)
+            rows.append(dec_mod.squasher(h[:, :n], valid)[:, -1])
+        x = dec_mod.transformer.pe(dec_mod.transformer.embed(torch.stack(rows, dim=1)))
+        for block in dec_mod.transformer.blocks:  # causal: row n from the block over rows <= n
+            ones = torch.ones(z.shape[0], n_frames, dtype=torch.bool)
+            x = torch.stack([block(x[:, :n], ones[:, :n])[:, -1] for n in range(1, n_frames + 1)], dim=1)
+        ref = dec_mod.vertice_map_reverse(x)
+        dec = IncrementalDecoder(dec_mod, refresh="none")
+        got = torch.cat([dec.push(z[:, i : i + 1]) for i in range(n_frames)], dim=1)
+    assert torch.allclose(got, ref, atol=1e-5)
+    # the first two frames have no earlier frame to differ on; later ones are an approximation
+    exact = torch.cat([full_last(model, z[:, :n]) for n in range(1, n_frames + 1)], dim=1)
+    assert torch.allclose(got[:, :1], exact[:, :1], atol=1e-5)
+    assert not torch.allclose(got[:, 3:], exact[:, 3:], atol=1e-3)
+
+
+def test_doubling_refresh_is_exact_at_powers_of_two_and_cached_between():
+    model = make_model()
+    z = quantised_frames(model, 17)
+    dec = IncrementalDecoder(model.vqvae.decoder, refresh="doubling")
+    none = IncrementalDecoder(model.vqvae.decoder, refresh="none")
+    with torch.no_grad():
+        for n in range(1, 18):
+            got, cached = dec.push(z[:, n - 1 : n]), none.push(z[:, n - 1 : n])
+            exact = full_last(model, z[:, :n])
+            if n & (n - 1) == 0:
+                assert torch.allclose(got, exact, atol=1e-5), n
+            elif n > 4:
+                assert not torch.allclose(got, exact, atol=1e-4), n
+                assert not torch.allclose(got, cached, atol=1e-4), n  # the refreshed cache is used
+    assert dec.length == 17 and len(dec.keys[0][0, 0]) == 17
+
+
+def test_every_refresh_prediction_equals_exact_mode():
+    model = make_model(incremental_refresh="every")
+    audio, template = torch.randn(12000), torch.randn(V, 3)
+    exact = model.predict_conditions(audio, template, [0, 2], "exact")
+    inc = model.predict_conditions(audio, template, [0, 2], "incremental")
+    assert torch.allclose(exact, inc, atol=1e-5)
+
+
+@pytest.mark.parametrize("refresh", ["doubling", "none"])
+def test_incremental_prediction_shape_and_batched_conditions(refresh):
+    model = make_model(batch_conditions=False, incremental_refresh=refresh)
+    audio, template = torch.randn(16000), torch.randn(V, 3)
+    _, frames = model.predictor.encode_audio(audio[None], torch.tensor([16000]), None)
+    single = torch.stack([model.predict(audio, template, condition=c, mode="incremental") for c in range(3)])
+    assert single.shape == (3, int(frames[0]), V, 3) and int(frames[0]) == 29
+    batched = model.predict_conditions(audio, template, [0, 1, 2], "incremental")
+    assert torch.allclose(single, batched, atol=1e-5)
+    assert not torch.allclose(batched[0], batched[1], atol=1e-4)  # the condition matters
+    assert model.predict(audio[:600], template, condition=0, mode="incremental").shape[0] >= 1
+
+
+def test_incremental_config_validation():
+    with pytest.raises(ConfigError, match="incremental_refresh"):
+        make_model(incremental_refresh="sometimes")
+    model = make_model()
+    with pytest.raises(ConfigError, match="exact, fast, incremental"):
+        model.predict_conditions(torch.randn(8000), torch.zeros(V, 3), [0], "quick")
+    with pytest.raises(ValueError, match="refresh"):
+        IncrementalDecoder(model.vqvae.decoder, refresh="sometimes")
