@@ -228,3 +228,25 @@ def test_memorytalker_text_head_from_the_encoder(tiny):
         MemoryTalkerConfig(text_head_init="phonemes").validate()
     with pytest.raises(ConfigError, match="audio.kind 'synthtalk'"):
         MemoryTalkerConfig(text_head_init="encoder").validate()
+
+
+def test_ensure_for_audio_only_acts_on_the_default_synthtalk_encoder(tiny):
+    from talkbench.speech_pretrain.train import ensure_for_audio
+
+    result, _ = tiny
+    assert ensure_for_audio(AudioEncoderConfig(kind="mel")) is None
+    assert ensure_for_audio(_tiny_audio_cfg(pretrained=False)) is None
+    assert ensure_for_audio(_tiny_audio_cfg(name_or_path=str(result.path))) is None
+
+
+@pytest.mark.slow
+def test_pretraining_is_deterministic_for_a_seed(tiny):
+    from talkbench.speech_pretrain.train import pretrain, torch_threads
+
+    result, _ = tiny
+    with torch_threads(1):
+        model, figures = pretrain(preset_config("tiny"))
+    state = load_checkpoint(str(result.path))
+    for name, tensor in model.encoder.state_dict().items():
+        assert torch.equal(tensor, state["encoder"][name]), name
+    assert figures[PER_METRIC] == result.meta[PER_METRIC]

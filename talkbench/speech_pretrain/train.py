@@ -221,3 +221,16 @@ def ensure_pretrained_encoder(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return Result(final / CHECKPOINT, meta, False)
+
+
+def ensure_for_audio(audio_cfg, tracking_uri: str | None = None, tracker=None) -> Result | None:
+    """For a pipeline, before it builds a method: make the default encoder if the method's audio config
+    (``<method>.audio``) loads it (``kind: synthtalk``, pretrained, default name) and it is not cached
+    yet. Returns the cached or new encoder (its ``meta['run_id']`` is the pretraining run), else None."""
+    from .encoder import DEFAULT_NAMES, KIND
+
+    if getattr(audio_cfg, "kind", None) != KIND or not audio_cfg.pretrained:
+        return None
+    if audio_cfg.name_or_path not in DEFAULT_NAMES:
+        return None  # an explicit checkpoint path: nothing to make
+    return ensure_pretrained_encoder(None, tracking_uri=tracking_uri, tracker=tracker)
