@@ -261,3 +261,24 @@ def test_unwritable_out_is_one_error_line(tiny, tmp_path):
     (tmp_path / "file").write_text("x")
     res = _eval(root, pred, "--out", str(tmp_path / "file" / "table.csv"))
     assert res.exit_code == 2 and "--out" in _error_lines(res.output)[0]
+
+
+def test_mixed_conditioned_and_plain_predictions_are_one_error(tiny, tmp_path):
+    # found by the fuzz: with alignments, the segment columns ran before the condition check (KeyError)
+    root, ds, test = tiny
+    pred = _write(
+        tmp_path / "p", test[:1], lambda c: c.vertices, conditions=(None, ds.spec.train_subjects[0])
+    )
+    res = _eval(root, pred)
+    assert res.exit_code == 2, res.output
+    assert "some predictions have no condition" in _error_lines(res.output)[0]
+
+
+def test_plain_and_conditioned_predictions_of_different_clips_are_scored(tiny, tmp_path):
+    # found by the fuzz: pandas turned the missing condition into NaN and the lip-sync lookup failed
+    root, ds, test = tiny
+    pred = _write(tmp_path / "p", test[:1], lambda c: c.vertices)
+    _write(pred, test[1:2], lambda c: c.vertices, conditions=(ds.spec.train_subjects[0],))
+    res = _eval(root, pred)
+    assert res.exit_code == 0, res.output
+    assert "bilabial_recall" in res.output

@@ -297,6 +297,7 @@ def evaluate(
     mismatches = _length_mismatches(rows, spec.name)
 
     df = pd.DataFrame(rows)
+    _check_conditions(df)  # before the segment columns, whose curves are keyed by (clip, condition)
     skipped: dict[str, str] = {}
     if mouth is None:
         for m in ("lip_corr", "av_offset", "av_offset_abs"):
@@ -307,7 +308,6 @@ def evaluate(
     else:
         _segment_columns(df, curves, gt_curves, alignments, spec.fps)
 
-    _check_conditions(df)
     metrics = tuple(m for m in METRIC_ORDER if m not in skipped)
     ev = Evaluation(
         dataset=spec.name, per_sequence=df, aggregates={}, ci={}, region_digest=spec.region_digest(),
@@ -356,6 +356,7 @@ def _segment_columns(df, curves, gt_curves, alignments, fps: float) -> None:
     counts = []
     for name, cond, subject in zip(df["clip"], df["condition"], df["subject"]):
         segments = lipsync.validate_segments(list(alignments[name]), f"alignment of clip '{name}'")
+        cond = None if pd.isna(cond) else cond  # pandas holds a missing condition as NaN
         curve, th = curves[(name, cond)], thresholds[subject]
         closed = lipsync.bilabial_closures(curve, segments, fps, th)
         counts.append(closed + lipsync.vowel_openings(curve, segments, fps, th))
