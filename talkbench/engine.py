@@ -10,9 +10,7 @@ SIGINT/SIGTERM save such a checkpoint at the next step boundary and raise ``erro
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 import math
 import sys
 import time
@@ -112,14 +110,9 @@ def check_stages(stages: list[Stage], method_name: str) -> None:
 
 
 def training_fingerprint(cfg: RunConfig) -> str:
-    """Hash of the settings that shape training; a resume may change the rest (device, workers, eval)."""
-    d = cfg.to_dict()
-    for key in ("device", "eval", "preset"):
-        d.pop(key, None)
-    for key in ("num_workers", "log_every", "checkpoint_every"):
-        d["train"].pop(key, None)
-    blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    """Hash of the settings that shape training; a resume may change the rest (device, workers, eval).
+    Defined by the config (``RunConfig.training_fingerprint``: stable when the schema gains fields)."""
+    return cfg.training_fingerprint()
 
 
 def freeze_for(method: Method, stage: Stage) -> list[nn.Parameter]:
@@ -641,7 +634,7 @@ class _Trainer:
             raise TalkbenchError(
                 f"checkpoint {path} belongs to method '{state.method}', not '{self.method.name}'"
             )
-        if state.fingerprint != training_fingerprint(self.cfg):
+        if not self.cfg.resumes(state.fingerprint):  # today's fingerprint, or 0.1.0's for a 0.1.0 config
             raise ConfigError(
                 f"checkpoint {path} was written by a run with other training settings (config hash "
                 f"{state.config_hash}, this run {self.cfg.config_hash()}); resume with the same "
