@@ -39,6 +39,10 @@ class Tag:
     DATASET_DIGEST = "talkbench.dataset_digest"
     RENDER_ERROR = "talkbench.render_error"
     SOURCE = "talkbench.source"  # a user study's folder
+    # runs made by `bench import` from an official checkpoint (value: contract.IMPORTED_OFFICIAL)
+    IMPORTED = "talkbench.imported"
+    CHECKPOINT = "talkbench.checkpoint"  # the imported file(s): name and sha256
+    REGISTERED_MODEL = "talkbench.registered_model"  # models:/NAME/VERSION of a run's model
     # sweep parents
     SWEEP_HASH = "talkbench.sweep_hash"
     GRID = "talkbench.grid"
@@ -47,6 +51,11 @@ class Tag:
     # MLflow's own
     RUN_NAME = "mlflow.runName"
     PARENT_RUN_ID = "mlflow.parentRunId"
+    NOTE = "mlflow.note.content"  # the run's (and experiment's) description in the UI
+    SOURCE_NAME = "mlflow.source.name"
+    SOURCE_TYPE = "mlflow.source.type"
+    SOURCE_GIT_COMMIT = "mlflow.source.git.commit"
+    EXPERIMENT_KIND = "mlflow.experimentKind"  # experiment tag: which UI page opens the experiment
 
     @staticmethod
     def version(package: str) -> str:
@@ -65,6 +74,10 @@ class Tag:
     def scale(metric: str) -> str:
         """The table scale a metric is shown divided by."""
         return f"talkbench.scale.{metric}"
+
+
+# value of Tag.EXPERIMENT_KIND on talkbench experiments: the UI opens the runs table, not GenAI traces
+EXPERIMENT_KIND = "custom_model_development"
 
 
 class Kind:
@@ -89,6 +102,20 @@ def test_metric(name: str) -> str:
     return f"{TEST_PREFIX}{name}"
 
 
+def test_ci_low(name: str) -> str:
+    """Lower bound of a test metric's bootstrap CI, named so the UI lists it beside ``test/<name>``."""
+    return f"{TEST_PREFIX}{name}_ci_low"
+
+
+def test_ci_high(name: str) -> str:
+    return f"{TEST_PREFIX}{name}_ci_high"
+
+
+def sweep_grid_param(key: str) -> str:
+    """A sweep parent's param holding one grid axis (the values, comma separated)."""
+    return f"grid.{key}"
+
+
 def metric_column(metric_key: str) -> str:
     """The column of a logged metric in ``mlflow.search_runs`` DataFrames."""
     return f"metrics.{metric_key}"
@@ -111,6 +138,9 @@ PREDICTIONS_DIR = "predictions"
 RENDERS_DIR = "renders"
 CHECKPOINTS_DIR = "checkpoints"
 GIT_DIFF_ARTIFACT = "provenance/git.diff"
+MODEL_ARTIFACT = "model"  # the MLflow model (pyfunc): runs:/<run id>/model
+IMPORTED_OFFICIAL = "official"  # Tag.IMPORTED value; the leaderboard labels such rows OFFICIAL_LABEL
+OFFICIAL_LABEL = "official checkpoint"
 
 # -- prediction files -----------------------------------------------------------------------------
 CONDITION_SEP = "_condition_"

@@ -9,6 +9,7 @@ the ``run.json`` records that let ``--resume`` reopen the same MLflow run.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -16,23 +17,31 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
-from talkbench import contract
+from talkbench import contract, paths
 from talkbench.errors import TalkbenchError
 from talkbench.paths import RUN_RECORD, run_dir, runs_root
 
 # artifact downloads print a tqdm bar each; reports download dozens of small files
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow's own default since 3.7
+STORE_FILE = "mlflow.db"  # the default store, under TALKBENCH_HOME
+# bounded HTTP calls to a tracking server (MLflow's defaults retry for minutes); the user's env wins
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+SYSTEM_METRICS_INTERVAL_S = 10.0  # MLflow's default; MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides
 MAX_PARAM_CHARS = 6000  # mlflow/utils/validation.py limits
 MAX_TAG_CHARS = 8000
 MAX_BATCH = 100
@@ -40,14 +49,33 @@ MAX_METRIC_BATCH = 1000
 _LOCK_RETRIES = 60
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------
 # locations
 # ---------------------------------------------------------------------------------------------
+def default_tracking_uri() -> str:
+    """One store that does not move with the working directory: ``$TALKBENCH_HOME/mlflow.db``."""
+    return f"sqlite:///{paths.home() / STORE_FILE}"
+
+
 def resolve_tracking_uri(uri: str | None = None) -> str:
-    """``--tracking-uri`` wins, then ``MLFLOW_TRACKING_URI``, then MLflow's default (sqlite in the cwd)."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    """``--tracking-uri`` wins, then ``MLFLOW_TRACKING_URI``, then :func:`default_tracking_uri`.
+
+    A relative ``sqlite:///x.db`` is made absolute (against the cwd now), so the URI saved in a run's
+    record names the same store from any directory.
+    """
+    chosen = uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    db = sqlite_path(chosen)
+    if db is None or db.is_absolute():
+        return chosen
+    query = chosen.partition("?")[1] + chosen.partition("?")[2]
+    return f"sqlite:///{db.absolute()}{query}"
+
+
+def is_default_store(uri: str) -> bool:
+    return uri == default_tracking_uri()
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -91,6 +119,58 @@ def _quiet_mlflow_logs() -> None:
     # schema migrations log at INFO on every fresh store; keep the CLI output to what matters
     for name in ("mlflow.store.db.utils", "alembic", "alembic.runtime.migration", "mlflow.tracking"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # the system-metrics thread warns on every failed call; a dead server is reported once, by us
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.CRITICAL)
+
+
+def _bound_http_calls(uri: str) -> None:
+    """Every later call to an http(s) store gives up after ~30 s instead of MLflow's minutes of retries."""
+    if uri.startswith(("http://", "https://")):
+        for key, value in HTTP_DEFAULTS.items():
+            os.environ.setdefault(key, value)
+
+
+class TrackingUnavailable(TalkbenchError):
+    """The tracking store stopped answering after the run started (server down, network gone)."""
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    """A failed transport (not a refused request such as a missing run): MLflow's REST client wraps
+    connection errors, timeouts and exhausted retries as "API request to ... failed with exception"."""
+    text = str(exc)
+    if "API request to" in text and ("failed with exception" in text or "Max retries" in text):
+        return True
+    try:
+        import requests
+    except ImportError:  # pragma: no cover - mlflow depends on requests
+        return False
+    return isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout)
+
+
+class _GuardedClient:
+    """``MlflowClient`` whose transport failures become one :class:`TrackingUnavailable` line."""
+
+    def __init__(self, client, uri: str):
+        self._client = client
+        self._uri = uri
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args, **kwargs):
+            try:
+                return attr(*args, **kwargs)
+            except Exception as exc:
+                if _is_unreachable(exc):
+                    raise TrackingUnavailable(
+                        f"tracking store '{self._uri}' stopped answering ({name}): {_first_line(exc)}"
+                    ) from None
+                raise
+
+        return call
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -156,22 +236,37 @@ def package_versions() -> dict[str, str]:
 class Tracker:
     """A tracking store (one URI) with talkbench's conventions; wraps ``mlflow.MlflowClient``."""
 
-    def __init__(self, uri: str | None = None):
+    def __init__(self, uri: str | None = None, create: bool = True):
+        """``create=False`` (read-only commands): a SQLite store that does not exist is an error and
+        nothing is written (no database, no folder, no lock file)."""
         self.uri = resolve_tracking_uri(uri)
         self._db = sqlite_path(self.uri)
+        if self._db is not None and not create and not self._db.is_file():
+            raise TalkbenchError(
+                f"no tracking store at {self._db} ({self.uri}); nothing was created. Runs are logged "
+                "there by `bench run`; point elsewhere with --tracking-uri or MLFLOW_TRACKING_URI"
+            )
+        if self._db is not None and create and is_default_store(self.uri):
+            _make_home(self._db.parent)
         self.check()
         from mlflow import MlflowClient
 
         _quiet_mlflow_logs()
+        _bound_http_calls(self.uri)
         try:
-            if self._db is not None:
-                self.client = self._init_sqlite(self._db, MlflowClient)
+            if self._db is not None and create:
+                client = self._init_sqlite(self._db, MlflowClient)
             else:
-                self.client = MlflowClient(tracking_uri=self.uri)
+                client = MlflowClient(tracking_uri=self.uri)
         except TalkbenchError:
             raise
         except Exception as exc:
             raise TalkbenchError(f"tracking URI '{self.uri}' cannot be used: {_first_line(exc)}") from None
+        self.client = _GuardedClient(client, self.uri)
+
+    def describe(self) -> str:
+        """``store: <uri>`` for the dim line that commands reading the store print."""
+        return f"store: {self.uri}"
 
     def _init_sqlite(self, db: Path, client_cls):
         """Create/migrate the store under a file lock: concurrent first-time migrations of one fresh
@@ -242,16 +337,22 @@ class Tracker:
 
     @retry_locked
     def ensure_experiment(self, name: str) -> str:
-        """Id of the experiment ``name``, created (with its artifact location) if missing."""
+        """Id of the experiment ``name``, created (with its artifact location) if missing; tagged
+        ``mlflow.experimentKind`` so the UI opens its runs table (older experiments get the tag too)."""
+        kind = {contract.Tag.EXPERIMENT_KIND: contract.EXPERIMENT_KIND}
         try:
             exp = self.client.get_experiment_by_name(name)
             if exp is not None:
                 if exp.lifecycle_stage == "deleted":
                     self.client.restore_experiment(exp.experiment_id)
+                if exp.tags.get(contract.Tag.EXPERIMENT_KIND) != contract.EXPERIMENT_KIND:
+                    self.client.set_experiment_tag(exp.experiment_id, *next(iter(kind.items())))
                 return exp.experiment_id
-            return self.client.create_experiment(name, artifact_location=self.artifact_location(name))
+            return self.client.create_experiment(
+                name, artifact_location=self.artifact_location(name), tags=kind
+            )
         except Exception as exc:
-            if _is_locked(exc):
+            if _is_locked(exc) or isinstance(exc, TrackingUnavailable):
                 raise
             # another process may have created it between the two calls
             exp = self.client.get_experiment_by_name(name)
@@ -283,6 +384,34 @@ class Tracker:
     @retry_locked
     def finish_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
+
+    @contextlib.contextmanager
+    def system_metrics(self, run_id: str, resumed: bool = False) -> Iterator[None]:
+        """MLflow's own system metrics (``system/*``: CPU, memory, disk, network, GPU) while inside.
+
+        Never fails the run: without psutil, or with a store that went away, the block runs unmonitored.
+        """
+        try:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            monitor = SystemMetricsMonitor(
+                run_id,
+                sampling_interval=SYSTEM_METRICS_INTERVAL_S,
+                resume_logging=resumed,
+                tracking_uri=self.uri,
+            )
+            monitor.start()
+        except Exception as exc:  # psutil missing, store unreachable
+            log.warning("system metrics not logged: %s", _first_line(exc))
+            monitor = None
+        try:
+            yield
+        finally:
+            if monitor is not None:
+                # finish() joins the sampling thread and flushes; bounded so a dead store cannot hang us
+                stopper = threading.Thread(target=monitor.finish, daemon=True)
+                stopper.start()
+                stopper.join(timeout=15)
 
     # -- logging --------------------------------------------------------------------------------
     @retry_locked
@@ -370,7 +499,7 @@ class Tracker:
         try:
             return self.client.get_run(run_id)
         except Exception as exc:
-            if _is_locked(exc):
+            if _is_locked(exc) or isinstance(exc, TrackingUnavailable):
                 raise
             raise TalkbenchError(f"run '{run_id}' does not exist in tracking store '{self.uri}'") from None
 
@@ -427,6 +556,8 @@ class Tracker:
         dst.mkdir(parents=True, exist_ok=True)
         try:
             return Path(self.client.download_artifacts(run_id, path, str(dst)))
+        except TrackingUnavailable:
+            raise
         except Exception as exc:
             raise TalkbenchError(f"run '{run_id}' has no artifact '{path}': {_first_line(exc)}") from None
 
@@ -454,6 +585,16 @@ def _auth_headers() -> dict[str, str]:
     if user and password:
         return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
     return {}
+
+
+def _make_home(home: Path) -> None:
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TalkbenchError(
+            f"cannot create the talkbench home {home} for the tracking store ({exc.strerror}); "
+            f"set {paths.HOME_ENV} or --tracking-uri"
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -509,8 +650,9 @@ def read_run_record(run_id: str) -> dict:
         raise TalkbenchError(f"--resume {run_id}: {path} is not valid JSON ({exc})") from None
 
 
-def last_unfinished_run() -> str:
-    """Id of the newest run directory whose run has not finished (for ``--resume last``)."""
+def last_unfinished_run(resumable: Callable[[str], bool] | None = None) -> str:
+    """Id of the newest run directory whose run has not finished (for ``--resume last``); with
+    ``resumable``, the newest one it accepts (run folders that cannot be resumed are passed over)."""
     candidates = []
     for path in runs_root().glob(f"*/{RUN_RECORD}"):
         try:
@@ -519,6 +661,10 @@ def last_unfinished_run() -> str:
             continue
         if not record.get("finished"):
             candidates.append((record.get("created", 0.0), path.parent.name))
-    if not candidates:
-        raise TalkbenchError(f"--resume last: no unfinished run under {runs_root()}")
-    return max(candidates)[1]
+    for _, run_id in sorted(candidates, reverse=True):
+        if resumable is None or resumable(run_id):
+            return run_id
+    what = "unfinished run"
+    if candidates:
+        what = f"resumable run ({len(candidates)} unfinished, none with a checkpoint)"
+    raise TalkbenchError(f"--resume last: no {what} under {runs_root()}")

@@ -27,11 +27,16 @@ def _free_port() -> int:
 
 
 # -- URI resolution and the early check ---------------------------------------------------------
-def test_uri_precedence(monkeypatch):
+def test_uri_precedence(monkeypatch, tmp_path):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert tracking.resolve_tracking_uri() == "sqlite:///mlflow.db"
+    monkeypatch.setenv("TALKBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    # the default store lives under TALKBENCH_HOME, not in the working directory
+    assert tracking.resolve_tracking_uri() == f"sqlite:///{tmp_path}/home/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///from-env.db")
-    assert tracking.resolve_tracking_uri() == "sqlite:///from-env.db"
+    # relative SQLite paths are made absolute, so run.json names the same store from anywhere
+    assert tracking.resolve_tracking_uri() == f"sqlite:///{tmp_path}/from-env.db"
+    assert tracking.resolve_tracking_uri("sqlite:////abs/x.db") == "sqlite:////abs/x.db"
     assert tracking.resolve_tracking_uri("http://127.0.0.1:1") == "http://127.0.0.1:1"
 
 
