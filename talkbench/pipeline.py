@@ -17,7 +17,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -197,9 +200,60 @@ def _render_samples(
         tracker.log_artifact(run_id, out_dir, contract.RENDERS_DIR)
 
 
-# -- tags ---------------------------------------------------------------------------------------
-def run_tags(cfg: RunConfig, device: str) -> dict[str, Any]:
+# -- names, descriptions and tags ---------------------------------------------------------------
+def config_overrides(cfg: RunConfig) -> dict[str, Any]:
+    """Settings of ``cfg`` that differ from its preset as loaded without overrides (``--set``,
+    ``--config``), as dotted key -> value; the seed, device and data root are not among them."""
+    from talkbench.config import load_config
+
+    try:
+        base = load_config(cfg.method, dataset=cfg.dataset.name, preset=cfg.preset).identity()
+    except TalkbenchError:  # a preset that no longer resolves: every non-default setting is shown
+        base = {}
+    mine = cfg.identity()
+    flat = cfg.flatten()
+    out = {k: v for k, v in mine.items() if base.get(k, object()) != v}
+    out.update({k: flat.get(k, "default") for k in base if k not in mine})
+    return dict(sorted(out.items()))
+
+
+def _short_key(cfg: RunConfig, key: str) -> str:
+    return key.removeprefix(f"{cfg.method}.")
+
+
+def run_name(cfg: RunConfig, overrides: dict[str, Any] | None = None) -> str:
+    """``method/preset/seedN`` plus the overrides, so runs that differ in a setting differ in name."""
+    overrides = config_overrides(cfg) if overrides is None else overrides
+    name = f"{cfg.method}/{cfg.preset}/seed{cfg.seed}"
+    if overrides:
+        name += " " + ",".join(f"{_short_key(cfg, k)}={v}" for k, v in overrides.items())
+    if len(name) > 240:  # MLflow keeps 250 chars; the hash keeps cut names distinct
+        name = f"{name[:220]}… {cfg.config_hash()[:8]}"
+    return name
+
+
+def run_note(cfg: RunConfig, overrides: dict[str, Any], metrics: dict[str, float] | None = None) -> str:
+    """The run's description (``mlflow.note.content``, Markdown): what ran and, once done, its scores."""
+    lines = [
+        f"**{cfg.method}** on **{cfg.dataset.name}**, preset `{cfg.preset}`, seed {cfg.seed}",
+        "",
+        "Overrides: " + (", ".join(f"`{k}={v}`" for k, v in overrides.items()) if overrides else "none"),
+    ]
+    if metrics:
+        lines += ["", "| metric | value | 95% CI |", "|---|---|---|"]
+        for key, value in metrics.items():
+            name = key.removeprefix(contract.TEST_PREFIX)
+            if key == name or "/" in name or key.endswith(("_ci_low", "_ci_high")):
+                continue  # headline metrics only: not the per-condition spreads, not the bounds
+            lo, hi = metrics.get(contract.test_ci_low(name)), metrics.get(contract.test_ci_high(name))
+            ci = f"[{lo:.4g}, {hi:.4g}]" if lo is not None and hi is not None else ""
+            lines.append(f"| {name} | {value:.4g} | {ci} |")
+    return "\n".join(lines)
+
+
+def run_tags(cfg: RunConfig, device: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     git = tracking.git_info()
+    overrides = config_overrides(cfg) if overrides is None else overrides
     tags: dict[str, Any] = {
         Tag.KIND: contract.Kind.RUN,
         Tag.METHOD: cfg.method,
@@ -210,8 +264,13 @@ def run_tags(cfg: RunConfig, device: str) -> dict[str, Any]:
         Tag.CONFIG_HASH: cfg.config_hash(),
         Tag.GIT_COMMIT: git["commit"],
         Tag.GIT_DIRTY: git["dirty"],
-        Tag.RUN_NAME: f"{cfg.method}/{cfg.preset}/seed{cfg.seed}",
+        Tag.RUN_NAME: run_name(cfg, overrides),
+        Tag.NOTE: run_note(cfg, overrides),
+        Tag.SOURCE_NAME: "bench run",
+        Tag.SOURCE_TYPE: "LOCAL",
     }
+    if git["commit"] != "unknown":
+        tags[Tag.SOURCE_GIT_COMMIT] = git["commit"]
     tags.update({Tag.version(k): v for k, v in tracking.package_versions().items()})
     return tags
 
@@ -220,7 +279,7 @@ def run_tags(cfg: RunConfig, device: str) -> dict[str, Any]:
 def resume_target(run_id: str) -> tuple[str, RunConfig, str]:
     """``(run id, saved config, tracking URI)`` for ``--resume RUN_ID`` or ``--resume last``."""
     if run_id == "last":
-        run_id = tracking.last_unfinished_run()
+        run_id = tracking.last_unfinished_run(resumable=_has_checkpoint)
     record = tracking.read_run_record(run_id)
     if record.get("finished"):
         raise TalkbenchError(f"nothing to resume: run {run_id} already finished")
@@ -228,6 +287,12 @@ def resume_target(run_id: str) -> tuple[str, RunConfig, str]:
     if not config_path.is_file():
         raise TalkbenchError(f"--resume {run_id}: {config_path} is missing; cannot rebuild the run's config")
     return run_id, RunConfig.load(config_path), record.get("tracking_uri") or tracking.resolve_tracking_uri()
+
+
+def _has_checkpoint(run_id: str) -> bool:
+    from talkbench.checkpoint import last_checkpoint
+
+    return last_checkpoint(paths.run_dir(run_id) / contract.CHECKPOINTS_DIR) is not None
 
 
 def _check_resumable(run_id: str) -> None:
@@ -241,6 +306,49 @@ def _check_resumable(run_id: str) -> None:
             f"nothing to resume: run {run_id} has no checkpoint in {ckpt_dir} (it stopped before its "
             "first one); start a new run without --resume"
         )
+
+
+# -- the run's life cycle -----------------------------------------------------------------------
+def validate_data(data, spec) -> None:
+    """Everything about the dataset that can be checked without training, before a run exists:
+    every split's clips are probed (files, headers, lengths, templates) and the splits the run needs
+    are non-empty (the loader already hashed every file for the digest). Raises DataError naming the
+    file; NaN checks of the vertices stay on first access (they read every frame)."""
+    from talkbench.errors import DataError
+
+    for name in spec.splits:
+        clips = data.split(name)
+        if name in ("train", "test") and len(clips) == 0:
+            root = getattr(data, "root", "?")
+            raise DataError(f"dataset {spec.name} ({root}): the {name} split has no clips")
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM outside training ends the run like Ctrl-C (KILLED, not left RUNNING); the engine's own
+    handler takes over while training and restores this one after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum, frame):
+        raise Interrupted(signal.Signals(signum).name, None)
+
+    previous = signal.signal(signal.SIGTERM, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _end_run(tracker, run_id: str, status: str, exc: BaseException) -> None:
+    """Mark the run FAILED/KILLED; when the store itself went away there is nobody to tell."""
+    if isinstance(exc, tracking.TrackingUnavailable):
+        return
+    with contextlib.suppress(Exception):
+        tracker.finish_run(run_id, status)
+    with contextlib.suppress(Exception):
+        tracking.write_run_record(run_id, status=status)
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -261,6 +369,11 @@ def run(
     """
     if resume is not None and not isinstance(resume, str):
         raise ConfigError("resume: pass the run id to continue (or use resume_target('last'))")
+    with _sigterm_interrupts():
+        return _run(cfg, tracking_uri, resume, parent_run_id, progress)
+
+
+def _run(cfg: RunConfig, tracking_uri, resume, parent_run_id, progress: bool) -> RunResult:
     # 1. the store first: unreachable servers and unwritable paths fail before anything else
     tracker = tracking.Tracker(tracking_uri)
     experiment = cfg.dataset.name
@@ -269,40 +382,52 @@ def run(
         tracker.get_run(resume)  # clear error if the store does not know it
         _check_resumable(resume)
 
-    # 2. data and method (bad data roots and unknown methods fail here, before a run exists)
+    # 2. data and method (bad data, unknown methods fail here, before a run exists)
     data = cfg.dataset.load()
     spec = data.spec
+    validate_data(data, spec)
     method = build_method(cfg, spec)
     device = resolved_device(cfg)
+    tags = run_tags(cfg, device) if resume is None else {}
 
-    # 3. the MLflow run and its directory
+    # 3. the MLflow run and its directory: from here on every exit finishes the run
     if resume is not None:
         run_id = resume
         tracker.reopen_run(run_id)
-        tracker.set_tags(run_id, {Tag.DEVICE: device, Tag.RESUMED: "true"})
     else:
-        run_id = tracker.create_run(experiment_id, tags=run_tags(cfg, device), parent_run_id=parent_run_id)
-    rdir = tracking.write_run_record(
-        run_id, tracking_uri=tracker.uri, experiment=experiment, method=cfg.method, finished=False
-    )
+        run_id = tracker.create_run(experiment_id, tags=tags, parent_run_id=parent_run_id)
+    rdir = paths.run_dir(run_id)
     try:
-        result = _run_inside(tracker, run_id, rdir, cfg, data, spec, method, resume is not None, progress)
+        if resume is not None:
+            tracker.set_tags(run_id, {Tag.DEVICE: device, Tag.RESUMED: "true"})
+        rdir = tracking.write_run_record(
+            run_id,
+            tracking_uri=tracker.uri,
+            experiment=experiment,
+            method=cfg.method,
+            finished=False,
+            status="RUNNING",
+        )
+        with tracker.system_metrics(run_id, resumed=resume is not None):
+            result = _run_inside(tracker, run_id, rdir, cfg, data, spec, method, resume is not None, progress)
+        tracker.set_tags(run_id, {Tag.NOTE: run_note(cfg, config_overrides(cfg), result.metrics)})
+        tracker.finish_run(run_id, "FINISHED")
     except KeyboardInterrupt as exc:
-        with contextlib.suppress(Exception):
-            tracker.finish_run(run_id, "KILLED")
-        if not isinstance(exc, Interrupted):  # Ctrl-C outside the engine's handler (evaluation, say)
+        _end_run(tracker, run_id, "KILLED", exc)
+        if not isinstance(exc, Interrupted) or (exc.checkpoint is None and exc.epoch is None):
+            # stopped outside the engine's handler (evaluation, SIGTERM while predicting): name the
+            # last checkpoint the engine left, if any
             from talkbench.checkpoint import last_checkpoint
 
             last = last_checkpoint(rdir / contract.CHECKPOINTS_DIR)
-            exc = Interrupted("SIGINT", str(last) if last else None)
+            name = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
+            exc = Interrupted(name, str(last) if last else None)
         exc.run_id = run_id
-        raise exc
-    except BaseException:
-        with contextlib.suppress(Exception):
-            tracker.finish_run(run_id, "FAILED")
+        raise exc from None
+    except BaseException as exc:
+        _end_run(tracker, run_id, "FAILED", exc)
         raise
-    tracker.finish_run(run_id, "FINISHED")
-    tracking.write_run_record(run_id, finished=True)
+    tracking.write_run_record(run_id, finished=True, status="FINISHED")
     result.experiment = experiment
     return result
 
@@ -345,7 +470,9 @@ def _run_inside(tracker, run_id, rdir: Path, cfg, data, spec, method, resumed: b
         _render_samples(tracker, run_id, method.name, samples, test, spec, rdir)
 
     # 6. metrics, tables and tags
-    metrics = {contract.test_metric(k): float(v) for k, v in evaluation.flat().items()}
+    metrics = {contract.test_metric(k): float(v) for k, v in evaluation.aggregates.items()}
+    for name, (lo, hi) in evaluation.ci.items():  # beside their value in the UI's metric list
+        metrics[contract.test_ci_low(name)], metrics[contract.test_ci_high(name)] = float(lo), float(hi)
     metrics[contract.SPEED_METRIC] = timing.speed
     tracker.log_metrics(run_id, metrics)
     tracker.log_table(run_id, evaluation.per_sequence, contract.PER_SEQUENCE_ARTIFACT)
