@@ -9,6 +9,7 @@ in a paired test, for both methods.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -154,3 +155,212 @@ def paired_test(a, b, metric: str, n_boot: int = 1000, seed: int = 0) -> PairedT
         score = diff if info.direction == "higher" else -diff
     better = "tie" if score == 0 else ("a" if score > 0 else "b")
     return PairedTest(metric, len(common), va, vb, diff, percentile_ci(diffs), p, better)
+
+
+# -- seeds x clips ------------------------------------------------------------------------------
+# A method run with S seeds on the same N test clips gives a crossed design: a clip that is hard is
+# hard for every seed. The interval below is a two-level bootstrap with two deliberate choices:
+#
+# - clips are resampled jointly: one multiset of clips per replicate, shared by every drawn seed
+#   (and by both methods of a paired comparison). Resampling clips independently within each seed
+#   would average the shared clip effect away and shrink the clip part of the variance by ~1/S.
+# - seeds are resampled with their deviations from the mean inflated by sqrt(S/(S-1)) (a plain seed
+#   bootstrap has variance (S-1)/S of the right one), and the interval is mean +- t * SE with the
+#   bootstrap SE and Welch-Satterthwaite degrees of freedom from the seed part (S-1) and the clip
+#   part (N-1). With 3 seeds a percentile interval covered about 75-80 % of simulated means (seed
+#   noise dominating); this one covers about 95 % (tests/test_stats.py). Counting the seed-by-clip
+#   noise in both parts makes it slightly conservative.
+MIN_SEEDS = 2  # one seed says nothing about how a rerun varies
+MIN_CLIPS = 8  # fewer clips give a bootstrap with a handful of distinct resamples
+
+
+def support_reason(n_seeds: int, n_clips: int) -> str:
+    """Why seeds x clips data cannot support an interval ('' when it can)."""
+    if n_seeds < MIN_SEEDS:
+        return "one seed" if n_seeds == 1 else "no seed"
+    if n_clips < MIN_CLIPS:
+        return f"{n_clips} clips (< {MIN_CLIPS})"
+    return ""
+
+
+@dataclass
+class SeedClipEstimate:
+    """A metric over seeds and clips: mean over seeds of each seed's value on the shared clips."""
+
+    metric: str
+    mean: float
+    std: float  # over seeds, ddof 1; NaN for one seed
+    n_seeds: int
+    n_clips: int
+    ci: tuple[float, float] | None  # None when the data cannot support one (see reason)
+    reason: str = ""
+
+
+@dataclass
+class SeedClipComparison:
+    """A minus B over seeds and clips (paired by clip, and by seed where both have the seed)."""
+
+    metric: str
+    a: float
+    b: float
+    diff: float
+    n_seeds: tuple[int, int]
+    n_clips: int
+    paired_seeds: bool
+    ci: tuple[float, float] | None
+    p_value: float | None  # two-sided, from the same t(SE, df) as the CI, so the two never disagree
+    reason: str = ""
+
+    def favours(self, direction: str) -> str | None:
+        """'a' or 'b' when the CI excludes no difference in favour of one, else None."""
+        if self.ci is None:
+            return None
+        lo, hi = self.ci
+        if direction == "zero":  # closer to zero is better: compare |A| and |B| through the sign
+            if not (lo > 0 or hi < 0):
+                return None
+            return "a" if abs(self.a) < abs(self.b) else "b"
+        if lo > 0:
+            return "a" if direction == "higher" else "b"
+        if hi < 0:
+            return "b" if direction == "higher" else "a"
+        return None
+
+
+def _seed_draws(n_seeds: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, S) seed weights summing to 1 per replicate."""
+    return rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=n_boot) / n_seeds
+
+
+def _per_seed(info: MetricInfo, blocks: list[StatBlock], w: np.ndarray) -> np.ndarray:
+    """(S, B): each seed's metric (mean over conditions) under each clip weighting."""
+    return np.stack([condition_mean(reduce(info, b, w)) for b in blocks])
+
+
+def _inflated(values: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """Seed-level values with their deviation from the seed mean inflated by sqrt(S/(S-1))."""
+    s = values.shape[0]
+    return point + (values - point) * np.sqrt(s / (s - 1))
+
+
+def _satterthwaite(parts: list[tuple[float, float]]) -> float:
+    """Degrees of freedom of a sum of variance components given as (variance, df)."""
+    total = sum(v for v, _ in parts)
+    denom = sum(v * v / df for v, df in parts if df > 0)
+    return math.inf if total <= 0 or denom <= 0 else total * total / denom
+
+
+def _t_interval(point: float, reps: np.ndarray, df: float, level: float) -> tuple[tuple[float, float], float]:
+    reps = reps[np.isfinite(reps)]
+    se = float(reps.std(ddof=1)) if reps.size > 1 else math.nan
+    q = float(sps.t.ppf(0.5 + level / 2.0, df)) if np.isfinite(df) else float(sps.norm.ppf(0.5 + level / 2))
+    return (point - q * se, point + q * se), se
+
+
+def _common_clips(blocks: list[StatBlock]) -> list[str]:
+    common = set(blocks[0].clips)
+    for b in blocks[1:]:
+        common &= set(b.clips)
+    return [c for c in blocks[0].clips if c in common]
+
+
+def _restrict(block: StatBlock, clips: list[str]) -> StatBlock:
+    if block.clips == clips:
+        return block
+    idx = [block.clips.index(c) for c in clips]
+    return StatBlock(
+        clips,
+        [block.subjects[i] for i in idx],
+        block.conditions,
+        {k: v[:, idx] for k, v in block.columns.items()},
+    )
+
+
+def seed_clip_estimate(
+    metric: str, blocks: list[StatBlock], n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> SeedClipEstimate:
+    """Mean, std over seeds and a 95 % CI over seeds and clips of one method (one block per seed)."""
+    if not blocks:
+        raise TalkbenchError(f"{metric}: no per-sequence table to estimate from")
+    info = metric_info(metric)
+    clips = _common_clips(blocks)
+    blocks = [_restrict(b, clips) for b in blocks]
+    s, n = len(blocks), len(clips)
+    per_seed = _per_seed(info, blocks, np.ones((1, n)))[:, 0] if n else np.full(s, np.nan)
+    mean = float(np.nanmean(per_seed)) if np.isfinite(per_seed).any() else math.nan
+    std = float(np.nanstd(per_seed, ddof=1)) if s > 1 else math.nan
+    reason = support_reason(s, n)
+    if reason:
+        return SeedClipEstimate(metric, mean, std, s, n, None, reason)
+    rng = np.random.default_rng(seed)
+    w = bootstrap_weights(n, n_boot, seed)
+    v = _per_seed(info, blocks, w)  # (S, B), the same clip multiset for every seed
+    v = _inflated(per_seed[:, None], mean) + (v - per_seed[:, None])
+    reps = np.einsum("bs,sb->b", _seed_draws(s, n_boot, rng), v)
+    df = _satterthwaite(
+        [(float(np.var(per_seed, ddof=1)) / s, s - 1), (float(np.nanvar(v.mean(axis=0), ddof=1)), n - 1)]
+    )
+    ci, _ = _t_interval(mean, reps, df, level)
+    return SeedClipEstimate(metric, mean, std, s, n, ci)
+
+
+def seed_clip_comparison(
+    metric: str,
+    blocks_a: dict[str, StatBlock],
+    blocks_b: dict[str, StatBlock],
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> SeedClipComparison:
+    """A minus B, each a {seed label: block}. Clips: those both score, resampled jointly for both.
+    Seeds: when both have at least MIN_SEEDS seeds in common, those seeds are paired (the same draws
+    for both, the difference taken per seed); otherwise each method's seeds are resampled apart."""
+    info = metric_info(metric)
+    if not blocks_a or not blocks_b:
+        raise TalkbenchError(f"comparison on {metric}: a method has no per-sequence table")
+    common_seeds = sorted(set(blocks_a) & set(blocks_b))
+    paired = len(common_seeds) >= MIN_SEEDS
+    if paired:
+        blocks_a = {k: blocks_a[k] for k in common_seeds}
+        blocks_b = {k: blocks_b[k] for k in common_seeds}
+    la, lb_ = list(blocks_a.values()), list(blocks_b.values())
+    clips = _common_clips(la + lb_)
+    la, lb_ = [_restrict(b, clips) for b in la], [_restrict(b, clips) for b in lb_]
+    n, sa, sb = len(clips), len(la), len(lb_)
+    ones = np.ones((1, n))
+    pa = _per_seed(info, la, ones)[:, 0] if n else np.full(sa, np.nan)
+    pb = _per_seed(info, lb_, ones)[:, 0] if n else np.full(sb, np.nan)
+    a, b = float(np.nanmean(pa)), float(np.nanmean(pb))
+    reason = support_reason(min(sa, sb), n)
+    if reason:
+        return SeedClipComparison(metric, a, b, a - b, (sa, sb), n, paired, None, None, reason)
+    rng = np.random.default_rng(seed)
+    w = bootstrap_weights(n, n_boot, seed)
+    va, vb = _per_seed(info, la, w), _per_seed(info, lb_, w)
+    clip_var = float(np.nanvar(va.mean(axis=0) - vb.mean(axis=0), ddof=1))
+    if paired:
+        d_seed = pa - pb
+        d = _inflated(d_seed[:, None], a - b) + ((va - vb) - d_seed[:, None])
+        reps = np.einsum("bs,sb->b", _seed_draws(sa, n_boot, rng), d)
+        parts = [(float(np.var(d_seed, ddof=1)) / sa, sa - 1), (clip_var, n - 1)]
+    else:
+        ra = np.einsum(
+            "bs,sb->b", _seed_draws(sa, n_boot, rng), _inflated(pa[:, None], a) + (va - pa[:, None])
+        )
+        rb = np.einsum(
+            "bs,sb->b", _seed_draws(sb, n_boot, rng), _inflated(pb[:, None], b) + (vb - pb[:, None])
+        )
+        reps = ra - rb
+        parts = [
+            (float(np.var(pa, ddof=1)) / sa, sa - 1),
+            (float(np.var(pb, ddof=1)) / sb, sb - 1),
+            (clip_var, n - 1),
+        ]
+    df = _satterthwaite(parts)
+    ci, se = _t_interval(a - b, reps, df, level)
+    if se > 0 and np.isfinite(se):
+        t = abs(a - b) / se
+        p = float(2 * (sps.t.sf(t, df) if np.isfinite(df) else sps.norm.sf(t)))
+    else:
+        p = 1.0 if a == b else 0.0
+    return SeedClipComparison(metric, a, b, a - b, (sa, sb), n, paired, ci, p)
