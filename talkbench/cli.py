@@ -18,7 +18,24 @@ app = typer.Typer(
 )
 
 # each module defines register(app) and adds its commands or sub-apps
-COMMAND_MODULES = ("data", "run", "eval", "sweep", "report", "render", "study", "pretrain")
+COMMAND_MODULES = ("data", "run", "eval", "sweep", "report", "render", "study", "pretrain", "ui")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"talkbench {version('talkbench')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """talkbench: train, evaluate and compare speech-driven 3D facial animation methods."""
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"talkbench.commands.{_name}").register(app)

@@ -10,6 +10,18 @@ import numpy as np
 from talkbench import contract
 from talkbench.errors import TalkbenchError
 
+MODEL_SCHEMES = ("runs:/", "models:/")
+
+
+def resolve_run_id(ref: str, tracking_uri: str) -> str:
+    """The run id behind ``RUN_ID``, ``runs:/RUN_ID[/...]``, ``models:/NAME/VERSION`` or
+    ``models:/NAME@ALIAS`` (a registered model version names the run that logged it)."""
+    if not ref.startswith(MODEL_SCHEMES):
+        return ref
+    from talkbench.mlflow_model import resolve
+
+    return resolve(ref, tracking_uri).run_id
+
 
 @dataclass
 class TrackedRun:
@@ -22,7 +34,8 @@ class TrackedRun:
     def open(cls, run_id: str, tracking_uri: str | None = None) -> TrackedRun:
         from talkbench.tracking import Tracker
 
-        tracker = Tracker(tracking_uri)
+        tracker = Tracker(tracking_uri, create=False)  # readers never create a store
+        run_id = resolve_run_id(run_id, tracker.uri)  # runs:/ and models:/ URIs name a run too
         tracker.get_run(run_id)  # a run that does not exist -> clear error
         return cls(run_id, tracker)
 

@@ -37,7 +37,7 @@ def run_command(
     tracking_uri: str | None = typer.Option(
         None,
         "--tracking-uri",
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db).",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///$TALKBENCH_HOME/mlflow.db).",
     ),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     resume: str | None = typer.Option(
@@ -48,6 +48,9 @@ def run_command(
         None, "--parent-run", help="Nest this run under a parent MLflow run (used by `bench sweep`)."
     ),
     no_leaderboard: bool = typer.Option(False, "--no-leaderboard", help="Do not print the leaderboard."),
+    register: str | None = typer.Option(
+        None, "--register", help="Add the run's MLflow model to the Model Registry under this name."
+    ),
 ) -> None:
     """Train (all stages), predict the test split, evaluate, log to MLflow, print the leaderboard."""
     with one_line_errors():
@@ -65,6 +68,7 @@ def run_command(
                     ("--set", overrides),
                     ("--config", config),
                     ("--device", device),
+                    ("--register", register),
                 )
                 if v
             ]
@@ -87,7 +91,7 @@ def run_command(
                 dataset=dataset,
                 preset=preset,
                 config_file=config,
-                overrides=overrides or [],
+                overrides=[*(overrides or []), *([f"eval.register={register}"] if register else [])],
                 seed=seed,
                 device=device,
                 data_root=data_root,
@@ -96,6 +100,8 @@ def run_command(
                 result = pipeline.run(
                     cfg, tracking_uri=tracking_uri, progress=not no_progress, parent_run_id=parent_run
                 )
+        if result.rank:  # under torchrun only rank 0 reports (it logged the run)
+            return
         board = None
         if not no_leaderboard:
             from talkbench.reports import leaderboard as lb
@@ -114,6 +120,10 @@ def _report_interruption() -> Iterator[None]:
     try:
         yield
     except Interrupted as exc:
+        if exc.run_id is None:  # SIGTERM before the MLflow run existed
+            line = f"interrupted ({exc.signal_name}) before the run was created; nothing was logged"
+            typer.echo(line, err=True)
+            raise typer.Exit(130) from None
         typer.echo(_interruption_line(exc), err=True)
         raise typer.Exit(130) from None
     except KeyboardInterrupt:  # pipeline.run turns every later one into Interrupted
@@ -145,7 +155,7 @@ def _print_result(result, board=None) -> None:
     )
     if board is not None:
         console.print(lb.to_rich(board))
-    console.print(f"tracking: {result.tracking_uri}  (mlflow ui --backend-store-uri {result.tracking_uri})")
+    console.print(f"store: {result.tracking_uri}  (bench ui to browse it)", style="dim")
 
 
 def methods_command(
@@ -221,6 +231,10 @@ def leaderboard_command(
             raise ConfigError(f"--format '{fmt}': expected one of {', '.join(lb.FORMATS)}")
         names = [m.strip() for item in metrics or [] for m in item.split(",") if m.strip()]
         board = lb.leaderboard(dataset, tracking_uri=tracking_uri, metrics=names or None, highlight=highlight)
+        from talkbench.tracking import resolve_tracking_uri
+
+        store = resolve_tracking_uri(tracking_uri)
+    typer.secho(f"store: {store}", dim=True, err=fmt != "table")  # stdout stays a clean table/CSV
     if fmt == "table":
         _console().print(lb.to_rich(board))
         if not board.rows:

@@ -351,4 +351,4 @@ def leaderboard(
     """Build the leaderboard of one dataset from the tracking store (finished runs only)."""
     from talkbench.tracking import Tracker
 
-    return build(Tracker(tracking_uri).search_runs(dataset), dataset, metrics, highlight)
+    return build(Tracker(tracking_uri, create=False).search_runs(dataset), dataset, metrics, highlight)

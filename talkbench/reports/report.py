@@ -82,7 +82,7 @@ def build_report(
 ) -> Report:
     from talkbench.tracking import Tracker
 
-    tracker = Tracker(tracking_uri)
+    tracker = Tracker(tracking_uri, create=False)  # readers never create a store
     runs, variants = _split_by_dataset_version(_select_runs(tracker, dataset, run_ids))
     out = Path(out_dir or Path("reports") / dataset)
     fig_dir = out / "figures"
