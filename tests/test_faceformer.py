@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from talkbench.datasets.batch import collate
 from talkbench.datasets.clip import Clip
@@ -95,7 +94,13 @@ def test_output_is_template_before_training():
 
 
 def _paper_model(preset: str, spec: DatasetSpec) -> FaceFormer:
-    data = yaml.safe_load((PRESETS / f"{preset}.yaml").read_text())["faceformer"]
+    from talkbench.config import preset_layers
+
+    data: dict = {}  # the preset's faceformer section, its ``base:`` file merged first
+    for layer, _ in preset_layers(PRESETS / f"{preset}.yaml"):
+        for key, value in (layer.get("faceformer") or {}).items():
+            both = isinstance(value, dict) and isinstance(data.get(key), dict)
+            data[key] = {**data[key], **value} if both else value
     audio = dict(data.pop("audio"))
     # a tiny random wav2vec2 with the right output size (768): nothing is downloaded
     audio.update(

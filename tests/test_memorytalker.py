@@ -425,7 +425,7 @@ def test_knob_sizes_and_kappa():
     model = MemoryTalker(tiny_config(memory_slots=12, feature_dim=24), spec)
     assert model.memory.M_m.shape == (12, 24) and model.lm_head.out_features == 12
     assert model.fusion_layer.in_features == 48 and model.style_encoder.to_style_emb.out_features == 12
-    z = torch.randn(1, 4, 12)
+    z = 0.05 * torch.randn(1, 4, 12)  # unsaturated: a large z gives a max of exactly 1.0 at both kappas
     sharp = MemoryTalker(tiny_config(memory_slots=12, feature_dim=24, kappa=64.0), spec)
     k_soft, k_sharp = model.memory.key_address(z), sharp.memory.key_address(z)
     assert torch.allclose(k_soft, torch.softmax(16.0 * z, -1))
@@ -576,3 +576,20 @@ def test_lip_loss_runs_over_the_raw_index_list_with_duplicates():
     assert not torch.allclose(full, unique_mean, rtol=1e-3)  # the deduplicated loss differs
     spec.lip_loss_indices = None  # datasets without a raw list fall back to the region
     assert MemoryTalker(tiny_config(), spec).lip_index.tolist() == [1, 2, 3, 4, 5]
+
+
+def test_predict_conditions_equals_the_default_loop():
+    """Audio-only: the override computes once; the rows equal Method's loop over predict()."""
+    from talkbench.methods.base import Method
+
+    spec = make_spec()
+    model = MemoryTalker(tiny_config(), spec)
+    torch.nn.init.normal_(model.output_proj.weight, std=0.1)  # zero-initialised as released
+    model.begin_stage(model.stages()[1])
+    clip = make_clip("B", 1, 0.6, spec, 7)
+    audio, template = torch.from_numpy(clip.audio), torch.from_numpy(clip.template)
+    loop = Method.predict_conditions(model, audio, template, [None, 0, 2])
+    got = model.predict_conditions(audio, template, [None, 0, 2])
+    assert got.shape == loop.shape and got.shape[0] == 3
+    torch.testing.assert_close(got, loop, rtol=0, atol=1e-6)
+    assert not torch.allclose(got[0], template.expand_as(got[0]), atol=1e-4)  # not the template

@@ -20,6 +20,7 @@ Choices beyond the release (specs/memorytalker.md §10), all identical to it at 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -362,3 +363,13 @@ class MemoryTalker(Method):
             return verts[0]
         finally:
             self.train(was_training)
+
+    @torch.no_grad()
+    def predict_conditions(
+        self, audio: torch.Tensor, template: torch.Tensor, conditions: Sequence[int | None]
+    ) -> torch.Tensor:
+        """(C, T, V, 3): audio-only, so every condition gets the same prediction, computed once."""
+        if len(conditions) == 0:
+            raise ValueError("predict_conditions needs at least one condition")
+        out = self.predict(audio, template)
+        return out[None].expand(len(conditions), *out.shape).clone()
