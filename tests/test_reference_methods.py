@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from _engine_support import MemoryData, memory_loader
+from _engine_support import MemoryData, forget_dummy, memory_loader, register_dummy
 
 from talkbench.config import load_config
 from talkbench.datasets.batch import collate
@@ -112,7 +112,11 @@ def test_bad_training_clip_shape_is_a_clear_error(data):
 
 
 def test_through_the_engine_with_the_period_from_config(data, tmp_path):
-    cfg = load_config("mean-motion", dataset="memory", overrides=["mean-motion.period=4", "device=cpu"])
+    register_dummy()  # the in-memory dataset 'memory' is a registered dataset like any other
+    try:
+        cfg = load_config("mean-motion", dataset="memory", overrides=["mean-motion.period=4", "device=cpu"])
+    finally:
+        forget_dummy()
     method = METHODS.get(cfg.method)(cfg.method_config, data.spec)
     result = train(method, data, cfg, tmp_path, progress=False, loader_factory=memory_loader)
     assert result.history == [] and result.stage_seconds == {}
