@@ -38,6 +38,8 @@ class Tag:
     REGION_DIGEST = "talkbench.region_digest"
     DATASET_DIGEST = "talkbench.dataset_digest"
     RENDER_ERROR = "talkbench.render_error"
+    WORLD_SIZE = "talkbench.world_size"  # processes that trained the run (torchrun)
+    REPLICA_DIGEST = "talkbench.replica_digest"  # sha256 of the weights every rank ended with
     SOURCE = "talkbench.source"  # a user study's folder
     # runs made by `bench import` from an official checkpoint (value: contract.IMPORTED_OFFICIAL)
     IMPORTED = "talkbench.imported"

@@ -99,3 +99,59 @@ class ShardedLoader:
                 break
             if i % w == r:
                 yield batch
+
+
+# -- one MLflow run per torchrun job ------------------------------------------------------------
+class RunAnnouncer:
+    """Rank 0 tells every other rank the id of the MLflow run it created (or that it failed).
+
+    Followers block in :func:`receive_run_id` until rank 0 calls :meth:`share`; when rank 0 fails
+    before that (bad store, bad data), leaving the ``with`` block broadcasts the error instead, so the
+    followers stop with it rather than waiting for the process group's timeout.
+    """
+
+    def __init__(self, info: DistInfo):
+        self.info = info
+        self.sent = False
+
+    def share(self, run_id: str) -> None:
+        if self.info.enabled and not self.sent:
+            dist.broadcast_object_list([("ok", run_id)], src=0)
+        self.sent = True
+
+    def __enter__(self) -> RunAnnouncer:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.info.enabled and not self.sent:
+            message = f"{type(exc).__name__}: {exc}" if exc is not None else "rank 0 created no run"
+            self.sent = True
+            dist.broadcast_object_list([("error", message.splitlines()[0] if message else "")], src=0)
+
+
+def receive_run_id(info: DistInfo) -> str:
+    """The run id that rank 0 shares (see :class:`RunAnnouncer`); an error when rank 0 failed."""
+    from talkbench.errors import TalkbenchError
+
+    box: list[Any] = [None]
+    dist.broadcast_object_list(box, src=0)
+    kind, value = box[0]
+    if kind != "ok":
+        raise TalkbenchError(f"rank {info.rank}: rank 0 failed before creating the run ({value})")
+    return value
+
+
+def replica_digest(module: torch.nn.Module, info: DistInfo) -> str:
+    """sha256 of ``module``'s weights, checked equal on every rank (DDP replicas must not drift)."""
+    import hashlib
+
+    from talkbench.errors import TalkbenchError
+
+    h = hashlib.sha256()
+    for key, value in sorted(module.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    digests = gather_objects(h.hexdigest(), info)
+    if len(set(digests)) > 1:
+        raise TalkbenchError(f"the {info.world_size} ranks ended training with different weights: {digests}")
+    return digests[0]

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from talkbench import contract, paths, tracking
+from talkbench import contract, distributed, paths, tracking
 from talkbench.config import RunConfig
 from talkbench.contract import Tag
 from talkbench.errors import ConfigError, Interrupted, TalkbenchError
@@ -49,6 +49,7 @@ class RunResult:
     n_predictions: int
     evaluation: Any = None  # talkbench.metrics.Evaluation
     train: Any = None  # talkbench.engine.TrainResult
+    rank: int = 0  # under torchrun: only rank 0 (which logged everything) has metrics
 
 
 # -- data and method ----------------------------------------------------------------------------
@@ -366,14 +367,46 @@ def run(
     engine raises ``errors.Interrupted`` after saving a checkpoint: the run is marked KILLED, its
     run directory stays unfinished (``--resume`` picks it up) and the exception propagates with
     ``run_id`` set (a plain KeyboardInterrupt outside the engine is turned into one).
+
+    Under ``torchrun`` every rank calls this: rank 0 creates (or reopens) the one MLflow run and
+    shares its id; the other ranks train their shard under that id and log nothing (``_follow``).
     """
     if resume is not None and not isinstance(resume, str):
         raise ConfigError("resume: pass the run id to continue (or use resume_target('last'))")
     with _sigterm_interrupts():
-        return _run(cfg, tracking_uri, resume, parent_run_id, progress)
+        dinfo = distributed.setup(use_cuda=resolved_device(cfg).startswith("cuda"))  # no-op outside torchrun
+        try:
+            if not dinfo.is_main:
+                return _follow(cfg, dinfo, tracking_uri, resume)
+            with distributed.RunAnnouncer(dinfo) as announcer:
+                return _run(cfg, tracking_uri, resume, parent_run_id, progress, announcer)
+        finally:
+            distributed.teardown(dinfo)
 
 
-def _run(cfg: RunConfig, tracking_uri, resume, parent_run_id, progress: bool) -> RunResult:
+def _follow(cfg: RunConfig, dinfo, tracking_uri: str | None, resume: str | None) -> RunResult:
+    """A torchrun rank other than 0: the run rank 0 created, its shard of training, nothing logged.
+
+    Checkpoints are written by rank 0 and read by every rank from the run directory, so a multi-node
+    job needs TALKBENCH_HOME on a filesystem that every node mounts.
+    """
+    from talkbench.engine import train
+
+    run_id = distributed.receive_run_id(dinfo)
+    data = cfg.dataset.load()
+    method = build_method(cfg, data.spec)
+    rdir = paths.run_dir(run_id)
+    try:
+        result = train(method, data, cfg, rdir, logger=None, resume=resume is not None, progress=False)
+    except Interrupted as exc:
+        exc.run_id = run_id
+        raise
+    distributed.replica_digest(method, dinfo)  # rank 0 checks that every replica agrees and logs it
+    uri = tracking.resolve_tracking_uri(tracking_uri)
+    return RunResult(run_id, rdir, uri, cfg.dataset.name, {}, math.nan, 0, train=result, rank=dinfo.rank)
+
+
+def _run(cfg: RunConfig, tracking_uri, resume, parent_run_id, progress: bool, announcer=None) -> RunResult:
     # 1. the store first: unreachable servers and unwritable paths fail before anything else
     tracker = tracking.Tracker(tracking_uri)
     experiment = cfg.dataset.name
@@ -397,6 +430,8 @@ def _run(cfg: RunConfig, tracking_uri, resume, parent_run_id, progress: bool) ->
     else:
         run_id = tracker.create_run(experiment_id, tags=tags, parent_run_id=parent_run_id)
     rdir = paths.run_dir(run_id)
+    if announcer is not None:
+        announcer.share(run_id)  # the other torchrun ranks (if any) train under this run
     try:
         if resume is not None:
             tracker.set_tags(run_id, {Tag.DEVICE: device, Tag.RESUMED: "true"})
@@ -432,6 +467,14 @@ def _run(cfg: RunConfig, tracking_uri, resume, parent_run_id, progress: bool) ->
     return result
 
 
+def _log_replicas(tracker, run_id: str, method) -> None:
+    """Under torchrun: how many ranks trained, and the weights digest they all ended with."""
+    dinfo = distributed.setup(use_cuda=False)  # the group run() joined; nothing new is created
+    if dinfo.enabled:
+        digest = distributed.replica_digest(method, dinfo)
+        tracker.set_tags(run_id, {Tag.WORLD_SIZE: dinfo.world_size, Tag.REPLICA_DIGEST: digest})
+
+
 def _run_inside(tracker, run_id, rdir: Path, cfg, data, spec, method, resumed: bool, progress: bool):
     from talkbench.engine import train
     from talkbench.metrics import evaluate
@@ -450,6 +493,7 @@ def _run_inside(tracker, run_id, rdir: Path, cfg, data, spec, method, resumed: b
 
     # 4. training (checkpoints in the run dir; the final weights are logged by the engine)
     train_result = train(method, data, cfg, rdir, logger=logger, resume=resumed, progress=progress)
+    _log_replicas(tracker, run_id, method)
 
     # 5. predictions on the test split, then their evaluation, saved files and sample renders
     test = list(data.split("test"))
