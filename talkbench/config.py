@@ -55,6 +55,7 @@ NOT_IDENTITY = (
     "train.checkpoint_every",
     "eval.render_clips",
     "eval.save_predictions",
+    "eval.register",
 )
 
 
@@ -101,6 +102,7 @@ class EvalConfig:
     render_clips: int = 2  # how many test clips to render as videos (0: none)
     save_predictions: bool = True
     n_boot: int = 1000  # bootstrap resamples for confidence intervals
+    register: str | None = None  # Model Registry name for the run's MLflow model (bench run --register)
 
 
 @dataclass

@@ -534,6 +534,10 @@ def _run_inside(tracker, run_id, rdir: Path, cfg, data, spec, method, resumed: b
     for name in evaluation.metrics:
         tags[Tag.scale(name)] = repr(metric_info(name).scale_for(spec.name, spec.table_scales))
     tracker.set_tags(run_id, {k: v for k, v in tags.items() if v != ""})
+    # 7. the MLflow model (pyfunc; registered as cfg.eval.register): predicts without the dataset
+    from talkbench.mlflow_model import log_run_model
+
+    log_run_model(tracker, run_id, cfg, method, data, rdir)
     log.info("run %s: %d predictions, %.1fx real time", run_id, len(predictions), timing.speed)
     return RunResult(
         run_id=run_id,

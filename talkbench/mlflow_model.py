@@ -1,0 +1,278 @@
+"""A trained talkbench model as an MLflow model (pyfunc), the Model Registry, and model URIs.
+
+Beside :mod:`talkbench.tracking`, the only module that imports mlflow (import-linter contract).
+
+The model is a ``mlflow.pyfunc.PythonModel`` wrapping the method; its one artifact is the
+self-contained folder of :mod:`talkbench.model_bundle` (config, weights, DatasetSpec essentials,
+training speakers' templates, talkbench version). ``mlflow.pyfunc.load_model(uri)`` needs no dataset.
+
+pyfunc interface (the logged signature)::
+
+    model.predict({"audio": (S,) float32 16 kHz mono, "template": (V, 3) float32},
+                  params={"condition": ""})  ->  (C, T, V, 3) float32 vertices
+
+``template`` with zero rows ((0, 3)) = the first training speaker's template stored in the model.
+``condition``: "" = the first training speaker (audio-only methods: no condition, C = 1), "all" =
+every training speaker in training order, or one speaker's name.
+
+Model references accepted wherever a run id is: ``RUN_ID``, ``runs:/RUN_ID[/model]``,
+``models:/NAME/VERSION``, ``models:/NAME@ALIAS`` (:func:`resolve`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import mlflow.pyfunc
+import numpy as np
+
+from talkbench import contract
+from talkbench.errors import TalkbenchError
+
+log = logging.getLogger(__name__)
+
+BUNDLE_ARTIFACT = "bundle"  # the pyfunc artifact name of the model folder
+RUNS_SCHEME, MODELS_SCHEME = "runs:/", "models:/"
+
+
+# MLflow warns at subclassing that predict() has no type hints: the signature is explicit instead
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", UserWarning)
+
+    class TalkbenchModel(mlflow.pyfunc.PythonModel):
+        """pyfunc wrapper of a talkbench method (see the module docstring for the interface)."""
+
+        def load_context(self, context) -> None:
+            from talkbench.model_bundle import read_bundle
+
+            self.bundle = read_bundle(context.artifacts[BUNDLE_ARTIFACT])
+            self.method = self.bundle.method("cpu")
+
+        def predict(self, context, model_input, params=None):
+            import torch
+
+            from talkbench.animate import resolve_conditions
+
+            spec = self.bundle.spec
+            audio = np.array(model_input["audio"], np.float32).reshape(-1)  # a writable copy
+            template = np.asarray(model_input.get("template", np.zeros((0, 3))), np.float32)
+            if template.size == 0:
+                template = self.bundle.default_template
+            template = np.array(template, np.float32).reshape(spec.n_vertices, 3)
+            condition = (params or {}).get("condition") or None
+            names = resolve_conditions(self.method, condition)
+            indices = [None if c is None else spec.train_subjects.index(c) for c in names]
+            with torch.no_grad():
+                out = self.method.predict_conditions(
+                    torch.from_numpy(audio), torch.from_numpy(template), indices
+                )
+            return out.detach().float().cpu().numpy()
+
+
+def signature(n_vertices: int):
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
+
+    return ModelSignature(
+        inputs=Schema(
+            [
+                TensorSpec(np.dtype(np.float32), (-1,), "audio"),
+                TensorSpec(np.dtype(np.float32), (-1, 3), "template"),
+            ]
+        ),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, n_vertices, 3))]),
+        params=ParamSchema([ParamSpec("condition", "string", "")]),
+    )
+
+
+def _requirements() -> list[str]:
+    from talkbench.tracking import package_versions
+
+    versions = package_versions()
+    return [f"{pkg}=={versions[pkg]}" for pkg in ("torch", "numpy", "mlflow") if versions[pkg] != "unknown"]
+
+
+@contextlib.contextmanager
+def _store(uri: str) -> Iterator[None]:
+    """MLflow's fluent/model APIs read the global tracking and registry URIs: point them at ``uri``."""
+    old_tracking = mlflow.get_tracking_uri()
+    old_registry = mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(old_tracking)
+        mlflow.set_registry_uri(old_registry)
+
+
+# ------------------------------------------------------------------------------------------ logging
+@dataclass
+class LoggedModel:
+    uri: str  # runs:/<run id>/model
+    model_id: str
+    registered: str | None = None  # models:/NAME/VERSION
+
+
+def log_model(tracker, run_id: str, bundle_dir: str | Path, n_vertices: int, register: str | None = None):
+    """Log the model folder as the run's MLflow model (``contract.MODEL_ARTIFACT``); with
+    ``register``, also as a new version of that registered model."""
+    from mlflow.models import Model
+
+    quiet = logging.getLogger("mlflow")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # "model logged without an input example" etc.
+    try:
+        with _store(tracker.uri), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # type hints: our signature is explicit
+            info = Model.log(
+                None,
+                name=contract.MODEL_ARTIFACT,
+                flavor=mlflow.pyfunc,
+                run_id=run_id,
+                python_model=TalkbenchModel(),
+                artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
+                signature=signature(n_vertices),
+                pip_requirements=_requirements(),
+                registered_model_name=register,
+                await_registration_for=0,
+            )
+    except Exception as exc:
+        raise TalkbenchError(
+            f"run {run_id}: logging the MLflow model failed: {str(exc).splitlines()[0]}"
+        ) from None
+    finally:
+        quiet.setLevel(level)
+    registered = None
+    if register:
+        version = getattr(info, "registered_model_version", None)
+        registered = f"{MODELS_SCHEME}{register}/{version}"
+    return LoggedModel(f"{RUNS_SCHEME}{run_id}/{contract.MODEL_ARTIFACT}", info.model_id, registered)
+
+
+# ------------------------------------------------------------------------------------------ reading
+@dataclass
+class Resolved:
+    run_id: str
+    model_uri: str
+
+
+def is_model_uri(ref: str) -> bool:
+    return ref.startswith((RUNS_SCHEME, MODELS_SCHEME))
+
+
+def resolve(ref: str, tracking_uri: str) -> Resolved:
+    """(run id, model URI) of ``RUN_ID``, ``runs:/RUN_ID[/path]``, ``models:/NAME/V``, ``models:/NAME@A``."""
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    if ref.startswith(RUNS_SCHEME):
+        run_id, _, path = ref[len(RUNS_SCHEME) :].partition("/")
+        return Resolved(run_id, _run_model_uri(client, run_id, path or contract.MODEL_ARTIFACT, tracking_uri))
+    if not ref.startswith(MODELS_SCHEME):
+        return Resolved(ref, _run_model_uri(client, ref, contract.MODEL_ARTIFACT, tracking_uri))
+    body = ref[len(MODELS_SCHEME) :]
+    try:
+        if "@" in body:
+            name, alias = body.split("@", 1)
+            version = client.get_model_version_by_alias(name, alias)
+        else:
+            name, _, number = body.partition("/")
+            if not number.isdigit():
+                raise TalkbenchError(
+                    f"model URI '{ref}': expected models:/NAME/VERSION or models:/NAME@ALIAS"
+                )
+            version = client.get_model_version(name, number)
+    except TalkbenchError:
+        raise
+    except Exception as exc:
+        raise TalkbenchError(
+            f"model '{ref}' is not in the registry of '{tracking_uri}': {str(exc).splitlines()[0][:200]}"
+        ) from None
+    if not version.run_id:
+        raise TalkbenchError(f"model '{ref}' was not logged by a talkbench run (no run id)")
+    return Resolved(version.run_id, ref)
+
+
+def _run_model_uri(client, run_id: str, name: str, tracking_uri: str) -> str:
+    """``models:/<model id>`` of the model ``name`` a run logged (MLflow 3 keeps logged models
+    outside the run's artifacts, so ``runs:/<id>/model`` does not download them)."""
+    try:
+        run = client.get_run(run_id)
+    except Exception:
+        raise TalkbenchError(f"run '{run_id}' does not exist in tracking store '{tracking_uri}'") from None
+    outputs = run.outputs.model_outputs if run.outputs else []
+    for out in reversed(outputs):  # the newest first
+        if client.get_logged_model(out.model_id).name == name:
+            return f"{MODELS_SCHEME}{out.model_id}"
+    raise TalkbenchError(
+        f"run '{run_id}' logged no MLflow model '{name}' (runs logged before talkbench 0.2 carry only "
+        "checkpoints; train it again or `bench import` its weights)"
+    )
+
+
+def load(ref: str, tracking_uri: str):
+    """``(pyfunc model, TalkbenchModel)`` of a model reference (see :func:`resolve`)."""
+    target = resolve(ref, tracking_uri)
+    with _store(tracking_uri):
+        try:
+            model = mlflow.pyfunc.load_model(target.model_uri)
+        except Exception as exc:
+            raise TalkbenchError(
+                f"'{ref}' has no loadable MLflow model ({target.model_uri}): {str(exc).splitlines()[0][:200]}"
+            ) from None
+    python_model = model.unwrap_python_model()
+    if not isinstance(python_model, TalkbenchModel):
+        raise TalkbenchError(f"'{ref}' is an MLflow model but not a talkbench one")
+    return model, python_model
+
+
+# ---------------------------------------------------------------------------------- the run's model
+MAX_REFERENCE_CLIPS = 48  # training clips profiled for the out-of-domain warning (evenly spaced)
+
+
+def training_templates(data) -> dict[str, np.ndarray]:
+    """The training speakers' templates (the loaders' ``templates``, else the first clip's)."""
+    spec = data.spec
+    templates = dict(getattr(data, "templates", None) or {})
+    if not all(s in templates for s in spec.train_subjects):
+        for clip in data.split("train"):
+            templates.setdefault(clip.subject, np.asarray(clip.template, np.float32))
+    return {s: np.asarray(templates[s], np.float32) for s in spec.train_subjects if s in templates}
+
+
+def training_audio_reference(data) -> dict | None:
+    """animate.audio_reference over (up to MAX_REFERENCE_CLIPS of) the training audio."""
+    from talkbench.animate import audio_reference
+
+    refs = list(data.split("train").refs)
+    if not refs:
+        return None
+    step = max(1, len(refs) // MAX_REFERENCE_CLIPS)
+    return audio_reference(data.audio(r) for r in refs[::step][:MAX_REFERENCE_CLIPS])
+
+
+def log_run_model(
+    tracker, run_id: str, cfg, method, data, work_dir: str | Path, extra: dict | None = None
+) -> LoggedModel:
+    """Write the model folder of a trained ``method`` under ``work_dir`` and log it as the run's
+    MLflow model (registered as ``cfg.eval.register`` when set); tags the registered version."""
+    from talkbench.model_bundle import write_bundle
+
+    bundle = write_bundle(
+        Path(work_dir) / contract.MODEL_ARTIFACT,
+        cfg,
+        method,
+        data.spec,
+        training_templates(data),
+        training_audio_reference(data),
+        {"run_id": run_id, **(extra or {})},
+    )
+    logged = log_model(tracker, run_id, bundle, data.spec.n_vertices, register=cfg.eval.register)
+    if logged.registered:
+        tracker.set_tags(run_id, {contract.Tag.REGISTERED_MODEL: logged.registered})
+    return logged

@@ -1,0 +1,133 @@
+"""Every trained run logs an MLflow model (pyfunc) that predicts without the dataset: loaded in a fresh
+process with the dataset folder removed it gives the run's saved predictions; `--register` adds it to
+the Model Registry and ``models:/NAME/1`` / ``models:/NAME@alias`` work wherever a run id does."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import mlflow
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from talkbench import contract
+from talkbench.cli import app
+from talkbench.datasets import load_dataset
+from talkbench.errors import TalkbenchError
+from talkbench.runs import TrackedRun, resolve_run_id
+
+NAME = "tiny-faceformer"
+
+FRESH = r"""
+import json, sys
+import mlflow, numpy as np
+uri, ref, inputs, out = sys.argv[1:5]
+mlflow.set_tracking_uri(uri); mlflow.set_registry_uri(uri)
+model = mlflow.pyfunc.load_model(ref)
+data = np.load(inputs)
+pred = model.predict({"audio": data["audio"], "template": data["template"]}, params={"condition": "all"})
+np.save(out, pred)
+"""
+
+
+@pytest.fixture(scope="module")
+def trained(synthtalk_tiny, tmp_path_factory):
+    """A tiny FaceFormer run registered as NAME, trained on a copy of SynthTalk tiny that is then
+    removed; the first test clip's audio and template are kept aside for the fresh process."""
+    tmp = tmp_path_factory.mktemp("mlflow_model")
+    root = tmp / "synthtalk"
+    shutil.copytree(synthtalk_tiny, root)
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    out = CliRunner().invoke(
+        app,
+        ["run", "--method", "faceformer", "--preset", "tiny", "--data-root", str(root), "--tracking-uri",
+         uri, "--no-progress", "--no-leaderboard", "--register", NAME],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    run_id = next(line.split()[1] for line in out.stdout.splitlines() if line.startswith("run "))
+    data = load_dataset("synthtalk", root)
+    clip = next(iter(data.split("test")))
+    inputs = tmp / "inputs.npz"
+    np.savez(inputs, audio=np.asarray(clip.audio, np.float32), template=np.asarray(clip.template, np.float32))
+    speakers = list(data.spec.train_subjects)
+    shutil.rmtree(root)  # from here on nothing can read the dataset
+    return {
+        "uri": uri,
+        "run_id": run_id,
+        "clip": clip.name,
+        "inputs": inputs,
+        "speakers": speakers,
+        "tmp": tmp,
+    }
+
+
+def _fresh_predict(trained, ref: str):
+    out = trained["tmp"] / "pred.npy"
+    proc = subprocess.run(
+        [sys.executable, "-c", FRESH, trained["uri"], ref, str(trained["inputs"]), str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return np.load(out)
+
+
+def _saved(trained) -> np.ndarray:
+    run = TrackedRun.open(trained["run_id"], trained["uri"])
+    return np.stack([run.prediction(trained["clip"], s) for s in trained["speakers"]])
+
+
+def test_pyfunc_in_a_fresh_process_without_the_dataset_predicts_what_the_run_saved(trained):
+    saved = _saved(trained)
+    client = mlflow.MlflowClient(trained["uri"])
+    model_id = client.get_run(trained["run_id"]).outputs.model_outputs[0].model_id
+    got = _fresh_predict(trained, f"models:/{model_id}")
+    assert got.shape == saved.shape
+    np.testing.assert_allclose(got, saved, atol=1e-6, rtol=0)
+
+
+def test_registered_version_predicts_the_same(trained):
+    got = _fresh_predict(trained, f"models:/{NAME}/1")
+    np.testing.assert_allclose(got, _saved(trained), atol=1e-6, rtol=0)
+
+
+def test_model_carries_spec_templates_version_and_signature(trained):
+    from talkbench import mlflow_model
+
+    pyfunc, python_model = mlflow_model.load(trained["run_id"], trained["uri"])
+    bundle = python_model.bundle
+    assert list(bundle.spec.train_subjects) == trained["speakers"]
+    assert set(bundle.templates) == set(trained["speakers"])
+    assert bundle.spec.faces is not None and bundle.spec.regions["lips"].size
+    assert bundle.meta["talkbench_version"] and bundle.meta["run_id"] == trained["run_id"]
+    assert set(bundle.reference) == {"centroid_hz", "log_flatness", "log_high_band"}
+    inputs = pyfunc.metadata.get_input_schema().input_names()
+    assert inputs == ["audio", "template"]
+    tags = mlflow.MlflowClient(trained["uri"]).get_run(trained["run_id"]).data.tags
+    assert tags[contract.Tag.REGISTERED_MODEL] == f"models:/{NAME}/1"
+
+
+def test_models_uris_resolve_to_the_run(trained):
+    client = mlflow.MlflowClient(trained["uri"], registry_uri=trained["uri"])
+    client.set_registered_model_alias(NAME, "champion", "1")
+    for ref in (f"models:/{NAME}/1", f"models:/{NAME}@champion", f"runs:/{trained['run_id']}/model"):
+        assert resolve_run_id(ref, trained["uri"]) == trained["run_id"]
+        assert TrackedRun.open(ref, trained["uri"]).run_id == trained["run_id"]
+    with pytest.raises(TalkbenchError, match="not in the registry"):
+        resolve_run_id(f"models:/{NAME}/7", trained["uri"])
+
+
+def test_bundle_round_trips_the_spec(trained, synthtalk_tiny, tmp_path):
+    from talkbench.model_bundle import _spec_from_parts, _spec_to_parts
+
+    spec = load_dataset("synthtalk", synthtalk_tiny).spec
+    plain, arrays = _spec_to_parts(spec)
+    back = _spec_from_parts(json.loads(json.dumps(plain, default=str)), arrays)
+    assert back.fps == spec.fps and back.n_vertices == spec.n_vertices and back.digest == spec.digest
+    assert back.splits == spec.splits and back.train_subjects == spec.train_subjects
+    assert back.region_digest() == spec.region_digest()
+    np.testing.assert_array_equal(back.faces, spec.faces)
+    assert back.frames_for_samples(16000) == spec.frames_for_samples(16000)
