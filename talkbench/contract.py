@@ -41,6 +41,7 @@ class Tag:
     WORLD_SIZE = "talkbench.world_size"  # processes that trained the run (torchrun)
     REPLICA_DIGEST = "talkbench.replica_digest"  # sha256 of the weights every rank ended with
     SOURCE = "talkbench.source"  # a user study's folder
+    ENCODER_KEY = "talkbench.encoder_key"  # a pretrained speech encoder's cache key (speech_pretrain)
     # runs made by `bench import` from an official checkpoint (value: contract.IMPORTED_OFFICIAL)
     IMPORTED = "talkbench.imported"
     CHECKPOINT = "talkbench.checkpoint"  # the imported file(s): name and sha256

@@ -17,6 +17,7 @@ from talkbench.datasets.synthtalk.speakers import make_speaker
 from talkbench.errors import ConfigError
 from talkbench.methods.audio import AudioEncoderConfig, MelEncoder, build_audio_encoder
 from talkbench.speech_pretrain import data
+from talkbench.speech_pretrain.cache import EXPERIMENT, ensure_pretrained_encoder
 from talkbench.speech_pretrain.config import PretrainConfig, preset_config
 from talkbench.speech_pretrain.encoder import (
     CNN_MODULES,
@@ -24,7 +25,7 @@ from talkbench.speech_pretrain.encoder import (
     load_checkpoint,
     phoneme_head_weights,
 )
-from talkbench.speech_pretrain.train import EXPERIMENT, PER_METRIC, ensure_pretrained_encoder
+from talkbench.speech_pretrain.train import PER_METRIC
 from talkbench.tracking import Tracker
 
 SPEC30 = DatasetSpec(name="unit", fps=30, n_vertices=12, splits={}, train_subjects=("s0", "s1"))
@@ -231,7 +232,7 @@ def test_memorytalker_text_head_from_the_encoder(tiny):
 
 
 def test_ensure_for_audio_only_acts_on_the_default_synthtalk_encoder(tiny):
-    from talkbench.speech_pretrain.train import ensure_for_audio
+    from talkbench.speech_pretrain.cache import ensure_for_audio
 
     result, _ = tiny
     assert ensure_for_audio(AudioEncoderConfig(kind="mel")) is None

@@ -23,8 +23,9 @@ def pretrain_encoder(
     """Pretrain the SynthTalk encoder on held-apart speakers (frame phoneme classification), or reuse the
     cached one; prints the checkpoint, its held-out frame phoneme error and its MLflow run."""
     from talkbench.errors import ConfigError
+    from talkbench.speech_pretrain.cache import ensure_pretrained_encoder
     from talkbench.speech_pretrain.config import preset_config
-    from talkbench.speech_pretrain.train import PER_METRIC, WALL_METRIC, ensure_pretrained_encoder
+    from talkbench.speech_pretrain.train import PER_METRIC, WALL_METRIC
 
     if threads < 1:
         raise ConfigError(f"--threads: expected a positive integer, got {threads}")

@@ -1,49 +1,30 @@
-"""Pretrain the SynthTalk speech encoder once (frame-wise phoneme classification), cache and log it.
+"""Pretraining of the SynthTalk speech encoder: frame-wise phoneme classification at 50 Hz, fixed seed.
 
-``ensure_pretrained_encoder`` returns the cached checkpoint for a config, pretraining it on a cache
-miss: the checkpoint is written to a temporary folder, logged as one MLflow run (experiment
-``synthtalk-encoder``: settings as params, per-epoch loss and held-out error, the final held-out frame
-phoneme error rate, the checkpoint as an artifact), then moved into place atomically.
+Everything here shapes the weights (its source is part of the cache key); caching and tracking live
+in :mod:`talkbench.speech_pretrain.cache`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import os
-import shutil
-import tempfile
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from talkbench import contract
 from talkbench.errors import DataError
 
 from .config import PretrainConfig
-from .data import HELDOUT_OFFSET, PHONEMES, Utterance, corpus
-from .encoder import CHECKPOINT, META, PhonemeEncoder, encoder_cache, save_checkpoint
+from .data import HELDOUT_OFFSET, Utterance, corpus
+from .encoder import PhonemeEncoder
 
-EXPERIMENT = "synthtalk-encoder"
-RUN_NAME = "synthtalk-encoder-pretrain"
 LOSS_METRIC = "pretrain/loss"
 VAL_PER_METRIC = "pretrain/heldout_per"
 PER_METRIC = "heldout/frame_per"  # frame phoneme error rate on held-out speakers
 TRAIN_PER_METRIC = "train/frame_per"
 WALL_METRIC = "time/pretrain_s"
 CPU_METRIC = "time/pretrain_cpu_s"
-KEY_TAG = "talkbench.encoder_key"  # the cache key, to find the run of a cached checkpoint
-
-
-@dataclass
-class Result:
-    path: Path  # the checkpoint file
-    meta: dict  # per, wall time, run id, parameter count, key
-    cached: bool
 
 
 def _batch(items: list[Utterance]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -157,80 +138,3 @@ def torch_threads(n: int | None):
         yield
     finally:
         torch.set_num_threads(old)
-
-
-def cached(cfg: PretrainConfig) -> Result | None:
-    final = encoder_cache() / cfg.cache_key()
-    if (final / CHECKPOINT).is_file() and (final / META).is_file():
-        return Result(final / CHECKPOINT, json.loads((final / META).read_text()), True)
-    return None
-
-
-def ensure_pretrained_encoder(
-    cfg: PretrainConfig | None = None,
-    tracking_uri: str | None = None,
-    tracker=None,
-    force: bool = False,
-    threads: int | None = 1,
-) -> Result:
-    """The cached encoder for ``cfg`` (default settings when None), pretrained and logged on a miss.
-
-    ``tracker``: a talkbench.tracking.Tracker, else one for ``tracking_uri`` (default: the configured
-    URI), made only on a miss. ``threads``: torch CPU threads while pretraining (None: leave as is);
-    one by default, so the weights do not depend on the machine's core count (the key ignores it).
-    """
-    cfg = cfg or PretrainConfig()
-    cfg.validate()
-    hit = None if force else cached(cfg)
-    if hit is not None:
-        return hit
-    if tracker is None:
-        from talkbench.tracking import Tracker
-
-        tracker = Tracker(tracking_uri)
-    from talkbench.tracking import git_info
-
-    key = cfg.cache_key()
-    final = encoder_cache() / key
-    final.parent.mkdir(parents=True, exist_ok=True)
-    git = git_info()
-    run_id = tracker.create_run(
-        tracker.ensure_experiment(EXPERIMENT), run_name=RUN_NAME,
-        tags={contract.Tag.SEED: cfg.seed, contract.Tag.GIT_COMMIT: git["commit"],
-              contract.Tag.GIT_DIRTY: git["dirty"], KEY_TAG: key},
-    )
-    status = "FAILED"
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=final.parent))
-    try:
-        tracker.log_params(run_id, {**cfg.to_dict(), "phonemes": " ".join(PHONEMES), "cache_key": key})
-        with torch_threads(threads):
-            model, figures = pretrain(cfg, log=lambda m, step: tracker.log_metrics(run_id, m, step=step))
-        meta = {k: v for k, v in figures.items()}
-        meta.update(key=key, run_id=run_id, tracking_uri=tracker.uri, config=cfg.to_dict(),
-                    phonemes=list(PHONEMES))
-        save_checkpoint(tmp, model, cfg.arch, meta)
-        tracker.log_metrics(run_id, {k: v for k, v in figures.items()
-                                     if isinstance(v, float) or k.startswith("n_")})
-        tracker.log_artifact(run_id, tmp, "encoder")
-        if final.exists():  # a stale partial folder, or lost a race to an identical run
-            shutil.rmtree(final, ignore_errors=True)
-        os.rename(tmp, final)
-        status = "FINISHED"
-    finally:
-        tracker.finish_run(run_id, status)
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return Result(final / CHECKPOINT, meta, False)
-
-
-def ensure_for_audio(audio_cfg, tracking_uri: str | None = None, tracker=None) -> Result | None:
-    """For a pipeline, before it builds a method: make the default encoder if the method's audio config
-    (``<method>.audio``) loads it (``kind: synthtalk``, pretrained, default name) and it is not cached
-    yet. Returns the cached or new encoder (its ``meta['run_id']`` is the pretraining run), else None."""
-    from .encoder import DEFAULT_NAMES, KIND
-
-    if getattr(audio_cfg, "kind", None) != KIND or not audio_cfg.pretrained:
-        return None
-    if audio_cfg.name_or_path not in DEFAULT_NAMES:
-        return None  # an explicit checkpoint path: nothing to make
-    return ensure_pretrained_encoder(None, tracking_uri=tracking_uri, tracker=tracker)
