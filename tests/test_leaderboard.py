@@ -90,9 +90,7 @@ def test_cell_agrees_with_mlflow_search_runs(store, store_uri):
         filter_string="tags.talkbench.config_hash = 'hashA' and attributes.status = 'FINISHED'",
     )
     vals = df["metrics.test/mve"].to_numpy()
-    cell = (
-        f"{vals.mean() / 1e-3:.3f} ± {vals.std(ddof=1) / 1e-3:.3f}"  # MVE scale (vocaset): 1e-3
-    )
+    cell = f"{vals.mean() / 1e-3:.3f} ± {vals.std(ddof=1) / 1e-3:.3f}"  # MVE scale (vocaset): 1e-3
     board = lb.build(tr.search_runs("synthtalk"), "vocaset")  # vocaset scales from the registry
     assert board.columns[1].scale == 1e-3
     row = next(r for r in board.rows if r.config_hash == "hashA")
@@ -100,20 +98,27 @@ def test_cell_agrees_with_mlflow_search_runs(store, store_uri):
     assert cell in lb.render(board, "markdown")
 
 
-def test_best_bold_and_directions(store):
+def test_directions_and_no_bold_without_evidence(store):
     tr, _ = store
     board = lb.build(tr.search_runs("synthtalk"), "synthtalk")
     md = lb.render(board, "markdown")
     header = md.splitlines()[0]
     assert "LVE ↓ (×10⁻⁵)" in header and "FDD →0" in header and "MVE ↓" in header
-    # exactly one bold cell per metric column
-    assert md.count("**") == 2 * len(board.columns)
-    best_row = next(line for line in md.splitlines() if "memorytalker" in line)
-    assert "**2.000**" in best_row  # lowest LVE, displayed on the x1e-5 scale
-    # FDD: direction "zero" -> closest to 0 wins (memorytalker 2e-8), not the most negative
+    # no per-sequence tables: nothing can be shown significantly best, and the table says so
+    assert "**" not in md and "nothing marked best" in md
+    # ranking by direction: FDD "zero" -> closest to 0 first (memorytalker 2e-8), not the most negative
     assert board.best("fdd") == pytest.approx(0.2e-7)
-    fa = next(r for r in board.rows if r.config_hash == "hashA")
-    assert not board.is_best(fa, "fdd")
+    assert board.ranked("fdd")[0].method == "memorytalker"
+    assert board.ranked("lve")[0].method == "memorytalker" and board.ranked("lve")[-1].method == "template"
+
+
+def test_one_seed_prints_no_spread(store):
+    tr, _ = store
+    md = lb.render(lb.build(tr.search_runs("synthtalk"), "synthtalk"), "markdown")
+    single = next(line for line in md.splitlines() if "memorytalker" in line)
+    assert "±" not in single and "2.000" in single
+    several = next(line for line in md.splitlines() if "faceformer" in line and "| 3 |" in line)
+    assert several.count("±") == 3  # three seeds: a spread in every column
 
 
 def test_formats(store):
@@ -121,12 +126,13 @@ def test_formats(store):
     hl = ids[("memorytalker", "hashM", 0)]
     board = lb.build(tr.search_runs("synthtalk"), "synthtalk", metrics=["lve", "fdd"], highlight=hl)
     tex = lb.render(board, "latex")
-    assert r"\toprule" in tex and r"\textbf{2.000}" in tex and r"$\downarrow$" in tex
+    assert r"\toprule" in tex and "2.000" in tex and r"$\downarrow$" in tex
     assert "mean-motion (floor)" in tex and tex.count(r"\midrule") == 2
     rows = list(csv.DictReader(io.StringIO(lb.render(board, "csv"))))
     assert [r["method"] for r in rows][0] == "memorytalker" and rows[0]["highlighted"] == "True"
     assert float(rows[0]["lve_mean"]) == pytest.approx(2.0e-5)
-    assert set(rows[0]) >= {"lve_mean", "lve_std", "fdd_mean", "fdd_std", "n_seeds"}
+    assert set(rows[0]) >= {"lve_mean", "lve_std", "lve_n", "lve_ci_lo", "fdd_mean", "fdd_std", "n_seeds"}
+    assert rows[0]["lve_std"] == "nan" and rows[0]["lve_n"] == "1"  # one seed: no std, not 0
     table = lb.render(board, "table")
     assert "Leaderboard: synthtalk" in table and "▶" in table and "faceformer" in table
     with pytest.raises(ConfigError, match="--format 'html'"):
@@ -157,3 +163,69 @@ def test_same_seed_twice_newest_counts(store_uri):
         time.sleep(0.01)  # distinct start times
     (row,) = lb.build(tr.search_runs("synthtalk"), "synthtalk").rows
     assert row.n_seeds == 1 and row.values["lve"][0] == 1.0
+
+
+def _log_runs_with_tables(tr, method, config_hash, seeds, clip_values, shift, rng):
+    """Runs of one row, each with a per-sequence table of `lve` (frame-pooled: lve_sum, n_frames)."""
+    import pandas as pd
+
+    from talkbench.contract import PER_SEQUENCE_ARTIFACT
+
+    exp = tr.ensure_experiment("synthtalk")
+    for seed in seeds:
+        values = clip_values + shift + 0.02e-5 * rng.standard_normal(len(clip_values))
+        table = pd.DataFrame(
+            {
+                "clip": [f"clip{i}" for i in range(len(values))],
+                "subject": ["S1", "S2"] * (len(values) // 2) + ["S1"] * (len(values) % 2),
+                "condition": [None] * len(values),
+                "lve_sum": values * 30,
+                "n_frames": 30,
+            }
+        )
+        rid = tr.create_run(
+            exp,
+            f"{method}/seed{seed}",
+            {
+                "talkbench.method": method,
+                "talkbench.config_hash": config_hash,
+                "talkbench.seed": seed,
+                "talkbench.scale.lve": 1e-5,
+            },
+        )
+        tr.log_params(rid, {"seed": seed})
+        tr.log_metrics(rid, {"test/lve": float(values.mean())})
+        tr.log_table(rid, table, PER_SEQUENCE_ARTIFACT)
+        tr.finish_run(rid)
+
+
+@pytest.mark.parametrize(
+    "gap, n_seeds, n_clips, bold",
+    [
+        (0.5e-5, 3, 12, True),  # a clear gap, enough data: best is significant
+        (0.0, 3, 12, False),  # no gap: no claim
+        (0.5e-5, 1, 12, False),  # one seed: no claim, no CI
+        (0.5e-5, 3, 5, False),  # 5 clips: no claim, no CI
+    ],
+)
+def test_best_is_bold_only_where_significant(store_uri, gap, n_seeds, n_clips, bold):
+    tr = Tracker(store_uri)
+    rng = np.random.default_rng(0)
+    clip_values = 3e-5 + 1e-5 * rng.random(n_clips)  # clips shared by both methods (hard clips)
+    seeds = list(range(n_seeds))
+    _log_runs_with_tables(tr, "faceformer", "hF", seeds, clip_values, 0.0, rng)
+    _log_runs_with_tables(tr, "memorytalker", "hM", seeds, clip_values, gap, rng)
+    board = lb.leaderboard("synthtalk", tracking_uri=store_uri, metrics=["lve"])
+    md = lb.render(board, "markdown")
+    assert ("**" in md) == bold, md
+    best_row = board.ranked("lve")[0]
+    est = best_row.estimates["lve"]
+    assert (est.n_seeds, est.n_clips) == (n_seeds, n_clips)
+    if bold:
+        assert board.is_best(best_row, "lve") and best_row.method == "faceformer"
+        lo, hi = est.ci
+        assert f"[{lo / 1e-5:.3f}, {hi / 1e-5:.3f}]" in md
+    if n_seeds == 1:
+        assert "no CI: one seed" in md and "±" not in md.split("\n\n")[0]
+    if n_clips < 8:
+        assert f"no CI: {n_clips} clips" in md and "[" not in md.split("\n\n")[0].split("\n", 2)[2]

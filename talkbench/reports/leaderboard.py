@@ -1,5 +1,10 @@
 """Leaderboards from tracked runs: seeds grouped into mean +/- std, arrows, best in bold.
 
+With the runs' per-sequence tables (``reports.evidence.attach``, done by ``leaderboard()``), each
+cell also carries a 95 % CI over seeds and clips, and a value is bold only where it is
+significantly best: the paired comparison with the runner-up excludes no difference. Without
+them, or where one seed or fewer than 8 clips cannot support a claim, nothing is bold.
+
 Runs that differ only by seed share ``talkbench.config_hash`` (the engine's hash of the resolved
 config without the seed) and form one row; when one seed was run twice the newest run counts.
 Values are shown divided by the table scale (the run's ``talkbench.scale.<metric>`` tag, logged from
@@ -17,8 +22,17 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from talkbench.contract import Tag, column, metric_column, param_column, test_metric
+from talkbench.contract import (
+    IMPORTED_OFFICIAL,
+    OFFICIAL_LABEL,
+    Tag,
+    column,
+    metric_column,
+    param_column,
+    test_metric,
+)
 from talkbench.errors import ConfigError
+from talkbench.metrics.stats import SeedClipComparison, SeedClipEstimate
 
 FLOORS = ("template", "mean-motion")
 DEFAULT_METRICS = ("lve", "mve", "fdd")
@@ -43,10 +57,14 @@ class Row:
     highlighted: bool = False
     params: dict[str, str] = field(default_factory=dict)  # params of the group's newest run
     variant: str = ""  # what sets this row apart from other rows of the same method
+    imported: bool = False  # an official checkpoint (bench import), not a talkbench training
+    estimates: dict[str, SeedClipEstimate] = field(default_factory=dict)  # metric -> seeds x clips
 
     @property
     def label(self) -> str:
         name = f"{self.method} ({self.variant})" if self.variant else self.method
+        if self.imported:
+            name = f"{name} ({OFFICIAL_LABEL})"
         return f"{name} (floor)" if self.floor else name
 
     @property
@@ -78,6 +96,9 @@ class Leaderboard:
     dataset: str
     columns: list[MetricColumn]
     rows: list[Row] = field(default_factory=list)
+    # metric -> (config hash of the significantly best row, its comparison with the runner-up)
+    best_claims: dict[str, tuple[str, SeedClipComparison]] = field(default_factory=dict)
+    evidence: bool = False  # per-sequence tables were attached (estimates and best claims)
 
     def best(self, metric: str) -> float | None:
         """The best group mean of one metric (by its direction), or None without values."""
@@ -91,9 +112,17 @@ class Leaderboard:
             return min(means, key=abs)
         return min(means)
 
+    def ranked(self, metric: str) -> list[Row]:
+        """Rows with a value of ``metric``, best first by its direction."""
+        col = next(c for c in self.columns if c.name == metric)
+        rows = [r for r in self.rows if metric in r.values]
+        key = {"higher": lambda r: -r.values[metric][0], "zero": lambda r: abs(r.values[metric][0])}
+        return sorted(rows, key=key.get(col.direction, lambda r: r.values[metric][0]))
+
     def is_best(self, row: Row, metric: str) -> bool:
-        best = self.best(metric)
-        return metric in row.values and best is not None and row.values[metric][0] == best
+        """Only a significantly best value counts (see ``reports.evidence``)."""
+        claim = self.best_claims.get(metric)
+        return claim is not None and claim[0] == row.config_hash
 
 
 # -- building -----------------------------------------------------------------------------------
@@ -112,10 +141,15 @@ def _metric_column(name: str, dataset: str, runs: pd.DataFrame) -> MetricColumn:
     return MetricColumn(name, info.direction, scale, info.unit)
 
 
+def _is_imported(run: pd.Series) -> bool:
+    return run.get(column(Tag.IMPORTED)) == IMPORTED_OFFICIAL
+
+
 def _group_key(run: pd.Series) -> str:
     value = run.get(column(Tag.CONFIG_HASH))
     if isinstance(value, str) and value:
-        return value
+        # an official checkpoint never shares a row with trained runs of the same config
+        return f"{IMPORTED_OFFICIAL}-{value}" if _is_imported(run) else value
     # runs without the tag (not logged by the pipeline): hash the params without the seed
     items = sorted(
         (k, str(v))
@@ -183,6 +217,7 @@ def build(
                 seeds=group["_seed"].tolist() if "_seed" in group else [],
                 values=values,
                 floor=method in FLOORS,
+                imported=_is_imported(first),
                 highlighted=highlight is not None and highlight in group["run_id"].tolist(),
                 params={
                     k.removeprefix(_PARAM_COLUMN): str(v)
@@ -220,13 +255,44 @@ def _sort_value(board: Leaderboard, row: Row) -> float:
 
 # -- rendering ----------------------------------------------------------------------------------
 def _cell(row: Row, col: MetricColumn, sep: str = " ± ") -> str:
+    """mean ± std over seeds [95 % CI over seeds and clips]; one seed shows its value alone (no
+    "± 0"), and where the data cannot support a CI the cell says why instead."""
     if col.name not in row.values:
         return "–"
     mean, std, n = row.values[col.name]
-    text = f"{mean / col.scale:.3f}"
+
+    def f(v: float) -> str:
+        return f"{v / col.scale:.3f}"
+
+    text = f(mean)
     if n > 1:
-        text += f"{sep}{std / col.scale:.3f}"
+        text += f"{sep}{f(std)}"
+    est = row.estimates.get(col.name)
+    if est is not None:
+        text += f" [{f(est.ci[0])}, {f(est.ci[1])}]" if est.ci is not None else f" (no CI: {est.reason})"
     return text
+
+
+def notes(board: Leaderboard) -> list[str]:
+    """What the cells mean, and which claims the data cannot support."""
+    lines = ["Cells: mean ± std over seeds (one seed: its value alone)"]
+    if board.evidence:
+        lines[0] += (
+            " [95 % CI over seeds and clips]. Bold: significantly best, i.e. the paired comparison "
+            "with the runner-up (by clip, and by seed where both have it) excludes no difference."
+        )
+        weak = sorted({e.reason for r in board.rows for e in r.estimates.values() if e.reason})
+        if weak:
+            lines.append(
+                f"No CI and no claim where the data cannot support one: {'; '.join(weak)} "
+                "(at least 2 seeds and 8 clips needed)."
+            )
+        unresolved = [c.name for c in board.columns if c.name not in board.best_claims]
+        if unresolved:
+            lines.append(f"No significantly best value: {', '.join(n.upper() for n in unresolved)}.")
+    else:
+        lines[0] += "; per-sequence tables not loaded, so no CI and nothing marked best."
+    return lines
 
 
 def _label(row: Row) -> str:
@@ -243,6 +309,7 @@ def to_markdown(board: Leaderboard) -> str:
             cells.append(f"**{text}**" if board.is_best(r, c.name) else text)
         mark = "▶" if r.highlighted else ""
         lines.append("| " + " | ".join([mark, _label(r), r.preset, str(r.n_seeds), *cells]) + " |")
+    lines += ["", *notes(board)]
     return "\n".join(lines) + "\n"
 
 
@@ -278,18 +345,22 @@ def to_latex(board: Leaderboard) -> str:
 
 
 def to_csv(board: Leaderboard) -> str:
-    """Machine-readable: raw (unscaled) means and stds, one column pair per metric."""
+    """Machine-readable: raw (unscaled) mean, std (NaN for one seed), n seeds and CI per metric."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    metric_head = [f"{c.name}_{s}" for c in board.columns for s in ("mean", "std")]
+    stats = ("mean", "std", "n", "ci_lo", "ci_hi", "n_clips")
+    metric_head = [f"{c.name}_{s}" for c in board.columns for s in stats]
     writer.writerow(
         ["method", "preset", "config_hash", "n_seeds", "floor", "highlighted", "run_ids", *metric_head]
     )
     for r in board.rows:
         vals = []
         for c in board.columns:
-            mean, std, _ = r.values.get(c.name, (math.nan, math.nan, 0))
-            vals += [repr(mean), repr(std)]
+            mean, std, n = r.values.get(c.name, (math.nan, math.nan, 0))
+            est = r.estimates.get(c.name)
+            lo, hi = est.ci if est is not None and est.ci is not None else (math.nan, math.nan)
+            vals += [repr(mean), repr(std if n > 1 else math.nan), n, repr(lo), repr(hi)]
+            vals.append(est.n_clips if est is not None else "")
         writer.writerow(
             [r.method, r.preset, r.config_hash, r.n_seeds, r.floor, r.highlighted, " ".join(r.run_ids), *vals]
         )
@@ -322,6 +393,7 @@ def to_rich(board: Leaderboard):
             *cells,
             style="green" if r.highlighted else ("dim" if r.floor else None),
         )
+    table.caption = " ".join(notes(board))
     return table
 
 
@@ -347,8 +419,16 @@ def leaderboard(
     tracking_uri: str | None = None,
     metrics: list[str] | tuple[str, ...] | None = None,
     highlight: str | None = None,
+    evidence: bool = True,
 ) -> Leaderboard:
-    """Build the leaderboard of one dataset from the tracking store (finished runs only)."""
+    """Build the leaderboard of one dataset from the tracking store (finished runs only); with
+    ``evidence``, CIs and significant bests from the runs' per-sequence tables."""
     from talkbench.tracking import Tracker
 
-    return build(Tracker(tracking_uri, create=False).search_runs(dataset), dataset, metrics, highlight)
+    tracker = Tracker(tracking_uri, create=False)
+    board = build(tracker.search_runs(dataset), dataset, metrics, highlight)
+    if evidence:
+        from talkbench.reports import evidence as ev
+
+        ev.attach(board, ev.per_sequence_tables(tracker, [i for r in board.rows for i in r.run_ids]))
+    return board
