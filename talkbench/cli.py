@@ -18,7 +18,9 @@ app = typer.Typer(
 )
 
 # each module defines register(app) and adds its commands or sub-apps
-COMMAND_MODULES = ("data", "run", "eval", "sweep", "report", "render", "study", "pretrain", "ui")
+COMMAND_MODULES = (
+    "data", "run", "eval", "sweep", "report", "render", "study", "pretrain", "ui", "animate", "import_",
+)  # fmt: skip
 
 
 def _version(value: bool) -> None:

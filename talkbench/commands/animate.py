@@ -1,0 +1,74 @@
+"""`bench animate`: a trained model (run id, runs:/ or models:/ URI) animates any WAV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from talkbench.commands import one_line_errors
+
+
+def animate_command(
+    model: str = typer.Option(
+        ..., "--model", help="RUN_ID, runs:/RUN_ID/model, models:/NAME/VERSION or models:/NAME@ALIAS."
+    ),
+    audio: Path = typer.Option(..., "--audio", help="Speech file (any sample rate and channel count)."),
+    template: Path | None = typer.Option(
+        None,
+        "--template",
+        help="Neutral face mesh (.npy, .obj or .ply) with the model's vertex count "
+        "(default: the first training speaker's template, stored in the model).",
+    ),
+    condition: str | None = typer.Option(
+        None,
+        "--condition",
+        help="Training speaker whose style to use, or 'all' (default: the first training speaker; "
+        "audio-only methods take none).",
+    ),
+    out: Path = typer.Option(..., "--out", help="Output folder (.npy vertices and .mp4 per condition)."),
+    no_render: bool = typer.Option(False, "--no-render", help="Write the .npy only, no video."),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
+) -> None:
+    """Animate a WAV with a trained model: (T, V, 3) vertices as .npy and an MP4 with the audio.
+
+    Defaults: the template is the first training speaker's (stored in the model at training time),
+    the condition the first training speaker. Audio far from the training audio (e.g. real speech on
+    a SynthTalk model) is animated with a warning.
+    """
+    with one_line_errors():
+        from talkbench import mlflow_model
+        from talkbench.animate import animate, load_audio
+        from talkbench.tracking import resolve_tracking_uri
+
+        uri = resolve_tracking_uri(tracking_uri)
+        _, python_model = mlflow_model.load(model, uri)
+        bundle = python_model.bundle
+        samples, note = load_audio(audio)
+        typer.echo(note)
+        face = template if template is not None else bundle.default_template
+        if template is None:
+            typer.echo(f"template: training speaker {bundle.spec.train_subjects[0]}'s (stored in the model)")
+        result = animate(
+            python_model.method,
+            bundle.spec,
+            samples,
+            face,
+            conditions=condition,
+            out_dir=out,
+            render=not no_render,
+            name=audio.stem,
+            reference=bundle.reference,
+            progress=typer.echo,
+        )
+    for message in result.warnings:
+        typer.secho(f"warning: audio unlike the training audio ({message})", err=True, fg=typer.colors.YELLOW)
+    for cond, path in result.predictions.items():
+        video = result.videos.get(cond)
+        typer.echo(f"{path} ({result.n_frames} frames)" + (f"  {video}" if video else ""))
+    for extra in result.notes:
+        typer.echo(extra)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("animate")(animate_command)
