@@ -84,6 +84,20 @@ def find_pairs(root: Path) -> tuple[dict[str, tuple[Path, Path]], list[Path], li
     )
 
 
+def file_size(path: Path) -> int:
+    """Size in bytes; a DataError naming the file when it cannot be read (a dangling symbolic link,
+    a file removed meanwhile, no permission), instead of an OSError traceback from the digest."""
+    try:
+        return path.stat().st_size
+    except OSError as exc:
+        if path.is_symlink():
+            raise DataError(
+                f"{path}: broken symbolic link (its target {path.readlink()} does not exist); "
+                "fix or remove the link"
+            ) from None
+        raise DataError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+
+
 # ------------------------------------------------------------------------------------ length alignment
 def motion_frames(capture_frames: int, stride: int) -> int:
     """Frames left after ``[::stride]``."""
@@ -249,7 +263,7 @@ class PreparedDataset:
         for split in sorted(self.spec.splits):
             h.update(f"\n[{split}]".encode())
             for stem in sorted(self.split_stems(split)):
-                sizes = [p.stat().st_size for p in self._pairs[stem]]
+                sizes = [file_size(p) for p in self._pairs[stem]]
                 h.update(f"{stem}:{sizes}\n".encode())
         h.update((self.root / TEMPLATES).read_bytes())
         meta = self.root / "synthtalk.json"
