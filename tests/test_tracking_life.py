@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -210,7 +211,7 @@ KILLER = textwrap.dedent(
     inner = pipeline._run_inside
 
     def killing(*args, **kwargs):  # the run exists: now the server goes away
-        os.kill(int(os.environ["SERVER_PID"]), signal.SIGKILL)
+        os.killpg(int(os.environ["SERVER_PID"]), signal.SIGKILL)  # the server and its workers
         return inner(*args, **kwargs)
 
     pipeline._run_inside = killing
@@ -229,7 +230,7 @@ def test_killed_tracking_server_ends_the_run_with_one_line(synthtalk_tiny, tmp_p
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
          "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--artifacts-destination", (tmp_path / "art").as_uri()],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
         from talkbench.commands.ui import wait_until_up
@@ -246,7 +247,8 @@ def test_killed_tracking_server_ends_the_run_with_one_line(synthtalk_tiny, tmp_p
         )  # fmt: skip
         elapsed = time.monotonic() - t0
     finally:
-        server.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
         server.wait()
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
