@@ -161,8 +161,10 @@ def run(
     tracking_uri: str | None = None,
     log_dir: Path | None = None,
     echo: Callable[[str], None] = print,
+    backend=None,
 ) -> pd.DataFrame:
-    """Run the missing points (``jobs`` at a time) and return the summary table of all points."""
+    """Run the missing points (``jobs`` at a time as local subprocesses, or through ``backend``, e.g.
+    ``sweep_ray.RayBackend``) and return the summary table of all points."""
     from talkbench.tracking import Tracker, run_dir
 
     if jobs < 1:
@@ -179,7 +181,9 @@ def run(
     todo = [p for p in sweep.points if p.status == "pending"]
     echo(
         f"sweep {sweep.sweep_hash}: {len(sweep.points)} points, {len(sweep.points) - len(todo)} already "
-        f"finished, running {len(todo)} with {jobs} job(s); parent run {parent}"
+        f"finished, running {len(todo)} "
+        + (f"on {type(backend).__name__}" if backend is not None else f"with {jobs} job(s)")
+        + f"; parent run {parent}"
     )
 
     def launch(index_point: tuple[int, SweepPoint]) -> None:
@@ -201,8 +205,13 @@ def run(
 
     status = "FINISHED"
     try:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            list(pool.map(launch, [(i, p) for i, p in enumerate(sweep.points) if p.status == "pending"]))
+        pending = [(i, p) for i, p in enumerate(sweep.points) if p.status == "pending"]
+        if backend is not None:
+            command = lambda p: _child_command(sweep, p, parent, tracker.uri)  # noqa: E731
+            backend.run(sweep, pending, command, tracker, log_dir, echo)
+        else:
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                list(pool.map(launch, pending))
     except BaseException:
         status = "KILLED"
         raise

@@ -19,6 +19,13 @@ def sweep(
     jobs: int = typer.Option(1, "--jobs", help="Points run in parallel."),
     device: str | None = typer.Option(None, "--device"),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri"),
+    backend: str = typer.Option("local", "--backend", help="local (subprocesses) or ray (a Ray cluster)."),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray)."),
+    cpus_per_point: float = typer.Option(1.0, "--cpus-per-point", help="Ray: CPU cores each point asks for."),
+    gpus_per_point: float | None = typer.Option(
+        None, "--gpus-per-point", help="Ray: GPUs per point (default: 1 with --device cuda, else 0)."
+    ),
+    retries: int = typer.Option(2, "--retries", help="Ray: resubmissions of a point whose bench run failed."),
 ) -> None:
     """Run the grid (skipping points that already have a finished run) and print a summary table."""
     from talkbench.errors import ConfigError
@@ -29,7 +36,16 @@ def sweep(
     except ValueError:
         raise ConfigError(f"--seeds '{seeds}': expected comma-separated integers, e.g. 0,1,2") from None
     planned = plan(method, grid, seed_list, dataset, preset, overrides or [], data_root, device)
-    table = run(planned, jobs, tracking_uri, echo=typer.echo)
+    runner = None
+    if backend == "ray":
+        from talkbench.sweep_ray import RayBackend
+
+        cuda = (device or "").startswith("cuda")
+        gpus = gpus_per_point if gpus_per_point is not None else (1.0 if cuda else 0.0)
+        runner = RayBackend(address, cpus_per_point, gpus, retries)
+    elif backend != "local":
+        raise ConfigError(f"--backend '{backend}': expected local or ray")
+    table = run(planned, jobs, tracking_uri, echo=typer.echo, backend=runner)
     typer.echo(table.to_markdown(index=False, floatfmt=".4g"))
     error = missing_points_error(planned)
     if error is not None:
