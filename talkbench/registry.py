@@ -14,6 +14,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import Generic, TypeVar
 
 from talkbench.errors import ConfigError
@@ -105,6 +106,24 @@ class Registry(Generic[T]):
         self._load_entry_points()
         return name in self._items
 
+    def static_attr(self, name: str, attr: str) -> object | None:
+        """A class attribute of a registered target without importing it (``None`` when unknown).
+
+        A loaded target answers directly; a lazy ``"module:attr"`` or an entry point is read from its
+        source: a literal assignment in the class body, following one ``from x import Cls``. Listings
+        use it so that they need neither torch nor the methods.
+        """
+        self._load_entry_points()
+        target = self._items.get(name)
+        if target is None:
+            return None
+        if isinstance(target, EntryPoint):
+            target = target.value
+        if not isinstance(target, str):
+            return getattr(target, attr, None)
+        module, _, cls_name = target.partition(":")
+        return _literal_class_attr(module, cls_name, attr)
+
     def get(self, name: str) -> T:
         self._load_entry_points()
         if name not in self._items:
@@ -125,6 +144,54 @@ class Registry(Generic[T]):
                 self.check(name, target)  # refused: the lazy entry stays, so the error repeats
             self._items[name] = target
         return target  # type: ignore[return-value]
+
+
+def _source_of(module: str) -> tuple[Path, bool]:
+    """The source file of a module and whether it is a package, importing only its top-level package
+    (find_spec of a submodule would import every package above it, e.g. a method's torch model)."""
+    import importlib.util
+
+    top, *rest = module.split(".")
+    spec = importlib.util.find_spec(top)
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(module)
+    path, is_package = Path(spec.origin), spec.submodule_search_locations is not None
+    for part in rest:
+        folder = path.parent / part
+        path, is_package = (
+            (folder / "__init__.py", True) if folder.is_dir() else (path.parent / f"{part}.py", False)
+        )
+    if not path.is_file():
+        raise ModuleNotFoundError(module)
+    return path, is_package
+
+
+def _literal_class_attr(module: str, cls_name: str, attr: str, hops: int = 2) -> object | None:
+    import ast
+    import importlib.util
+
+    try:
+        path, is_package = _source_of(module)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except Exception:  # not findable or not Python source: unknown, never an error in a listing
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == cls_name:
+            for item in node.body:
+                targets = item.targets if isinstance(item, ast.Assign) else [getattr(item, "target", None)]
+                if any(isinstance(t, ast.Name) and t.id == attr for t in targets) and item.value is not None:
+                    try:
+                        return ast.literal_eval(item.value)
+                    except ValueError:
+                        return None
+            return None
+        if isinstance(node, ast.ImportFrom) and hops > 0:
+            for alias in node.names:
+                if (alias.asname or alias.name) == cls_name:
+                    pkg = module if is_package else module.rpartition(".")[0]
+                    source = importlib.util.resolve_name("." * node.level + (node.module or ""), pkg)
+                    return _literal_class_attr(source, alias.name, attr, hops - 1)
+    return None
 
 
 def _check_method(name: str, target: object) -> None:
