@@ -17,7 +17,12 @@ def report(
     fmt: list[str] = typer.Option(
         None, "--format", help="html, markdown, latex (repeatable; default html+markdown)."
     ),
-    metrics: str = typer.Option("lve,mve,fdd", "--metrics", help="Comma-separated metrics for the tables."),
+    metrics: str = typer.Option(
+        "",
+        "--metrics",
+        help="Comma-separated metrics for the tables (default: LVE, MVE, FDD, style log errors, "
+        "bilabial recall, vowel-open rate).",
+    ),
     clips: int = typer.Option(3, "--clips", help="Test clips with mouth-opening curves."),
     log: bool = typer.Option(
         True, "--log/--no-log", help="Log the report as an artifact of the runs it covers."
@@ -40,7 +45,7 @@ def report(
         out,
         formats,
         tracking_uri,
-        tuple(m.strip() for m in metrics.split(",") if m.strip()),
+        tuple(m.strip() for m in metrics.split(",") if m.strip()) or None,
         clips,
         log,
     )

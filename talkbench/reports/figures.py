@@ -20,32 +20,77 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _split_terms(per: dict[str, pd.DataFrame], stage: str, split: str) -> list[str]:
+    return sorted(k.split("/")[2] for k in per if k.startswith(f"{stage}/{split}/"))
+
+
+def _total(terms: list[str]) -> str | None:
+    """The curve a panel shows: the total ``loss`` when logged, else the first term."""
+    return "loss" if "loss" in terms else (terms[0] if terms else None)
+
+
 def training_curves(curves: dict[str, dict[str, pd.DataFrame]], path: Path) -> Path:
-    """curves: method -> {'<stage>/train/loss' ...: history (step, value)}; one panel per stage."""
+    """The figure of ``training_figure`` saved as a PNG."""
+    return _save(training_figure(curves), path)
+
+
+def training_figure(curves: dict[str, dict[str, pd.DataFrame]]):
+    """curves: row label -> {'<stage>/<train|val>/<term>': history (step, value)}.
+
+    Like with like: per stage, training and validation share a panel only when every method logs
+    the same loss terms for both (then their totals are the same quantity); otherwise training and
+    validation get a panel each and the legend names each curve's terms. A stage with one logged
+    epoch is drawn as a marker, so it is never an empty panel.
+    """
     stages = sorted({key.split("/")[0] for per in curves.values() for key in per})
-    fig, axes = plt.subplots(1, max(1, len(stages)), figsize=(4.5 * max(1, len(stages)), 3.4), squeeze=False)
-    for ax, stage in zip(axes[0], stages):
-        for method, per in curves.items():
-            for key, hist in sorted(per.items()):
-                if key.split("/")[0] != stage or hist.empty:
+    panels: list[tuple[str, tuple[str, ...]]] = []
+    for stage in stages:
+        same = all(
+            _split_terms(per, stage, "train") == _split_terms(per, stage, "val")
+            for per in curves.values()
+            if _split_terms(per, stage, "train") and _split_terms(per, stage, "val")
+        )
+        panels += [(stage, ("train", "val"))] if same else [(stage, ("train",)), (stage, ("val",))]
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.8 * max(1, len(panels)), 3.6), squeeze=False)
+    for ax, (stage, splits) in zip(axes[0], panels):
+        positive = True
+        for label, per in curves.items():
+            for split in splits:
+                terms = _split_terms(per, stage, split)
+                term = _total(terms)
+                hist = per.get(f"{stage}/{split}/{term}") if term else None
+                if hist is None or hist.empty:
                     continue
-                split = key.split("/")[1]
+                positive &= bool((hist["value"] > 0).all())
+                named = f"{label} {split}" + (
+                    f" [{term}: {' + '.join(t for t in terms if t != term)}]"
+                    if len(splits) == 1 and len(terms) > 1
+                    else ""
+                )
                 ax.plot(
                     hist["step"],
                     hist["value"],
                     ls="-" if split == "train" else "--",
-                    label=f"{method} {split}",
+                    marker="o" if len(hist) < 3 else None,  # one epoch: a visible point
+                    label=named,
                 )
-        ax.set_title(f"stage: {stage}")
+        what = (
+            "training and validation"
+            if len(splits) == 2
+            else {"train": "training", "val": "validation"}[splits[0]]
+        )
+        ax.set_title(f"stage {stage}: {what} loss", fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss")
-        ax.set_yscale("log")
-        ax.legend(fontsize=7)
-    return _save(fig, path)
+        if positive:
+            ax.set_yscale("log")
+        ax.legend(fontsize=6)
+    return fig
 
 
 def ablation_curve(table: pd.DataFrame, key: str, metric: str, label: str, path: Path) -> Path:
-    """table: columns [key, 'mean', 'std', 'n'] (+ optional 'series'); metric vs swept value, error bars."""
+    """table: columns [key, 'mean', 'std', 'count'] (+ optional 'series', named ``setting=value``);
+    metric vs swept value, error bars (std over seeds) only where a point has several seeds."""
     fig, ax = plt.subplots(figsize=(5, 3.4))
     series = table.groupby("series") if "series" in table else [("", table)]
     for name, part in series:
@@ -53,14 +98,20 @@ def ablation_curve(table: pd.DataFrame, key: str, metric: str, label: str, path:
         x = part[key]
         numeric = pd.to_numeric(x, errors="coerce")
         xs = numeric if numeric.notna().all() else np.arange(len(x))
-        ax.errorbar(
-            xs, part["mean"], yerr=part["std"].fillna(0), marker="o", capsize=4, label=str(name) or None
-        )
+        several = part["count"] > 1 if "count" in part else pd.Series(False, index=part.index)
+        yerr = part["std"].where(several, 0.0).fillna(0.0)
+        ax.errorbar(xs, part["mean"], yerr=yerr, marker="o", capsize=4, label=str(name) or None)
         if numeric.isna().any():
             ax.set_xticks(xs, x.astype(str))
     ax.set_xlabel(key)
     ax.set_ylabel(label)
-    ax.set_title(f"{metric} vs {key.split('.')[-1]} (mean ± std over seeds)")
+    seeds = table["count"] if "count" in table else pd.Series([1])
+    what = (
+        "mean ± std over seeds"
+        if (seeds > 1).all()
+        else ("one seed" if (seeds == 1).all() else "mean ± std where several seeds")
+    )
+    ax.set_title(f"{metric} vs {key.split('.')[-1]} ({what})", fontsize=9)
     if "series" in table:
         ax.legend(fontsize=7)
     return _save(fig, path)

@@ -1,8 +1,11 @@
 """Comparison reports generated from tracked runs: one Markdown source, rendered to self-contained HTML.
 
-Sections: leaderboard (mean ± std over seeds, bootstrap CIs), paired significance of the best method
-against each other, per-subject breakdown, training curves per stage, ablation curves of sweeps,
-mouth-opening curves of a few test clips, parameter counts and inference speed.
+Sections: a warning when runs mix commits or dataset versions, leaderboard (mean ± std over seeds,
+95 % CI over seeds and clips, bold only where significantly best) of the metrics that carry each
+method's claim, paired comparisons of the best method against each other over seeds and clips,
+per-subject breakdown, training curves per stage, ablation curves of sweeps, mouth-opening curves of
+a few test clips, parameter counts and inference speed. Where the data cannot support a claim (one
+seed, fewer than 8 clips) the report says so instead of printing an interval.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import html
 import io
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +23,6 @@ import numpy as np
 import pandas as pd
 
 from talkbench.contract import (
-    PER_SEQUENCE_ARTIFACT,
     SPEED_METRIC,
     Kind,
     Tag,
@@ -29,8 +32,22 @@ from talkbench.contract import (
     test_metric,
 )
 from talkbench.errors import TalkbenchError
+from talkbench.metrics.stats import MIN_CLIPS
+from talkbench.reports import evidence as ev
 from talkbench.reports import figures
 from talkbench.reports import leaderboard as lb
+
+# the metrics that carry each method's claim: accuracy (LVE, MVE), upper-face dynamics (FDD),
+# speaking style (articulation and upper-face log errors), lip closure and opening
+REPORT_METRICS = (
+    "lve",
+    "mve",
+    "fdd",
+    "articulation_log_err",
+    "upper_face_log_err",
+    "bilabial_recall",
+    "vowel_open_rate",
+)
 
 CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1150px; margin: 2rem auto; padding: 0 1rem;
@@ -76,7 +93,7 @@ def build_report(
     out_dir: str | Path | None = None,
     formats: tuple[str, ...] = ("html", "markdown"),
     tracking_uri: str | None = None,
-    metrics: tuple[str, ...] = lb.DEFAULT_METRICS,
+    metrics: tuple[str, ...] | None = None,  # None: REPORT_METRICS
     n_clips: int = 3,
     log_to_runs: bool = True,
 ) -> Report:
@@ -87,13 +104,17 @@ def build_report(
     out = Path(out_dir or Path("reports") / dataset)
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
+    metrics = _present(runs, metrics or REPORT_METRICS)
     board = lb.build(runs, dataset, list(metrics))
+    tables = ev.per_sequence_tables(tracker, [r for row in board.rows for r in row.run_ids])
+    ev.attach(board, tables)
     groups = _groups(board)
-    per_seq = {g.label: _per_sequence(tracker, g.newest) for g in groups}
+    per_seq = {g.label: tables.get(g.newest) for g in groups}
 
     md = [f"# talkbench report: {dataset}", ""]
+    md += _warning_section(runs, variants)
     md += _setup_section(runs)
-    md += ["## Leaderboard", "", "Mean ± std over seeds; best in bold; floors are reference methods.", ""]
+    md += ["## Leaderboard", "", "Floors are reference methods.", ""]
     md += [lb.to_markdown(board), ""]
     if not variants.empty:
         md += [
@@ -102,11 +123,10 @@ def build_report(
             "Not comparable with the table above (other data, e.g. another SynthTalk style coupling); "
             "the sections below cover the main version only, the ablation curves cover every version.",
             "",
-            lb.to_markdown(_variant_board(runs, variants, dataset, metrics)),
+            lb.to_markdown(_variant_board(tracker, runs, variants, dataset, metrics)),
             "",
         ]
-    md += _ci_section(runs, groups, board)
-    md += _paired_section(dataset, board, groups, per_seq)
+    md += _paired_section(board, groups, tables)
     md += _subject_section(board, per_seq)
     md += _cost_section(runs, groups)
     md += _training_section(tracker, groups, fig_dir)
@@ -162,11 +182,13 @@ def _split_by_dataset_version(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.Data
     return runs[runs[col] == main], runs[runs[col] != main]
 
 
-def _variant_board(runs, variants, dataset, metrics) -> lb.Leaderboard:
-    """The other versions' rows, named against every run (so the differing dataset settings show)."""
+def _variant_board(tracker, runs, variants, dataset, metrics) -> lb.Leaderboard:
+    """The other versions' rows, named against every run (so the differing dataset settings show),
+    with their own CIs and significance among themselves."""
     both = lb.build(pd.concat([runs, variants]), dataset, list(metrics))
     keep = set(variants["run_id"])
     both.rows = [r for r in both.rows if keep & set(r.run_ids)]
+    ev.attach(both, ev.per_sequence_tables(tracker, [i for r in both.rows for i in r.run_ids]))
     return both
 
 
@@ -178,27 +200,49 @@ def _groups(board: lb.Leaderboard) -> list[Group]:
     ]
 
 
-def _per_sequence(tracker, run_id: str) -> pd.DataFrame | None:
-    try:
-        path = tracker.download_artifacts(run_id, PER_SEQUENCE_ARTIFACT)
-    except TalkbenchError:
-        return None
-    return pd.read_csv(path, dtype={"condition": "string"})
+def _present(runs: pd.DataFrame, metrics: tuple[str, ...]) -> tuple[str, ...]:
+    """The requested metrics some run logged (bilabial recall needs alignments, for one)."""
+    have = [
+        m
+        for m in metrics
+        if metric_column(test_metric(m)) in runs and runs[metric_column(test_metric(m))].notna().any()
+    ]
+    return tuple(have) or tuple(metrics)
 
 
-def _evaluation(dataset: str, df: pd.DataFrame):
-    from talkbench.metrics import Evaluation
-
-    df = df.copy()
-    df["condition"] = df["condition"].astype(object).where(df["condition"].notna(), None)
-    return Evaluation(dataset, df, {}, {}, "", {})
-
-
-def _fmt(value: float, scale: float) -> str:
-    return "–" if value is None or not np.isfinite(value) else f"{value / scale:.4g}"
+def _column_format(values) -> Callable[[float], str]:
+    """One fixed-decimal format for a whole column: 4 significant digits on its largest value."""
+    finite = [abs(float(v)) for v in values if v is not None and np.isfinite(v)]
+    top = max(finite, default=0.0)
+    decimals = 3 if top == 0 else int(min(8, max(0, 3 - np.floor(np.log10(top)))))
+    return lambda v: "–" if v is None or not np.isfinite(v) else f"{float(v):.{decimals}f}"
 
 
 # -- sections ----------------------------------------------------------------------------------
+def _warning_section(runs: pd.DataFrame, variants: pd.DataFrame) -> list[str]:
+    """A warning block when the runs come from several commits or several dataset versions."""
+    every = pd.concat([runs, variants]) if not variants.empty else runs
+    method = column(Tag.METHOD)
+    lines = []
+    for key, what in ((Tag.GIT_COMMIT, "commit"), (Tag.DATASET_DIGEST, "dataset version")):
+        col = column(key)
+        if col not in every or every[col].nunique(dropna=True) < 2:
+            continue
+        lines.append(f"> - {every[col].nunique()} {what}s:")
+        for value, part in every.groupby(col):
+            methods = ", ".join(sorted(part[method].dropna().astype(str).unique())) if method in part else ""
+            lines.append(f">   - `{str(value)[:12]}`: {len(part)} run(s) ({methods})")
+    if not lines:
+        return []
+    return [
+        "> **Warning: mixed runs.** Numbers below come from different code or data; differences "
+        "between rows may be the code's or the data's, not the method's.",
+        ">",
+        *lines,
+        "",
+    ]
+
+
 def _setup_section(runs: pd.DataFrame) -> list[str]:
     def tag(key):
         col = column(key)
@@ -225,66 +269,39 @@ def _setup_section(runs: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _ci_section(runs: pd.DataFrame, groups: list[Group], board: lb.Leaderboard) -> list[str]:
-    by_id = runs.set_index("run_id")
-    head = ["method", *[f"{c.name.upper()} 95% CI" for c in board.columns]]
+def _paired_section(board: lb.Leaderboard, groups: list[Group], tables: dict) -> list[str]:
+    col = board.columns[0]
+    candidates = [g for g in groups if col.name in g.row.values]
+    learned = [g for g in candidates if not g.floor] or candidates  # floors compete only among themselves
+    if len(candidates) < 2:
+        return ["## Paired comparisons", "", "Needs at least two methods with results.", ""]
+    ranked = board.ranked(col.name)
+    best = next(g for r in ranked for g in learned if g.row is r)
+    tests = [(g, ev.compare(board, tables, best.row, g.row, col.name)) for g in candidates if g is not best]
+    done = [t for _, t in tests if t is not None]
+    fmt = _column_format([v / col.scale for t in done for v in (t.diff, *(t.ci or ()))])
     rows = []
-    for g in groups:
-        cells = [g.label]
-        for c in board.columns:
-            lo, hi = (
-                by_id.at[g.newest, metric_column(test_metric(f"{c.name}/ci_{b}"))]
-                if metric_column(test_metric(f"{c.name}/ci_{b}")) in by_id
-                else np.nan
-                for b in ("lo", "hi")
-            )
-            cells.append(f"[{_fmt(lo, c.scale)}, {_fmt(hi, c.scale)}]")
-        rows.append(cells)
+    for g, t in tests:
+        if t is None:
+            rows.append([g.label, "–", "no per-sequence tables", "–", "–", "–"])
+            continue
+        seeds = f"{t.n_seeds[0]}/{t.n_seeds[1]}" + (" paired" if t.paired_seeds else "")
+        ci = f"[{fmt(t.ci[0] / col.scale)}, {fmt(t.ci[1] / col.scale)}]" if t.ci else f"no claim: {t.reason}"
+        p = f"{t.p_value:.3g}" if t.p_value is not None else "–"
+        rows.append([g.label, fmt(t.diff / col.scale), ci, p, seeds, str(t.n_clips)])
+    head = ["B (other method)", f"Δ{col.header()} (A−B)", "95% CI", "p", "seeds (A/B)", "clips"]
     return [
-        "## Bootstrap confidence intervals",
+        "## Paired comparisons",
         "",
-        "95% percentile bootstrap over test sequences (newest run of each row), in table units.",
+        f"Best method by {col.name.upper()}: **{best.label}** (A), against each other method over seeds "
+        "and the test clips both scored: clips resampled jointly for both methods and all seeds, seeds "
+        "paired where both methods ran them, a t interval on the two-level bootstrap's standard error "
+        f"(p from the same t, so the CI excludes 0 exactly when p < 0.05). One seed or fewer than "
+        f"{MIN_CLIPS} clips: no claim.",
         "",
         _md_table(head, rows),
         "",
     ]
-
-
-def _paired_section(dataset, board: lb.Leaderboard, groups: list[Group], per_seq: dict) -> list[str]:
-    from talkbench.metrics import paired_test
-
-    metric = board.columns[0].name
-    candidates = [g for g in groups if per_seq.get(g.label) is not None]
-    learned = [g for g in candidates if not g.floor] or candidates  # floors compete only among themselves
-    if len(candidates) < 2:
-        return ["## Paired significance", "", "Needs per-sequence tables of at least two methods.", ""]
-    best = min(learned, key=lambda g: g.row.values.get(metric, (np.inf,))[0])
-    lines = [
-        "## Paired significance",
-        "",
-        f"Best method by {metric.upper()}: **{best.label}**, against each other method on the same "
-        "test clips (A − B with a paired bootstrap 95% CI; two-sided Wilcoxon signed-rank p).",
-        "",
-    ]
-    rows = []
-    scale = board.columns[0].scale
-    for g in candidates:
-        if g is best:
-            continue
-        t = paired_test(
-            _evaluation(dataset, per_seq[best.label]), _evaluation(dataset, per_seq[g.label]), metric
-        )
-        rows.append(
-            [
-                g.label,
-                _fmt(t.diff, scale),
-                f"[{_fmt(t.ci[0], scale)}, {_fmt(t.ci[1], scale)}]",
-                f"{t.p_value:.3g}",
-                str(t.n_clips),
-            ]
-        )
-    lines += [_md_table(["B (other method)", f"Δ{metric.upper()} (A−B)", "95% CI", "p", "clips"], rows), ""]
-    return lines
 
 
 def _subject_section(board: lb.Leaderboard, per_seq: dict) -> list[str]:
@@ -303,13 +320,14 @@ def _subject_section(board: lb.Leaderboard, per_seq: dict) -> list[str]:
         table[label] = pooled
     if not table:
         return []
-    frame = pd.DataFrame(table)
+    frame = pd.DataFrame(table) / col.scale
     head = ["subject", *frame.columns]
-    rows = [[s, *[_fmt(v, col.scale) for v in frame.loc[s]]] for s in frame.index]
+    fmts = {c: _column_format(frame[c]) for c in frame.columns}
+    rows = [[s, *[fmts[c](frame.at[s, c]) for c in frame.columns]] for s in frame.index]
     return [
         "## Per-subject breakdown",
         "",
-        f"{col.header()} per test subject (frames pooled within a subject).",
+        f"{col.header()} per test subject (frames pooled within a subject; newest run of each row).",
         "",
         _md_table(head, rows),
         "",
@@ -348,7 +366,7 @@ def _training_section(tracker, groups: list[Group], fig_dir: Path) -> list[str]:
     curves = {}
     for g in groups:
         run = tracker.get_run(g.newest)
-        keys = [k for k in run.data.metrics if re.fullmatch(r"[^/]+/(train|val)/loss", k)]
+        keys = [k for k in run.data.metrics if re.fullmatch(r"[^/]+/(train|val)/[^/]+", k)]
         if keys:
             curves[g.label] = {k: tracker.metric_history(g.newest, k) for k in keys}
     if not curves:
@@ -357,7 +375,9 @@ def _training_section(tracker, groups: list[Group], fig_dir: Path) -> list[str]:
     return [
         "## Training curves",
         "",
-        "Loss per epoch and stage (solid: training, dashed: validation).",
+        "Loss per epoch and stage. Training and validation share a panel only where they log the same "
+        "loss terms; otherwise each has its own panel, and the legend names the terms. A stage of one "
+        "epoch is one marker.",
         "",
         f"![training curves](figures/{path.name})",
         "",
@@ -387,9 +407,19 @@ def _ablation_section(tracker, dataset: str, board: lb.Leaderboard, fig_dir: Pat
             if param not in children:
                 continue
             others = [param_column(k) for k in grid if k != key and param_column(k) in children]
-            frame = children.assign(
-                series=children[others].astype(str).agg(", ".join, axis=1) if others else ""
+            named = (
+                children[others]
+                .astype(str)
+                .apply(
+                    lambda r: ", ".join(
+                        f"{k.removeprefix(param_column('')).split('.')[-1]}={v}" for k, v in r.items()
+                    ),
+                    axis=1,
+                )
+                if others
+                else ""
             )
+            frame = children.assign(series=named)
             table = frame.groupby([param, "series"])[metric_col].agg(["mean", "std", "count"]).reset_index()
             table = table.rename(columns={param: key})
             table["mean"] /= col.scale
@@ -398,11 +428,13 @@ def _ablation_section(tracker, dataset: str, board: lb.Leaderboard, fig_dir: Pat
                 table = table.drop(columns="series")
             name = re.sub(r"[^A-Za-z0-9]+", "_", f"ablation_{parent[column(Tag.METHOD)]}_{key}")
             path = figures.ablation_curve(table, key, col.name.upper(), col.header(), fig_dir / f"{name}.png")
+            fmt = _column_format([*table["mean"], *table["std"].dropna()])
             rows = [
                 [
                     str(r[key]),
                     *([r["series"]] if others else []),
-                    f"{r['mean']:.4g} ± {0 if pd.isna(r['std']) else r['std']:.2g}",
+                    # one seed: its value alone (no "± 0", which would claim no spread)
+                    fmt(r["mean"]) + (f" ± {fmt(r['std'])}" if r["count"] > 1 else ""),
                     str(int(r["count"])),
                 ]
                 for _, r in table.iterrows()
