@@ -253,3 +253,32 @@ def test_training_curves_compare_like_with_like():
     legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
     assert legend == ["memorytalker (memory=false) train [loss: mem]"]
     assert len(fig.axes[0].get_lines()) == 2
+
+
+def test_ablation_series_and_title_name_settings_and_seeds():
+    import pandas as pd
+
+    from talkbench.reports.figures import ablation_figure
+    from talkbench.reports.report import _setting_labels
+
+    runs = pd.DataFrame(
+        {"params.memorytalker.stage2": [True, False], "params.dataset.style_coupling": [0.0, 0.8]}
+    )
+    labels = _setting_labels(runs, ["params.memorytalker.stage2", "params.dataset.style_coupling"])
+    assert labels.tolist() == ["stage2=True, style_coupling=0.0", "stage2=False, style_coupling=0.8"]
+    table = pd.DataFrame(
+        {
+            "memorytalker.memory": ["False", "True", "False", "True"],
+            "series": ["stage2=True"] * 2 + ["stage2=False"] * 2,
+            "mean": [2.7, 2.8, 2.9, 3.0],
+            "std": [float("nan"), float("nan"), 0.1, 0.2],
+            "count": [1, 1, 1, 1],
+        }
+    )
+    fig = ablation_figure(table, "memorytalker.memory", "LVE", "LVE ↓")
+    (ax,) = fig.axes
+    assert "(one seed)" in ax.get_title() and "±" not in ax.get_title()
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["stage2=False", "stage2=True"]
+    assert ax.get_xlabel() == "memorytalker.memory"
+    several = ablation_figure(table.assign(count=3), "memorytalker.memory", "LVE", "LVE ↓")
+    assert "mean ± std over seeds" in several.axes[0].get_title()

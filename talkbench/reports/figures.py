@@ -89,6 +89,11 @@ def training_figure(curves: dict[str, dict[str, pd.DataFrame]]):
 
 
 def ablation_curve(table: pd.DataFrame, key: str, metric: str, label: str, path: Path) -> Path:
+    """The figure of ``ablation_figure`` saved as a PNG."""
+    return _save(ablation_figure(table, key, metric, label), path)
+
+
+def ablation_figure(table: pd.DataFrame, key: str, metric: str, label: str):
     """table: columns [key, 'mean', 'std', 'count'] (+ optional 'series', named ``setting=value``);
     metric vs swept value, error bars (std over seeds) only where a point has several seeds."""
     fig, ax = plt.subplots(figsize=(5, 3.4))
@@ -114,7 +119,7 @@ def ablation_curve(table: pd.DataFrame, key: str, metric: str, label: str, path:
     ax.set_title(f"{metric} vs {key.split('.')[-1]} ({what})", fontsize=9)
     if "series" in table:
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return fig
 
 
 def mouth_opening(

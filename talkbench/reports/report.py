@@ -407,18 +407,7 @@ def _ablation_section(tracker, dataset: str, board: lb.Leaderboard, fig_dir: Pat
             if param not in children:
                 continue
             others = [param_column(k) for k in grid if k != key and param_column(k) in children]
-            named = (
-                children[others]
-                .astype(str)
-                .apply(
-                    lambda r: ", ".join(
-                        f"{k.removeprefix(param_column('')).split('.')[-1]}={v}" for k, v in r.items()
-                    ),
-                    axis=1,
-                )
-                if others
-                else ""
-            )
+            named = _setting_labels(children, others) if others else ""
             frame = children.assign(series=named)
             table = frame.groupby([param, "series"])[metric_col].agg(["mean", "std", "count"]).reset_index()
             table = table.rename(columns={param: key})
@@ -456,6 +445,14 @@ def _ablation_section(tracker, dataset: str, board: lb.Leaderboard, fig_dir: Pat
                 "",
             ]
     return (["## Ablations", ""] + lines) if lines else []
+
+
+def _setting_labels(runs: pd.DataFrame, params: list[str]) -> pd.Series:
+    """Per run, the settings that tell its series apart, as ``name=value`` (``stage2=True``)."""
+    short = {p: p.removeprefix(param_column("")).split(".")[-1] for p in params}
+    return (
+        runs[params].astype(str).apply(lambda r: ", ".join(f"{short[k]}={v}" for k, v in r.items()), axis=1)
+    )
 
 
 def _mouth_section(
