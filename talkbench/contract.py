@@ -42,6 +42,8 @@ class Tag:
     REPLICA_DIGEST = "talkbench.replica_digest"  # sha256 of the weights every rank ended with
     SOURCE = "talkbench.source"  # a user study's folder
     ENCODER_KEY = "talkbench.encoder_key"  # a pretrained speech encoder's cache key (speech_pretrain)
+    ENCODER_RUN_ID = "talkbench.encoder_run_id"  # the MLflow run that pretrained that encoder
+    THREADS = "talkbench.threads"  # torch intra-op CPU threads: float sums, hence metrics, depend on it
     # runs made by `bench import` from an official checkpoint (value: contract.IMPORTED_OFFICIAL)
     IMPORTED = "talkbench.imported"
     CHECKPOINT = "talkbench.checkpoint"  # the imported file(s): name and sha256

@@ -62,6 +62,17 @@ def build_method(cfg: RunConfig, spec):
     return cls(cfg.method_config, spec)
 
 
+def ensure_encoder(cfg: RunConfig, tracker) -> dict[str, Any]:
+    """Make the default pretrained speech encoder on first use (its own MLflow run), before the method
+    loads it; returns provenance tags (cache key, pretraining run id), empty for other encoders."""
+    from talkbench.speech_pretrain.cache import ensure_for_audio
+
+    result = ensure_for_audio(getattr(cfg.method_config, "audio", None), tracker=tracker)
+    if result is None:
+        return {}
+    return {Tag.ENCODER_KEY: result.meta.get("key", ""), Tag.ENCODER_RUN_ID: result.meta.get("run_id", "")}
+
+
 def resolved_device(cfg: RunConfig) -> str:
     if cfg.device != "auto":
         return cfg.device
@@ -252,6 +263,14 @@ def run_note(cfg: RunConfig, overrides: dict[str, Any], metrics: dict[str, float
     return "\n".join(lines)
 
 
+def torch_threads() -> int:
+    """Intra-op CPU threads (OMP_NUM_THREADS, else the core count): the partition of every parallel
+    reduction, so a seed reproduces a run's metrics bit for bit only at the same count."""
+    import torch
+
+    return torch.get_num_threads()
+
+
 def run_tags(cfg: RunConfig, device: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     git = tracking.git_info()
     overrides = config_overrides(cfg) if overrides is None else overrides
@@ -262,6 +281,7 @@ def run_tags(cfg: RunConfig, device: str, overrides: dict[str, Any] | None = Non
         Tag.PRESET: cfg.preset,
         Tag.SEED: cfg.seed,
         Tag.DEVICE: device,
+        Tag.THREADS: torch_threads(),
         Tag.CONFIG_HASH: cfg.config_hash(),
         Tag.GIT_COMMIT: git["commit"],
         Tag.GIT_DIRTY: git["dirty"],
@@ -419,9 +439,16 @@ def _run(cfg: RunConfig, tracking_uri, resume, parent_run_id, progress: bool, an
     data = cfg.dataset.load()
     spec = data.spec
     validate_data(data, spec)
+    # the evaluation split exists and the sizes fit in memory (the model built on the meta device):
+    # refused here with the numbers, not by an allocation error or the OOM killer during training
+    from talkbench import memory_budget
+
+    eval_clips = data.split(cfg.eval.split_for(spec))
+    memory_budget.check_run(cfg, spec, resolved_device(cfg), len(eval_clips))
+    encoder_tags = ensure_encoder(cfg, tracker)
     method = build_method(cfg, spec)
     device = resolved_device(cfg)
-    tags = run_tags(cfg, device) if resume is None else {}
+    tags = {**run_tags(cfg, device), **encoder_tags} if resume is None else {}
 
     # 3. the MLflow run and its directory: from here on every exit finishes the run
     if resume is not None:
@@ -496,7 +523,7 @@ def _run_inside(tracker, run_id, rdir: Path, cfg, data, spec, method, resumed: b
     _log_replicas(tracker, run_id, method)
 
     # 5. predictions on the test split, then their evaluation, saved files and sample renders
-    test = list(data.split("test"))
+    test = list(data.split(cfg.eval.split_for(spec)))  # the published test split unless eval.split
     predictions, timing = predict_test(method, test, spec)
     evaluation = evaluate(
         predictions,
