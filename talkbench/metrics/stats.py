@@ -210,16 +210,15 @@ class SeedClipComparison:
     ci: tuple[float, float] | None
     p_value: float | None  # two-sided, from the same t(SE, df) as the CI, so the two never disagree
     reason: str = ""
+    on_abs: bool = False  # metrics whose best is 0 (FDD): diff and CI are of |A| - |B|
 
     def favours(self, direction: str) -> str | None:
         """'a' or 'b' when the CI excludes no difference in favour of one, else None."""
         if self.ci is None:
             return None
         lo, hi = self.ci
-        if direction == "zero":  # closer to zero is better: compare |A| and |B| through the sign
-            if not (lo > 0 or hi < 0):
-                return None
-            return "a" if abs(self.a) < abs(self.b) else "b"
+        if self.on_abs or direction == "zero":  # closer to zero is better
+            return "b" if lo > 0 else ("a" if hi < 0 else None)
         if lo > 0:
             return "a" if direction == "higher" else "b"
         if hi < 0:
@@ -314,7 +313,8 @@ def seed_clip_comparison(
 ) -> SeedClipComparison:
     """A minus B, each a {seed label: block}. Clips: those both score, resampled jointly for both.
     Seeds: when both have at least MIN_SEEDS seeds in common, those seeds are paired (the same draws
-    for both, the difference taken per seed); otherwise each method's seeds are resampled apart."""
+    for both, the difference taken per seed); otherwise each method's seeds are resampled apart.
+    For a metric whose best value is 0 (direction "zero") the contrast is |A| - |B|."""
     info = metric_info(metric)
     if not blocks_a or not blocks_b:
         raise TalkbenchError(f"comparison on {metric}: a method has no per-sequence table")
@@ -331,36 +331,36 @@ def seed_clip_comparison(
     pa = _per_seed(info, la, ones)[:, 0] if n else np.full(sa, np.nan)
     pb = _per_seed(info, lb_, ones)[:, 0] if n else np.full(sb, np.nan)
     a, b = float(np.nanmean(pa)), float(np.nanmean(pb))
+    on_abs = info.direction == "zero"
+    f = np.abs if on_abs else (lambda x: x)
+    diff = float(f(a) - f(b))
     reason = support_reason(min(sa, sb), n)
     if reason:
-        return SeedClipComparison(metric, a, b, a - b, (sa, sb), n, paired, None, None, reason)
+        return SeedClipComparison(metric, a, b, diff, (sa, sb), n, paired, None, None, reason, on_abs)
     rng = np.random.default_rng(seed)
     w = bootstrap_weights(n, n_boot, seed)
     va, vb = _per_seed(info, la, w), _per_seed(info, lb_, w)
-    clip_var = float(np.nanvar(va.mean(axis=0) - vb.mean(axis=0), ddof=1))
+    clip_var = float(np.nanvar(f(va.mean(axis=0)) - f(vb.mean(axis=0)), ddof=1))
+    # paired seeds: the same seed draws for both (the inflation is linear, so A - B is the inflated
+    # per-seed difference); unpaired: independent draws
+    draws_a = _seed_draws(sa, n_boot, rng)
+    draws_b = draws_a if paired else _seed_draws(sb, n_boot, rng)
+    ra = np.einsum("bs,sb->b", draws_a, _inflated(pa[:, None], a) + (va - pa[:, None]))
+    rb = np.einsum("bs,sb->b", draws_b, _inflated(pb[:, None], b) + (vb - pb[:, None]))
+    reps = f(ra) - f(rb)
     if paired:
-        d_seed = pa - pb
-        d = _inflated(d_seed[:, None], a - b) + ((va - vb) - d_seed[:, None])
-        reps = np.einsum("bs,sb->b", _seed_draws(sa, n_boot, rng), d)
-        parts = [(float(np.var(d_seed, ddof=1)) / sa, sa - 1), (clip_var, n - 1)]
+        parts = [(float(np.var(f(pa) - f(pb), ddof=1)) / sa, sa - 1), (clip_var, n - 1)]
     else:
-        ra = np.einsum(
-            "bs,sb->b", _seed_draws(sa, n_boot, rng), _inflated(pa[:, None], a) + (va - pa[:, None])
-        )
-        rb = np.einsum(
-            "bs,sb->b", _seed_draws(sb, n_boot, rng), _inflated(pb[:, None], b) + (vb - pb[:, None])
-        )
-        reps = ra - rb
         parts = [
-            (float(np.var(pa, ddof=1)) / sa, sa - 1),
-            (float(np.var(pb, ddof=1)) / sb, sb - 1),
+            (float(np.var(f(pa), ddof=1)) / sa, sa - 1),
+            (float(np.var(f(pb), ddof=1)) / sb, sb - 1),
             (clip_var, n - 1),
         ]
     df = _satterthwaite(parts)
-    ci, se = _t_interval(a - b, reps, df, level)
+    ci, se = _t_interval(diff, reps, df, level)
     if se > 0 and np.isfinite(se):
-        t = abs(a - b) / se
+        t = abs(diff) / se
         p = float(2 * (sps.t.sf(t, df) if np.isfinite(df) else sps.norm.sf(t)))
     else:
-        p = 1.0 if a == b else 0.0
-    return SeedClipComparison(metric, a, b, a - b, (sa, sb), n, paired, ci, p)
+        p = 1.0 if diff == 0 else 0.0
+    return SeedClipComparison(metric, a, b, diff, (sa, sb), n, paired, ci, p, "", on_abs)

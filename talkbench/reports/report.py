@@ -289,7 +289,8 @@ def _paired_section(board: lb.Leaderboard, groups: list[Group], tables: dict) ->
         ci = f"[{fmt(t.ci[0] / col.scale)}, {fmt(t.ci[1] / col.scale)}]" if t.ci else f"no claim: {t.reason}"
         p = f"{t.p_value:.3g}" if t.p_value is not None else "–"
         rows.append([g.label, fmt(t.diff / col.scale), ci, p, seeds, str(t.n_clips)])
-    head = ["B (other method)", f"Δ{col.header()} (A−B)", "95% CI", "p", "seeds (A/B)", "clips"]
+    contrast = "|A|−|B|" if col.direction == "zero" else "A−B"  # best at 0: distances to 0 compared
+    head = ["B (other method)", f"Δ{col.header()} ({contrast})", "95% CI", "p", "seeds (A/B)", "clips"]
     return [
         "## Paired comparisons",
         "",
