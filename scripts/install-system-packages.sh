@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# System packages the tests need: Mesa EGL for headless OpenGL rendering, Chromium for browser tests.
+# System packages the tests need: Mesa EGL for headless OpenGL rendering, Chromium for browser tests,
+# PostgreSQL server binaries for the team-store test (tests/test_postgres_store.py).
 set -euo pipefail
-packages=(libegl1 libegl-mesa0 libgl1-mesa-dri chromium)
+packages=(libegl1 libegl-mesa0 libgl1-mesa-dri chromium postgresql)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -14,10 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import pytest
+from typer.testing import CliRunner
 
-ray = pytest.importorskip("ray")
-psutil = pytest.importorskip("psutil")
+from talkbench.cli import app
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
@@ -36,6 +37,7 @@ def _raylets() -> set[int]:
 def ray_cluster():
     """A head (1 CPU) and one worker node (1 CPU) on this machine; yields (address, worker raylet pid,
     the nodes' TALKBENCH_HOME)."""
+    pytest.importorskip("ray")
     temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     port = _free_port()
     # the points run with the nodes' environment (their own TALKBENCH_HOME), as on a real cluster
@@ -59,6 +61,24 @@ def ray_cluster():
     finally:
         subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _sweep_args(tmp_path, backend: str) -> list[str]:
+    return ["sweep", "--method", "mean-motion", "--preset", "tiny", "--grid", "mean-motion.period=5",
+            "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--backend", backend]  # fmt: skip
+
+
+def test_backend_ray_without_ray_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as when it is not installed
+    out = CliRunner().invoke(app, _sweep_args(tmp_path, "ray"))
+    assert out.exit_code == 2, out.output
+    assert "pip install 'talkbench[ray]'" in out.output and "Traceback" not in out.output
+    assert not (tmp_path / "mlflow.db").exists()  # refused before any parent run was made
+
+
+def test_unknown_backend_is_one_error(tmp_path):
+    out = CliRunner().invoke(app, _sweep_args(tmp_path, "slurm"))
+    assert out.exit_code == 2 and "--backend 'slurm': expected local or ray" in out.output
 
 
 def _kill_tree(pid: int) -> None:
