@@ -423,9 +423,9 @@ def leaderboard(
 ) -> Leaderboard:
     """Build the leaderboard of one dataset from the tracking store (finished runs only); with
     ``evidence``, CIs and significant bests from the runs' per-sequence tables."""
-    from talkbench.tracking import Tracker
+    from talkbench.store_reader import open_run_reader
 
-    tracker = Tracker(tracking_uri, create=False)
+    tracker = open_run_reader(tracking_uri)  # sqlite3 on a local store: cheaper than MLflow's store
     board = build(tracker.search_runs(dataset), dataset, metrics, highlight)
     if evidence:
         from talkbench.reports import evidence as ev
