@@ -667,4 +667,4 @@ def last_unfinished_run(resumable: Callable[[str], bool] | None = None) -> str:
     what = "unfinished run"
     if candidates:
         what = f"resumable run ({len(candidates)} unfinished, none with a checkpoint)"
-    raise TalkbenchError(f"--resume last: no {what} under {runs_root()}")
+    raise TalkbenchError(f"nothing to resume: --resume last found no {what} under {runs_root()}")

@@ -236,7 +236,7 @@ def test_resume_without_a_checkpoint_is_refused_before_anything_is_logged(store_
     tracking.write_run_record(run_id, finished=False, created=time.time() + 10)
     tr.finish_run(run_id, "KILLED")
     before = tr.get_run(run_id)
-    _assert_one_line_error(bench("run", "--resume", "last"), "nothing to resume", run_id, "no checkpoint")
+    _assert_one_line_error(bench("run", "--resume", "last"), "nothing to resume", "none with a checkpoint")
     after = tr.get_run(run_id)
     assert after.info.status == "KILLED" and after.data.tags == before.data.tags
     assert after.data.metrics == before.data.metrics
