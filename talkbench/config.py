@@ -17,6 +17,7 @@ schema's defaults and that change results, so it survives new fields with neutra
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import difflib
 import functools
 import hashlib
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import ConfigDict, Strict, TypeAdapter, ValidationError
+from pydantic import BeforeValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError
 
 from talkbench.errors import ConfigError
 
@@ -101,8 +102,29 @@ class TrainConfig:
 class EvalConfig:
     render_clips: int = 2  # how many test clips to render as videos (0: none)
     save_predictions: bool = True
-    n_boot: int = 1000  # bootstrap resamples for confidence intervals
+    n_boot: Annotated[int, Field(ge=0)] = 1000  # bootstrap resamples for confidence intervals (0: none)
+    # the split predicted and scored; None: the dataset's published test split (DatasetSpec.eval_split,
+    # BIWI's Test-A); checked against the dataset's splits before a run exists (split_for)
+    split: str | None = None
     register: str | None = None  # Model Registry name for the run's MLflow model (bench run --register)
+
+
+    def split_for(self, spec) -> str:
+        """The evaluation split of this dataset: ``split`` or the dataset's default, if it has it."""
+        name = self.split if self.split is not None else getattr(spec, "eval_split", "test")
+        if name not in spec.splits:
+            raise ConfigError(
+                f"eval.split '{name}': dataset {spec.name} has no such split; "
+                f"available: {', '.join(spec.splits)}"
+            )
+        return name
+
+
+# numpy's generators take seeds in [0, 2**32 - 1]; checked here, not at the bootstrap after training
+SEED_MAX = 2**32 - 1
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
+# any integer setting fits int64 (PyTorch sizes, numpy): bigger ones are typos, refused by name
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 @dataclass
@@ -111,7 +133,7 @@ class RunConfig:
 
     method: str
     preset: str
-    seed: int = 0
+    seed: Seed = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -481,8 +503,15 @@ def _adapter(ann: Any) -> TypeAdapter:
 
 def _config_type(ann: Any) -> Any:
     """The annotation pydantic validates: booleans strict (``flag=1`` is a mistake, not True)."""
+    if typing.get_origin(ann) is Annotated:  # bounds (Field(ge=..)) kept around the converted type
+        base, *meta = typing.get_args(ann)
+        if base is int:  # its own bounds replace the int64 one
+            return Annotated[(int, BeforeValidator(_integral_text), *meta)]
+        return Annotated[(_config_type(base), *meta)]
     if ann is bool:
         return Annotated[bool, Strict()]
+    if ann is int:  # integral floats accepted (1e11, 1.0e+11: sizes are written so), fractions refused
+        return Annotated[int, BeforeValidator(_integral_text), Field(ge=_INT64[0], le=_INT64[1])]
     origin, args = typing.get_origin(ann), typing.get_args(ann)
     if origin is typing.Union or origin is types.UnionType:
         return typing.Union[tuple(_config_type(a) for a in args)]  # noqa: UP007 (built from a tuple)
@@ -491,7 +520,23 @@ def _config_type(ann: Any) -> Any:
     return ann
 
 
+def _integral_text(value: Any) -> Any:
+    """``"1e11"`` (YAML 1.1 reads an exponent without a dot as a string) -> 100000000000 when integral;
+    anything else is left to pydantic's lax int (which takes the float 1.0e+11 and refuses 2.5)."""
+    if isinstance(value, str) and any(c in value for c in ".eE"):
+        try:
+            number = decimal.Decimal(value.strip())
+        except decimal.InvalidOperation:
+            return value
+        if number.is_finite() and number == number.to_integral_value():
+            # the int64 bound refuses big ones by name; absurd exponents stay floats (no huge int)
+            return int(number) if abs(number) < 10**100 else float(number)
+    return value
+
+
 def _allows_none(ann: Any) -> bool:
+    if typing.get_origin(ann) is Annotated:
+        return _allows_none(typing.get_args(ann)[0])
     if ann is Any or ann is None or ann is type(None):
         return True
     origin = typing.get_origin(ann)
@@ -504,6 +549,12 @@ def _allows_none(ann: Any) -> bool:
 
 def _describe(ann: Any) -> str:
     origin = typing.get_origin(ann)
+    if origin is Annotated:  # int with bounds: "int >= 0, <= 4294967295"
+        base, *meta = typing.get_args(ann)
+        found = [c for m in meta for c in (m, *getattr(m, "metadata", ()))]  # FieldInfo keeps Ge/Le inside
+        ops = ((">=", "ge"), ("<=", "le"))
+        bounds = [f"{op} {getattr(c, a)}" for c in found for op, a in ops if hasattr(c, a)]
+        return _describe(base) + (" " + ", ".join(bounds) if bounds else "")
     if origin is Literal:
         return "one of " + ", ".join(map(repr, typing.get_args(ann)))
     if origin is typing.Union or origin is types.UnionType:
@@ -607,7 +658,7 @@ def _type_hints(cls: type) -> dict[str, Any]:
 
 def _type_hints_of(obj: Any) -> dict[str, Any]:
     try:
-        return typing.get_type_hints(obj)
+        return typing.get_type_hints(obj, include_extras=True)  # keeps Annotated bounds
     except Exception:  # a forward reference we cannot resolve: accept any value there
         return {}
 

@@ -19,7 +19,7 @@ import typer
 
 from talkbench.commands import one_line_errors
 from talkbench.contract import PREDICTION_SUFFIX, parse_prediction_file, prediction_file
-from talkbench.errors import ConfigError, DataError
+from talkbench.errors import DataError
 
 FRAME_TOLERANCE = 1  # the audio-length rule and the capture can differ by one frame
 MIN_LENGTH_SHARE = 0.5  # shorter than this share of its clip: an error unless --allow-short
@@ -133,24 +133,11 @@ class _ClipsByName(Mapping):
 
 
 def check_bootstrap(n_boot: int, seed: int, n_clips: int | None = None) -> None:
-    """--n-boot and --seed are usable; with ``n_clips``, the resampling weights fit in memory."""
-    if n_boot < 0:
-        raise ConfigError(
-            f"--n-boot {n_boot}: expected 0 (no confidence intervals) or a positive number of resamples"
-        )
-    if seed < 0:
-        raise ConfigError(f"--seed {seed}: expected a non-negative integer")
-    if n_clips:
-        import psutil
+    """--n-boot and --seed are usable; with ``n_clips``, the resampling weights fit in memory (the
+    same check as ``bench run``'s eval.n_boot, in talkbench.memory_budget)."""
+    from talkbench.memory_budget import check_bootstrap as check
 
-        need = 3 * 8 * n_boot * n_clips  # (n_boot, n_clips) int64 draws, float64 weights, one product
-        avail = psutil.virtual_memory().available
-        if need > avail // 2:
-            raise ConfigError(
-                f"--n-boot {n_boot}: resampling {n_clips} clips needs about {need / 2**30:.1f} GiB, "
-                f"more than half of the {avail / 2**30:.1f} GiB available; use at most "
-                f"{max(1, avail // 2 // (3 * 8 * n_clips))}"
-            )
+    check(n_boot, seed, n_clips, n_boot_key="--n-boot", seed_key="--seed")
 
 
 def _fmt(v: float) -> str:

@@ -29,7 +29,8 @@ def run_command(
     preset: str | None = typer.Option(
         None, "--preset", "-p", help="Preset: paper, synthtalk, tiny (default: per dataset)."
     ),
-    seed: int | None = typer.Option(None, "--seed", help="Training seed."),
+    # text, checked by the config schema: -1 or 1e20 are one `error:` line naming --seed, not a usage box
+    seed: str | None = typer.Option(None, "--seed", metavar="INT", help="Training seed (0 to 2**32-1)."),
     overrides: list[str] | None = typer.Option(
         None, "--set", help="Dotted override KEY=VALUE, e.g. --set memorytalker.memory_slots=16 (repeatable)."
     ),

@@ -72,6 +72,7 @@ def build_spec(root: Path, templates: dict[str, np.ndarray], preprocessing: str)
         faces=None,
         audio_alignment="pairs",
         period=25,
+        eval_split="test_a",  # LVE/FDD are reported on Test-A (seen speakers, their own condition)
         unit=f"{preprocessing}-normalised",
         table_scales=dict(TABLE_SCALES),
         mouth_pair=None,

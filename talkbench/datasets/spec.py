@@ -58,6 +58,9 @@ class DatasetSpec:
     # lip vertex ids of the released training lip loss, in file order with duplicates (VOCASET's file
     # has 254 entries, 250 unique); None = regions["lips"]. Metrics always use the unique regions.
     lip_loss_indices: np.ndarray | None = None
+    # the split a run predicts and scores by default (``eval.split`` overrides): the published test
+    # split, e.g. BIWI's Test-A, on which the papers report LVE/FDD
+    eval_split: str = "test"
 
     @property
     def stride(self) -> int:
