@@ -65,13 +65,9 @@ def build_method(cfg: RunConfig, spec):
 def ensure_encoder(cfg: RunConfig, tracker) -> dict[str, Any]:
     """Make the default pretrained speech encoder on first use (its own MLflow run), before the method
     loads it; returns provenance tags (cache key, pretraining run id), empty for other encoders."""
-    from talkbench.methods.audio import AudioEncoderConfig
     from talkbench.speech_pretrain.cache import ensure_for_audio
 
-    audio = getattr(cfg.method_config, "audio", None)
-    if isinstance(audio, dict):  # CodeTalker keeps its audio settings as a plain mapping
-        audio = AudioEncoderConfig(**audio)
-    result = ensure_for_audio(audio, tracker=tracker)
+    result = ensure_for_audio(getattr(cfg.method_config, "audio", None), tracker=tracker)
     if result is None:
         return {}
     return {Tag.ENCODER_KEY: result.meta.get("key", ""), Tag.ENCODER_RUN_ID: result.meta.get("run_id", "")}
