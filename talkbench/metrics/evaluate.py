@@ -243,80 +243,106 @@ def evaluate(
     naming it; nothing is averaged over a NaN. ``alignments`` (clip -> SynthTalk segments) enables
     bilabial_recall and must cover every predicted clip.
     """
-    if n_boot < 0:  # -5 resamples would silently give no CIs
-        raise ConfigError(f"eval.n_boot {n_boot}: expected 0 (no CIs) or a positive number of resamples")
-    if seed < 0:  # numpy's generator refuses it only at the bootstrap, after all the work
-        raise ConfigError(f"bootstrap seed {seed}: expected a non-negative integer")
-    # sorted (duplicates kept: they weigh in FDD's mean as in the reference): cache-friendly gathers
-    lips = np.sort(_region(spec, "lips"))
-    upper = np.sort(_region(spec, "upper_face"))
-    mouth = mouth_pair_of(spec)
-    if mouth is not None:
-        mouth = (
-            check_indices(mouth[0], spec.n_vertices, "upper_lip"),
-            check_indices(mouth[1], spec.n_vertices, "lower_lip"),
-        )
-    max_lag = max(1, int(round(MAX_OFFSET_S * spec.fps)))
-
-    rows: list[dict] = []
-    seen: set[tuple[str, str | None]] = set()
-    templates: dict[str, np.ndarray] = {}
-    curves: dict[tuple[str, str | None], np.ndarray] = {}
-    gt_curves: dict[str, np.ndarray] = {}
+    evaluator = Evaluator(spec, clips, alignments, n_boot, seed)
     for name, condition, verts in predictions:
-        label = _label(name, condition)
-        if name not in clips:
+        evaluator.add(name, condition, verts)
+    return evaluator.result()
+
+
+class Evaluator:
+    """:func:`evaluate` one prediction at a time: each is reduced to its per-sequence row (and
+    mouth-opening curve) when added, so a caller can score a whole test split without holding it."""
+
+    def __init__(
+        self,
+        spec: DatasetSpec,
+        clips: Mapping[str, Clip],
+        alignments: Mapping[str, list[dict]] | None = None,
+        n_boot: int = 1000,
+        seed: int = 0,
+    ):
+        if n_boot < 0:  # -5 resamples would silently give no CIs
+            raise ConfigError(f"eval.n_boot {n_boot}: expected 0 (no CIs) or a positive number of resamples")
+        if seed < 0:  # numpy's generator refuses it only at the bootstrap, after all the work
+            raise ConfigError(f"bootstrap seed {seed}: expected a non-negative integer")
+        self.spec, self.clips, self.alignments = spec, clips, alignments
+        self.n_boot, self.seed = n_boot, seed
+        # sorted (duplicates kept: they weigh in FDD's mean as in the reference): cache-friendly gathers
+        self.lips = np.sort(_region(spec, "lips"))
+        self.upper = np.sort(_region(spec, "upper_face"))
+        mouth = mouth_pair_of(spec)
+        if mouth is not None:
+            mouth = (
+                check_indices(mouth[0], spec.n_vertices, "upper_lip"),
+                check_indices(mouth[1], spec.n_vertices, "lower_lip"),
+            )
+        self.mouth = mouth
+        self.max_lag = max(1, int(round(MAX_OFFSET_S * spec.fps)))
+        self.rows: list[dict] = []
+        self.seen: set[tuple[str, str | None]] = set()
+        self.templates: dict[str, np.ndarray] = {}
+        self.curves: dict[tuple[str, str | None], np.ndarray] = {}
+        self.gt_curves: dict[str, np.ndarray] = {}
+
+    def add(self, name: str, condition: str | None, verts: ArrayLike) -> None:
+        spec, label = self.spec, _label(name, condition)
+        if name not in self.clips:
             raise DataError(f"{label}: no clip of that name in the ground truth of '{spec.name}'")
-        if (name, condition) in seen:
+        if (name, condition) in self.seen:
             raise DataError(f"{label}: given twice")
-        seen.add((name, condition))
+        self.seen.add((name, condition))
         p = as_vertices(verts, label, exact=False)
         if p.shape[1] != spec.n_vertices:
             raise DataError(
                 f"{label}: has {p.shape[1]} vertices, expected {spec.n_vertices} for '{spec.name}'"
             )
-        clip = clips[name]
+        clip = self.clips[name]
         g = as_vertices(clip.vertices, f"ground truth of clip '{name}'", exact=False)
         if g.shape[1] != spec.n_vertices:
             raise DataError(
                 f"ground truth of clip '{name}' has {g.shape[1]} vertices, expected {spec.n_vertices}"
             )
-        if name not in templates:
-            templates[name] = as_template(clip.template, spec.n_vertices)
-        row, curve = sequence_row(p, g, templates[name], lips, upper, mouth, max_lag, label)
-        rows.append({
+        if name not in self.templates:
+            self.templates[name] = as_template(clip.template, spec.n_vertices)
+        row, curve = sequence_row(
+            p, g, self.templates[name], self.lips, self.upper, self.mouth, self.max_lag, label
+        )
+        self.rows.append({
             "clip": name, "subject": clip.subject, "sentence": clip.sentence, "condition": condition,
             "n_frames_pred": p.shape[0], "n_frames_gt": clip.n_frames, **row,
         })
         if curve is not None:
-            curves[(name, condition)] = curve
-            if name not in gt_curves:
-                gt_curves[name] = lipsync.mouth_opening(clip.vertices, *mouth)
-    if not rows:
-        raise DataError(f"no predictions to evaluate for '{spec.name}'")
-    mismatches = _length_mismatches(rows, spec.name)
+            self.curves[(name, condition)] = curve
+            if name not in self.gt_curves:
+                self.gt_curves[name] = lipsync.mouth_opening(clip.vertices, *self.mouth)
 
-    df = pd.DataFrame(rows)
-    _check_conditions(df)  # before the segment columns, whose curves are keyed by (clip, condition)
-    skipped: dict[str, str] = {}
-    if mouth is None:
-        for m in ("lip_corr", "av_offset", "av_offset_abs"):
-            skipped[m] = f"dataset '{spec.name}' defines no mouth_pair or upper_lip/lower_lip regions"
-    if alignments is None or mouth is None:
-        for m in ("bilabial_recall", "vowel_open_rate"):
-            skipped[m] = "no phoneme alignments given" if alignments is None else skipped["lip_corr"]
-    else:
-        _segment_columns(df, curves, gt_curves, alignments, spec.fps)
+    def result(self) -> Evaluation:
+        spec, rows, mouth, alignments = self.spec, self.rows, self.mouth, self.alignments
+        if not rows:
+            raise DataError(f"no predictions to evaluate for '{spec.name}'")
+        mismatches = _length_mismatches(rows, spec.name)
 
-    metrics = tuple(m for m in METRIC_ORDER if m not in skipped)
-    ev = Evaluation(
-        dataset=spec.name, per_sequence=df, aggregates={}, ci={}, region_digest=spec.region_digest(),
-        metric_versions={k: v for k, v in metric_versions().items() if k in metrics},
-        table_scales=dict(spec.table_scales), unit=spec.unit, metrics=metrics, skipped=skipped,
-        length_mismatches=mismatches,
-    )
-    _aggregate(ev, n_boot, seed)
-    return ev
+        df = pd.DataFrame(rows)
+        _check_conditions(df)  # before the segment columns, whose curves are keyed by (clip, condition)
+        skipped: dict[str, str] = {}
+        if mouth is None:
+            for m in ("lip_corr", "av_offset", "av_offset_abs"):
+                skipped[m] = f"dataset '{spec.name}' defines no mouth_pair or upper_lip/lower_lip regions"
+        if alignments is None or mouth is None:
+            for m in ("bilabial_recall", "vowel_open_rate"):
+                skipped[m] = "no phoneme alignments given" if alignments is None else skipped["lip_corr"]
+        else:
+            _segment_columns(df, self.curves, self.gt_curves, alignments, spec.fps)
+
+        metrics = tuple(m for m in METRIC_ORDER if m not in skipped)
+        ev = Evaluation(
+            dataset=spec.name, per_sequence=df, aggregates={}, ci={}, region_digest=spec.region_digest(),
+            metric_versions={k: v for k, v in metric_versions().items() if k in metrics},
+            table_scales=dict(spec.table_scales), unit=spec.unit, metrics=metrics, skipped=skipped,
+            length_mismatches=mismatches,
+        )
+        _aggregate(ev, self.n_boot, self.seed)
+        return ev
 
 
 def _length_mismatches(rows: list[dict], dataset: str) -> list[LengthMismatch]:
