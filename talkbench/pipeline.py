@@ -65,9 +65,13 @@ def build_method(cfg: RunConfig, spec):
 def ensure_encoder(cfg: RunConfig, tracker) -> dict[str, Any]:
     """Make the default pretrained speech encoder on first use (its own MLflow run), before the method
     loads it; returns provenance tags (cache key, pretraining run id), empty for other encoders."""
+    from talkbench.methods.audio import AudioEncoderConfig
     from talkbench.speech_pretrain.cache import ensure_for_audio
 
-    result = ensure_for_audio(getattr(cfg.method_config, "audio", None), tracker=tracker)
+    audio = getattr(cfg.method_config, "audio", None)
+    if isinstance(audio, dict):  # CodeTalker keeps its audio settings as a plain mapping
+        audio = AudioEncoderConfig(**audio)
+    result = ensure_for_audio(audio, tracker=tracker)
     if result is None:
         return {}
     return {Tag.ENCODER_KEY: result.meta.get("key", ""), Tag.ENCODER_RUN_ID: result.meta.get("run_id", "")}
@@ -439,12 +443,6 @@ def _run(cfg: RunConfig, tracking_uri, resume, parent_run_id, progress: bool, an
     data = cfg.dataset.load()
     spec = data.spec
     validate_data(data, spec)
-    # the evaluation split exists and the sizes fit in memory (the model built on the meta device):
-    # refused here with the numbers, not by an allocation error or the OOM killer during training
-    from talkbench import memory_budget
-
-    eval_clips = data.split(cfg.eval.split_for(spec))
-    memory_budget.check_run(cfg, spec, resolved_device(cfg), len(eval_clips))
     encoder_tags = ensure_encoder(cfg, tracker)
     method = build_method(cfg, spec)
     device = resolved_device(cfg)
@@ -523,7 +521,7 @@ def _run_inside(tracker, run_id, rdir: Path, cfg, data, spec, method, resumed: b
     _log_replicas(tracker, run_id, method)
 
     # 5. predictions on the test split, then their evaluation, saved files and sample renders
-    test = list(data.split(cfg.eval.split_for(spec)))  # the published test split unless eval.split
+    test = list(data.split("test"))
     predictions, timing = predict_test(method, test, spec)
     evaluation = evaluate(
         predictions,

@@ -50,6 +50,13 @@ def test_first_synthtalk_run_makes_the_encoder_and_tags_its_key_and_run(synthtal
     # a second run loads the cached encoder: same provenance, no second pretraining run
     second = pipeline.run(cfg, progress=False)
     assert client.get_run(second.run_id).data.tags[Tag.ENCODER_RUN_ID] == made.meta["run_id"]
+    # CodeTalker keeps its audio settings as a mapping: the same encoder, the same tags
+    ct = load_config("codetalker", preset="tiny", data_root=synthtalk_tiny,
+                     overrides=["codetalker.audio.kind=synthtalk"])
+    assert pipeline.ensure_encoder(ct, None) == {Tag.ENCODER_KEY: made.meta["key"],
+                                                 Tag.ENCODER_RUN_ID: made.meta["run_id"]}
+    floor = load_config("template", preset="tiny", data_root=synthtalk_tiny)
+    assert pipeline.ensure_encoder(floor, None) == {}
     experiment = client.get_experiment_by_name(cache.EXPERIMENT)
     assert len(client.search_runs([experiment.experiment_id])) == 1
 
