@@ -131,11 +131,21 @@ def log_model(tracker, run_id: str, bundle_dir: str | Path, n_vertices: int, reg
     try:
         with _store(tracker.uri), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # type hints: our signature is explicit
+            # created in the run's experiment: left to Model.log, the model goes to the Default
+            # experiment (its artifacts under ./mlruns in the cwd) and the run page lists no model
+            run = tracker.client.get_run(run_id)
+            model = mlflow.initialize_logged_model(
+                name=contract.MODEL_ARTIFACT,
+                source_run_id=run_id,
+                params={k: str(v) for k, v in run.data.params.items()},
+                experiment_id=run.info.experiment_id,
+            )
             info = Model.log(
                 None,
                 name=contract.MODEL_ARTIFACT,
                 flavor=mlflow.pyfunc,
                 run_id=run_id,
+                model_id=model.model_id,
                 python_model=TalkbenchModel(),
                 artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
                 signature=signature(n_vertices),

@@ -110,6 +110,19 @@ def test_model_carries_spec_templates_version_and_signature(trained):
     assert tags[contract.Tag.REGISTERED_MODEL] == f"models:/{NAME}/1"
 
 
+def test_model_is_in_the_runs_experiment_beside_the_store(trained):
+    """The UI's run page lists the models of the run's experiment: one left in Default is not shown,
+    and its artifacts would land in ./mlruns of whatever directory the run was started from."""
+    client = mlflow.MlflowClient(trained["uri"])
+    run = client.get_run(trained["run_id"])
+    (output,) = run.outputs.model_outputs
+    model = client.get_logged_model(output.model_id)
+    assert model.experiment_id == run.info.experiment_id != "0"
+    assert model.source_run_id == trained["run_id"] and model.status == "READY"
+    assert model.params.get("method") == "faceformer"  # the run's params, as Model.log copies them
+    assert "/mlruns/0/" not in model.artifact_location
+
+
 def test_models_uris_resolve_to_the_run(trained):
     client = mlflow.MlflowClient(trained["uri"], registry_uri=trained["uri"])
     client.set_registered_model_alias(NAME, "champion", "1")
