@@ -443,6 +443,19 @@ def _run(cfg: RunConfig, tracking_uri, resume, parent_run_id, progress: bool, an
     data = cfg.dataset.load()
     spec = data.spec
     validate_data(data, spec)
+    # the evaluation split exists and the sizes fit in memory (the model built on the meta device):
+    # refused here with the numbers, not by an allocation error or the OOM killer during training
+    from talkbench import memory_budget
+
+    eval_clips = data.split(cfg.eval.split_for(spec))
+    if len(eval_clips) == 0:
+        from talkbench.errors import DataError
+
+        raise DataError(
+            f"dataset {spec.name} ({getattr(data, 'root', '?')}): the evaluation split "
+            f"'{eval_clips.name}' has no clips (eval.split picks another: {', '.join(spec.splits)})"
+        )
+    memory_budget.check_run(cfg, spec, resolved_device(cfg), len(eval_clips))
     encoder_tags = ensure_encoder(cfg, tracker)
     method = build_method(cfg, spec)
     device = resolved_device(cfg)
@@ -521,7 +534,7 @@ def _run_inside(tracker, run_id, rdir: Path, cfg, data, spec, method, resumed: b
     _log_replicas(tracker, run_id, method)
 
     # 5. predictions on the test split, then their evaluation, saved files and sample renders
-    test = list(data.split("test"))
+    test = list(data.split(cfg.eval.split_for(spec)))  # the published test split unless eval.split
     predictions, timing = predict_test(method, test, spec)
     evaluation = evaluate(
         predictions,

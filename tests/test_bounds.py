@@ -163,3 +163,12 @@ def test_an_unknown_eval_split_lists_the_available_ones(biwi_root, store_uri):
     out = _biwi_run(biwi_root, store_uri, "--set", "eval.split=test")
     _one_error_line(out, "eval.split", "'test'", "train, val, test_a, test_b")
     _no_runs(store_uri, "biwi")
+
+
+def test_an_empty_evaluation_split_is_refused_before_a_run(biwi_root, tmp_path, store_uri):
+    root = tmp_path / "BIWI"
+    shutil.copytree(biwi_root, root)
+    for stem in ("F2_e37", "F2_e38"):  # Test-A, the default evaluation split, left empty
+        (root / "wav" / f"{stem}.wav").unlink()
+    _one_error_line(_biwi_run(root, store_uri), "evaluation split 'test_a' has no clips", "test_b")
+    _no_runs(store_uri, "biwi")
