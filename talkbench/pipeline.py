@@ -448,6 +448,13 @@ def _run(cfg: RunConfig, tracking_uri, resume, parent_run_id, progress: bool, an
     from talkbench import memory_budget
 
     eval_clips = data.split(cfg.eval.split_for(spec))
+    if len(eval_clips) == 0:
+        from talkbench.errors import DataError
+
+        raise DataError(
+            f"dataset {spec.name} ({getattr(data, 'root', '?')}): the evaluation split "
+            f"'{eval_clips.name}' has no clips (eval.split picks another: {', '.join(spec.splits)})"
+        )
     memory_budget.check_run(cfg, spec, resolved_device(cfg), len(eval_clips))
     encoder_tags = ensure_encoder(cfg, tracker)
     method = build_method(cfg, spec)
