@@ -301,7 +301,7 @@ def test_presets_resolve_and_set_overrides():
         assert paper.feature_dim == {"vocaset": 64, "biwi": 128}[dataset]
         assert paper.audio.name_or_path == "facebook/wav2vec2-base-960h"
     synth = load_config("faceformer", dataset="synthtalk").method_config
-    assert synth.audio.kind == "mel"
+    assert synth.audio.kind == "synthtalk" and synth.audio.freeze_cnn  # issue 14: the pretrained encoder
 
 
 def test_stage_carries_every_config_setting():
