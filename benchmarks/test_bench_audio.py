@@ -1,0 +1,90 @@
+"""Inference at 19 s of audio against the speech encoder alone, paper-vocaset architectures.
+
+    .venv/bin/python -m pytest benchmarks/test_bench_audio.py -p no:xdist --benchmark-only -o addopts="" -s
+
+FaceFormer (wav2vec2-base) and MemoryTalker (HuBERT-base) with random weights (`audio.pretrained=false`:
+timing does not depend on the weights) on a VOCASET-sized mesh, one thread, CPU time. For each method
+the encoder alone (its forward under no_grad, as the method calls it) and the whole `predict` are
+measured side by side; `ratio_to_encoder` goes into extra_info. Target (issue 16): at most 1.15.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from talkbench.config import load_config
+from talkbench.datasets.spec import DatasetSpec, Split
+
+SECONDS = 19.0
+ENCODER: dict[str, float] = {}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _spec() -> DatasetSpec:
+    subjects = tuple(f"S{i}" for i in range(8))
+    return DatasetSpec(
+        "bench",
+        30.0,
+        5023,
+        {"train": Split(subjects)},
+        subjects,
+        regions={"lips": np.arange(250), "upper_face": np.arange(3000, 3500)},
+    )
+
+
+def _build(method: str):
+    torch.manual_seed(0)
+    cfg = load_config(method, preset="paper-vocaset", overrides=[f"{method}.audio.pretrained=false"])
+    if method == "faceformer":
+        from talkbench.methods.faceformer import FaceFormer
+
+        m = FaceFormer(cfg.method_config, _spec())
+        return m.eval(), m.audio, 0
+    from talkbench.methods.memorytalker import MemoryTalker
+
+    m = MemoryTalker(cfg.method_config, _spec())
+    m.begin_stage(m.stages()[-1])  # the full (stylized) inference path
+    return m.eval(), m.audio_encoder, None
+
+
+@pytest.fixture(scope="module", params=["faceformer", "memorytalker"])
+def case(request):
+    return (request.param, *_build(request.param))
+
+
+@pytest.mark.benchmark(timer=time.process_time)  # CPU time: steadier than wall time on a shared machine
+def test_encoder_alone(benchmark, case):
+    name, _model, encoder, _ = case
+    audio = torch.randn(1, int(SECONDS * 16000))
+
+    def run():
+        with torch.no_grad():
+            encoder(audio, torch.tensor([audio.shape[1]]))
+
+    benchmark.group = f"{name}-19s"
+    benchmark.pedantic(run, rounds=2, iterations=1, warmup_rounds=1)
+    ENCODER[name] = benchmark.stats.stats.min
+
+
+@pytest.mark.benchmark(timer=time.process_time)
+def test_predict(benchmark, case):
+    name, model, _encoder, condition = case
+    audio = torch.randn(int(SECONDS * 16000))
+    template = torch.zeros(5023, 3)
+    benchmark.group = f"{name}-19s"
+    benchmark.pedantic(model.predict, args=(audio, template, condition), rounds=2, iterations=1)
+    ratio = benchmark.stats.stats.min / ENCODER[name]
+    benchmark.extra_info["ratio_to_encoder"] = round(ratio, 3)
+    took = benchmark.stats.stats.min
+    print(f"\n{name} 19 s: predict {took:.2f} CPU s, encoder {ENCODER[name]:.2f} CPU s -> {ratio:.3f}x")
