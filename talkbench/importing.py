@@ -141,7 +141,7 @@ def _evaluate(tracker, run_id: str, cfg, model, data) -> dict[str, float]:
     from talkbench.metrics.registry import metric_info
 
     spec = data.spec
-    test = list(data.split("test"))
+    test = list(data.split(cfg.eval.split_for(spec)))
     predictions, timing = pipeline.predict_test(model, test, spec)
     evaluation = evaluate(
         predictions,

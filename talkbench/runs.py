@@ -58,6 +58,11 @@ class TrackedRun:
         return self.config.dataset.load()
 
     @cached_property
+    def test_clips(self):
+        """The clips the run was evaluated on (its ``eval.split``: BIWI's Test-A by default)."""
+        return self.dataset.split(self.config.eval.split_for(self.dataset.spec))
+
+    @cached_property
     def _predictions(self) -> dict[str, contract.PredictionName]:
         """Saved prediction files (names without the folder) and what each one holds."""
         files = self.tracker.list_artifacts(self.run_id, contract.PREDICTIONS_DIR)

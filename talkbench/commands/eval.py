@@ -150,7 +150,9 @@ def eval_command(
     ),
     dataset: str = typer.Option(..., "--dataset", "-d", help="synthtalk, vocaset or biwi."),
     data_root: Path | None = typer.Option(None, "--data-root", help="Prepared dataset directory."),
-    split: str = typer.Option("test", "--split", help="Split the predictions belong to."),
+    split: str | None = typer.Option(
+        None, "--split", help="Split the predictions belong to (default: the dataset's evaluation split)."
+    ),
     out: Path | None = typer.Option(None, "--out", help="Write the per-sequence table to this CSV file."),
     n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples for the 95% CIs (0: none)."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
@@ -178,6 +180,7 @@ def eval_command(
             )
         ds = load_dataset(dataset, root=data_root)
         spec = ds.spec
+        split = split or spec.eval_split
         view = ds.split(split)
         clips = _ClipsByName(view)
 

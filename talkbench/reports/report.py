@@ -468,12 +468,12 @@ def _mouth_section(
     opened = {g.label: TrackedRun(g.newest, tracker) for g in groups}
     try:
         data = opened[groups[0].label].dataset
+        test = opened[groups[0].label].test_clips
     except TalkbenchError:
         return []
     pair = mouth_pair_of(data.spec)
     if pair is None:
         return []
-    test = data.split("test")
     clips = [test[i] for i in range(min(n_clips, len(test)))]
     lines = [
         "## Mouth opening",

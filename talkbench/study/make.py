@@ -164,7 +164,7 @@ def make_study_from_runs(
     labels = [r.method for r in runs]
     labels = [m if labels.count(m) == 1 else f"{m} ({r.run_id[:8]})" for m, r in zip(labels, runs)]
     clips, predictions = [], {label: {} for label in labels}
-    for clip in data.split("test"):
+    for clip in runs[0].test_clips:
         if not all(r.has_prediction(clip.name) for r in runs):
             continue
         clips.append(
