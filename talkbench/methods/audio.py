@@ -24,6 +24,7 @@ key-padding masks.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 
@@ -69,6 +70,9 @@ class AudioEncoderConfig:
     n_layers: int = 2
     n_heads: int = 4
     dropout: float = 0.1
+    # inference (no grad) on CUDA under bf16 autocast: about half the time of fp32 for the matrix work;
+    # outputs are float32 again. CPU and training are unaffected (training follows the run's precision)
+    cuda_bf16_inference: bool = True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,6 +257,13 @@ class AudioEncoder(nn.Module):
         """Parameter-name prefixes (relative to this module) that train; the frozen CNN is left out."""
         return ("",)
 
+    def inference_precision(self, audio: torch.Tensor):
+        """bf16 autocast for inference on CUDA (``cuda_bf16_inference``), else nothing."""
+        wanted = getattr(self.cfg, "cuda_bf16_inference", True)  # configs pickled before the option
+        if wanted and audio.is_cuda and not torch.is_grad_enabled() and torch.cuda.is_bf16_supported():
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def default_frames(
         self, audio_lengths: torch.Tensor, n_frames: torch.Tensor | None
     ) -> torch.Tensor | None:
@@ -320,6 +331,11 @@ class MelEncoder(AudioEncoder):
 
     def forward(self, audio, audio_lengths, n_frames=None):
         self._check_lengths(audio, audio_lengths)
+        with self.inference_precision(audio):
+            h, out_len = self._encode(audio, audio_lengths, n_frames)
+        return h.float(), out_len
+
+    def _encode(self, audio, audio_lengths, n_frames):
         x = normalize_audio(audio, audio_lengths)
         feats, lengths = self.cnn(x, audio_lengths)
         n_frames = self.default_frames(audio_lengths, n_frames)
@@ -386,6 +402,11 @@ class HFSpeechEncoder(AudioEncoder):
 
     def forward(self, audio, audio_lengths, n_frames=None):
         self._check_lengths(audio, audio_lengths)
+        with self.inference_precision(audio):
+            h, out_len = self._encode(audio, audio_lengths, n_frames)
+        return h.float(), out_len
+
+    def _encode(self, audio, audio_lengths, n_frames):
         x = normalize_audio(audio, audio_lengths)
         feats, lengths = self.cnn(x, audio_lengths)
         n_frames = self.default_frames(audio_lengths, n_frames)
