@@ -23,7 +23,7 @@ import pandas as pd
 
 from talkbench import paths
 from talkbench.config import RunConfig, load_config
-from talkbench.contract import CONFIG_ARTIFACT, Tag, column, param_column
+from talkbench.contract import CONFIG_ARTIFACT, Tag, column, param_column, sweep_grid_param
 from talkbench.errors import ConfigError, TalkbenchError
 
 log = logging.getLogger(__name__)
@@ -176,6 +176,8 @@ def run(
         p.run_id = done.get((p.config_hash, str(p.seed)))
         p.status = "skipped" if p.run_id else "pending"
     parent = _parent_run(tracker, sweep, experiment_id)
+    # the grid as params (the UI shows and compares them); keys already logged are skipped on a restart
+    tracker.log_params(parent, {sweep_grid_param(a.key): ",".join(a.values) for a in sweep.axes})
     log_dir = Path(log_dir) if log_dir else run_dir(parent) / "points"
     log_dir.mkdir(parents=True, exist_ok=True)
     todo = [p for p in sweep.points if p.status == "pending"]
@@ -222,11 +224,27 @@ def run(
         if any(p.status == "failed" for p in sweep.points):
             status = "FAILED"
         # every point's run, including those finished elsewhere (they are not children of this parent)
-        tracker.set_tags(
-            parent, {"talkbench.point_runs": json.dumps([p.run_id for p in sweep.points if p.run_id])}
-        )
+        tracker.set_tags(parent, point_links(sweep, experiment_id))
         tracker.finish_run(parent, status)
     return summary(sweep, tracker)
+
+
+def point_links(sweep: Sweep, experiment_id: str) -> dict[str, str]:
+    """The parent's links to every point's run: ``Tag.POINT_RUNS`` (ids) and a description listing
+    each point with a link to its run page in the UI, reused runs marked (they are not its children,
+    so the UI does not nest them under the parent)."""
+    lines = [f"Sweep of {sweep.method} on {sweep.dataset}: {len(sweep.points)} points", ""]
+    for p in sweep.points:
+        label = " ".join([*p.overrides(), f"seed={p.seed}"])
+        if p.run_id:
+            reused = " (reused: finished earlier)" if p.status == "skipped" else ""
+            lines.append(f"- {label}: [{p.run_id}](#/experiments/{experiment_id}/runs/{p.run_id}){reused}")
+        else:
+            lines.append(f"- {label}: {p.status}, no run")
+    return {
+        Tag.POINT_RUNS: json.dumps([p.run_id for p in sweep.points if p.run_id]),
+        Tag.NOTE: "\n".join(lines),
+    }
 
 
 def _finished_runs(tracker, sweep: Sweep) -> dict[tuple[str, str], str]:
