@@ -21,6 +21,9 @@ from talkbench.errors import TalkbenchError
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 90.0
+# MLflow >= 3.x's UI opens experiments in its global "GenAI" mode (traces overview) unless the URL or a
+# click on "Model training" says otherwise; the experiment's mlflow.experimentKind tag no longer decides
+RUNS_VIEW = "workflowType=machine_learning"
 
 
 def server_command(uri: str, port: int, artifacts: Path | None) -> list[str]:
@@ -62,6 +65,17 @@ def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = START_TIMEO
     raise TalkbenchError(f"mlflow server did not answer on {url} within {timeout:.0f} s")
 
 
+def experiment_urls(tracker, url: str) -> list[tuple[str, str]]:
+    """(name, URL of its runs table) for each talkbench experiment of the store."""
+    from talkbench import contract
+
+    return [
+        (e.name, f"{url}/#/experiments/{e.experiment_id}?{RUNS_VIEW}")
+        for e in tracker.client.search_experiments()
+        if e.tags.get(contract.Tag.EXPERIMENT_KIND) == contract.EXPERIMENT_KIND
+    ]
+
+
 def ui_command(
     port: int = typer.Option(5000, "--port", help="Port on 127.0.0.1."),
     tracking_uri: str | None = typer.Option(
@@ -84,7 +98,9 @@ def ui_command(
         proc = subprocess.Popen(server_command(tracker.uri, port, artifacts))
         try:
             wait_until_up(url, proc)
-            typer.echo(f"MLflow UI: {url}  (Ctrl-C to stop)")
+            typer.echo(f"MLflow UI: {url}/#/experiments?{RUNS_VIEW}  (Ctrl-C to stop)")
+            for name, link in experiment_urls(tracker, url):
+                typer.echo(f"  {name}: {link}")
             proc.wait()
         except KeyboardInterrupt:
             pass
