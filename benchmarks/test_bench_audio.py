@@ -88,3 +88,21 @@ def test_predict(benchmark, case):
     benchmark.extra_info["ratio_to_encoder"] = round(ratio, 3)
     took = benchmark.stats.stats.min
     print(f"\n{name} 19 s: predict {took:.2f} CPU s, encoder {ENCODER[name]:.2f} CPU s -> {ratio:.3f}x")
+
+
+@pytest.mark.benchmark(timer=time.process_time)
+@pytest.mark.parametrize("cached", [False, True])
+def test_training_forward_frozen_cnn(benchmark, cached):
+    """wav2vec2-base in training mode with its CNN frozen (the paper presets), two 4 s clips: every
+    epoch after the first reads the CNN's features from the cache (`audio.cache_frozen_cnn`)."""
+    from talkbench.methods.audio import AudioEncoderConfig, build_audio_encoder
+
+    torch.manual_seed(0)
+    cfg = AudioEncoderConfig(kind="wav2vec2", pretrained=False, cache_frozen_cnn=cached)
+    enc = build_audio_encoder(cfg, _spec()).train()
+    audio, lengths = torch.randn(2, 64000), torch.tensor([64000, 56000])
+    enc(audio, lengths)  # the first epoch fills the cache
+    benchmark.group = "wav2vec2-train-forward-4s-x2"
+    benchmark.pedantic(enc, args=(audio, lengths), rounds=2, iterations=1)
+    if cached:
+        assert enc.front_end_cache.hits >= 4
