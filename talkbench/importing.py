@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from talkbench import contract, paths, pipeline, tracking
+from talkbench import contract, paths, pipeline, scoring, tracking
 from talkbench.contract import Tag
 
 log = logging.getLogger(__name__)
@@ -136,37 +136,5 @@ def _log_without_data(tracker, run_id, cfg, model, rdir: Path, files):
 
 
 def _evaluate(tracker, run_id: str, cfg, model, data) -> dict[str, float]:
-    """The test split predicted, scored and logged as the pipeline does for a trained run."""
-    from talkbench.metrics import evaluate
-    from talkbench.metrics.registry import metric_info
-
-    spec = data.spec
-    test = list(data.split(cfg.eval.split_for(spec)))
-    predictions, timing = pipeline.predict_test(model, test, spec)
-    evaluation = evaluate(
-        predictions,
-        spec,
-        {c.name: c for c in test},
-        alignments=pipeline.load_alignments_for(data),
-        n_boot=cfg.eval.n_boot,
-        seed=cfg.seed,
-    )
-    if cfg.eval.save_predictions:
-        chosen = pipeline.prediction_selection(model, test, spec)
-        tracker.log_predictions(run_id, [p for p in predictions if chosen is None or p.clip in chosen])
-    metrics = {contract.test_metric(k): float(v) for k, v in evaluation.flat().items()}
-    metrics[contract.SPEED_METRIC] = timing.speed
-    tracker.log_metrics(run_id, metrics)
-    tracker.log_table(run_id, evaluation.per_sequence, contract.PER_SEQUENCE_ARTIFACT)
-    tracker.log_text(run_id, evaluation.to_table().to_csv(index=False), contract.SUMMARY_ARTIFACT)
-    tags = {
-        Tag.INFERENCE_SPEED: f"{timing.speed:.6g}",
-        Tag.REGION_DIGEST: evaluation.region_digest,
-        Tag.DATASET_DIGEST: spec.digest,
-    }
-    tags.update({Tag.params(k): v for k, v in model.parameter_counts().items()})
-    tags.update({Tag.metric_version(k): v for k, v in evaluation.metric_versions.items()})
-    for name in evaluation.metrics:
-        tags[Tag.scale(name)] = repr(metric_info(name).scale_for(spec.name, spec.table_scales))
-    tracker.set_tags(run_id, tags)
-    return metrics
+    """The evaluation split predicted, scored and logged as for a trained run (no renders)."""
+    return scoring.score(tracker, run_id, cfg, model, data).metrics

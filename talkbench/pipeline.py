@@ -5,11 +5,8 @@ any epoch is trained, so a bad ``--tracking-uri`` fails in a second with the rea
 directory ``$TALKBENCH_HOME/runs/<MLflow run id>/`` with its config, ``run.json`` and the engine's
 checkpoints; ``--resume`` reads both back and reopens the same MLflow run.
 
-Predictions: one explicit loop over the test clips; each clip is predicted with one call of
-``method.predict_conditions`` for all its speaker conditions (methods with ``uses_speaker_id``: every
-training speaker, or only its own for a speaker seen in training; others: no condition). The
-predictions are collected, then evaluated, saved and rendered from that one list.
-Inference speed = seconds of animation produced per second of predict_conditions() compute.
+After training, talkbench.scoring predicts the evaluation split (one predict_conditions call per
+clip), scores it and logs the scores; importing an official checkpoint shares that step.
 """
 
 from __future__ import annotations
@@ -19,24 +16,17 @@ import logging
 import math
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-import numpy as np
-
-from talkbench import contract, distributed, paths, tracking
+from talkbench import contract, distributed, paths, scoring, tracking
 from talkbench.config import RunConfig
 from talkbench.contract import Tag
 from talkbench.errors import ConfigError, Interrupted, TalkbenchError
 
 log = logging.getLogger(__name__)
-
-# save every prediction when they fit in this many bytes, else the first clip of each test subject
-MAX_PREDICTION_BYTES = 200 << 20
-
 
 @dataclass
 class RunResult:
@@ -83,137 +73,6 @@ def resolved_device(cfg: RunConfig) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def conditions_for(method, spec, subject: str) -> list[int | None]:
-    """Speaker conditions to predict a clip with (see the module docstring)."""
-    if not getattr(method, "uses_speaker_id", False):
-        return [None]
-    own = spec.speaker_index(subject)
-    if own >= 0:
-        return [own]
-    return list(range(len(spec.train_subjects)))
-
-
-# -- predictions --------------------------------------------------------------------------------
-class Prediction(NamedTuple):
-    """One test prediction; unpacks as the ``(clip, condition, vertices)`` that evaluate() reads."""
-
-    clip: str
-    condition: str | None  # the training speaker's name, None for unconditioned methods
-    vertices: np.ndarray  # (T, V, 3) float32
-
-
-@dataclass
-class Timing:
-    compute_s: float = 0.0
-    animation_s: float = 0.0
-
-    @property
-    def speed(self) -> float:
-        return self.animation_s / self.compute_s if self.compute_s > 0 else math.inf
-
-
-def predict_test(method, clips: list, spec) -> tuple[list[Prediction], Timing]:
-    """Every test prediction, one ``predict_conditions`` call per clip, and the compute it took."""
-    import torch
-
-    method.eval()
-    device = method.device
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    predictions: list[Prediction] = []
-    timing = Timing()
-    for clip in clips:
-        audio = torch.tensor(np.asarray(clip.audio, np.float32), device=device)  # copies (read-only maps)
-        template = torch.as_tensor(np.asarray(clip.template, np.float32), device=device)
-        conditions = conditions_for(method, spec, clip.subject)
-        sync()
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            out = method.predict_conditions(audio, template, conditions)
-        sync()
-        timing.compute_s += time.perf_counter() - t0
-        preds = out.detach().float().cpu().numpy()
-        if preds.ndim != 4 or preds.shape[0] != len(conditions) or preds.shape[2:] != (spec.n_vertices, 3):
-            raise TalkbenchError(
-                f"method '{method.name}': predict_conditions() for clip '{clip.name}' returned shape "
-                f"{tuple(preds.shape)}, expected ({len(conditions)}, T, {spec.n_vertices}, 3)"
-            )
-        for cond, pred in zip(conditions, preds):
-            label = None if cond is None else spec.train_subjects[cond]
-            predictions.append(Prediction(clip.name, label, pred))
-            timing.animation_s += pred.shape[0] / spec.fps
-    return predictions, timing
-
-
-def prediction_selection(method, clips: list, spec) -> set[str] | None:
-    """None = save all; else the first clip of each test subject (when all would be too big)."""
-    n_cond = max(1, len(spec.train_subjects)) if getattr(method, "uses_speaker_id", False) else 1
-    total = sum(c.n_frames for c in clips) * n_cond * spec.n_vertices * 3 * 4
-    if total <= MAX_PREDICTION_BYTES:
-        return None
-    first: dict[str, str] = {}
-    for c in clips:
-        first.setdefault(c.subject, c.name)
-    return set(first.values())
-
-
-def load_alignments_for(data) -> dict | None:
-    root = getattr(data, "root", None)
-    if root is None or not (Path(root) / "alignments").is_dir():
-        return None
-    from talkbench.metrics import load_alignments
-
-    return load_alignments(Path(root) / "alignments")
-
-
-# -- rendered samples ---------------------------------------------------------------------------
-def sample_predictions(predictions: list[Prediction], test: list, n_clips: int) -> list[Prediction]:
-    """The first prediction (first condition) of the first test clip of up to ``n_clips`` subjects."""
-    chosen: dict[str, str] = {}
-    for clip in test:
-        if len(chosen) < n_clips:
-            chosen.setdefault(clip.subject, clip.name)
-    first: dict[str, Prediction] = {}
-    for p in predictions:
-        if p.clip in chosen.values():
-            first.setdefault(p.clip, p)
-    return list(first.values())
-
-
-def _render_samples(
-    tracker, run_id: str, method_name: str, samples: list[Prediction], test: list, spec, rdir: Path
-) -> None:
-    """Ground truth next to the prediction of each sample clip, with the clip's audio.
-
-    A renderer failure (no OpenGL here, say) is logged as a warning and a tag: the run itself and
-    everything already logged are kept.
-    """
-    if not samples:
-        return
-    from talkbench.render import camera_for, render_side_by_side
-
-    clips = {c.name: c for c in test}
-    out_dir = rdir / contract.RENDERS_DIR
-    try:
-        for p in samples:
-            clip = clips[p.clip]
-            label = method_name if p.condition is None else f"{method_name} ({p.condition})"
-            render_side_by_side(
-                [("ground truth", clip.vertices), (label, p.vertices)],
-                spec.faces,
-                out_dir / f"{clip.name}.mp4",
-                clip.fps,
-                camera_for(spec.name),
-                clip.audio,
-                clip.template,
-                size=384,
-            )
-    except TalkbenchError as exc:
-        log.warning("rendering samples failed, run kept: %s", exc)
-        tracker.set_tags(run_id, {Tag.RENDER_ERROR: str(exc)[:500]})
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        tracker.log_artifact(run_id, out_dir, contract.RENDERS_DIR)
 
 
 # -- names, descriptions and tags ---------------------------------------------------------------
@@ -515,7 +374,6 @@ def _log_replicas(tracker, run_id: str, method) -> None:
 
 def _run_inside(tracker, run_id, rdir: Path, cfg, data, spec, method, resumed: bool, progress: bool):
     from talkbench.engine import train
-    from talkbench.metrics import evaluate
 
     logger = tracking.MlflowLogger(tracker, run_id)
     config_path = cfg.save(rdir / paths.RUN_CONFIG)
@@ -533,58 +391,22 @@ def _run_inside(tracker, run_id, rdir: Path, cfg, data, spec, method, resumed: b
     train_result = train(method, data, cfg, rdir, logger=logger, resume=resumed, progress=progress)
     _log_replicas(tracker, run_id, method)
 
-    # 5. predictions on the test split, then their evaluation, saved files and sample renders
-    test = list(data.split(cfg.eval.split_for(spec)))  # the published test split unless eval.split
-    predictions, timing = predict_test(method, test, spec)
-    evaluation = evaluate(
-        predictions,
-        spec,
-        {c.name: c for c in test},
-        alignments=load_alignments_for(data),
-        n_boot=cfg.eval.n_boot,
-        seed=cfg.seed,
-    )
-    if cfg.eval.save_predictions:
-        chosen = prediction_selection(method, test, spec)
-        tracker.log_predictions(run_id, [p for p in predictions if chosen is None or p.clip in chosen])
-    if spec.faces is not None:
-        samples = sample_predictions(predictions, test, cfg.eval.render_clips)
-        _render_samples(tracker, run_id, method.name, samples, test, spec, rdir)
-
-    # 6. metrics, tables and tags
-    metrics = {contract.test_metric(k): float(v) for k, v in evaluation.aggregates.items()}
-    for name, (lo, hi) in evaluation.ci.items():  # beside their value in the UI's metric list
-        metrics[contract.test_ci_low(name)], metrics[contract.test_ci_high(name)] = float(lo), float(hi)
-    metrics[contract.SPEED_METRIC] = timing.speed
-    tracker.log_metrics(run_id, metrics)
-    tracker.log_table(run_id, evaluation.per_sequence, contract.PER_SEQUENCE_ARTIFACT)
-    tracker.log_text(run_id, evaluation.to_table().to_csv(index=False), contract.SUMMARY_ARTIFACT)
-    from talkbench.metrics.registry import metric_info
-
-    tags: dict[str, Any] = {
-        Tag.INFERENCE_SPEED: f"{timing.speed:.6g}",
-        Tag.REGION_DIGEST: evaluation.region_digest,
-        Tag.DATASET_DIGEST: spec.digest,
-        Tag.RESUMED_FROM_EPOCH: train_result.resumed_from if train_result.resumed_from else "",
-    }
-    tags.update({Tag.params(k): v for k, v in method.parameter_counts().items()})
-    tags.update({Tag.metric_version(k): v for k, v in evaluation.metric_versions.items()})
-    for name in evaluation.metrics:
-        tags[Tag.scale(name)] = repr(metric_info(name).scale_for(spec.name, spec.table_scales))
-    tracker.set_tags(run_id, {k: v for k, v in tags.items() if v != ""})
-    # 7. the MLflow model (pyfunc; registered as cfg.eval.register): predicts without the dataset
+    # 5. predictions on the evaluation split, scored as they come; metrics, tables, tags, renders
+    scores = scoring.score(tracker, run_id, cfg, method, data, rdir)
+    if train_result.resumed_from:
+        tracker.set_tags(run_id, {Tag.RESUMED_FROM_EPOCH: train_result.resumed_from})
+    # 6. the MLflow model (pyfunc; registered as cfg.eval.register): predicts without the dataset
     from talkbench.mlflow_model import log_run_model
 
     log_run_model(tracker, run_id, cfg, method, data, rdir)
-    log.info("run %s: %d predictions, %.1fx real time", run_id, len(predictions), timing.speed)
     return RunResult(
         run_id=run_id,
         run_dir=rdir,
         tracking_uri=tracker.uri,
         experiment=spec.name,
-        metrics=metrics,
-        inference_speed=timing.speed,
-        n_predictions=len(predictions),
-        evaluation=evaluation,
+        metrics=scores.metrics,
+        inference_speed=scores.timing.speed,
+        n_predictions=scores.n_predictions,
+        evaluation=scores.evaluation,
         train=train_result,
     )

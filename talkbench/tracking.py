@@ -25,8 +25,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
-
 from talkbench import contract, paths
 from talkbench.errors import TalkbenchError
 from talkbench.paths import RUN_RECORD, run_dir, runs_root
@@ -479,19 +477,6 @@ class Tracker:
         stem = artifact_file.rsplit(".", 1)[0]
         self.client.log_text(run_id, table.to_csv(index=False), stem + ".csv")
         self.client.log_table(run_id, table, stem + ".json")
-
-    def log_predictions(self, run_id: str, predictions: Iterable[tuple[str, str | None, np.ndarray]]) -> int:
-        """Log ``(clip, condition, (T, V, 3))`` predictions as (T, V*3) float32 files named by
-        :func:`contract.prediction_file` under ``contract.PREDICTIONS_DIR``; returns the count."""
-        n = 0
-        with tempfile.TemporaryDirectory(prefix="talkbench-pred-") as tmp:
-            for clip, condition, verts in predictions:
-                arr = np.asarray(verts, dtype=np.float32)
-                np.save(Path(tmp) / contract.prediction_file(clip, condition), arr.reshape(arr.shape[0], -1))
-                n += 1
-            if n:
-                self.client.log_artifacts(run_id, tmp, contract.PREDICTIONS_DIR)
-        return n
 
     # -- reading --------------------------------------------------------------------------------
     def get_run(self, run_id: str):

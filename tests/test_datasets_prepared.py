@@ -229,7 +229,7 @@ def test_root_that_is_not_a_dataset(tmp_path):
 def test_unknown_names_and_options(fake):
     with pytest.raises(ConfigError, match="unknown dataset 'vocaset2'. Did you mean: vocaset"):
         load_dataset("vocaset2", root=fake)
-    with pytest.raises(ConfigError, match="unknown option 'presett'.*Did you mean: preset.*Options of 'synthtalk'"):
+    with pytest.raises(ConfigError, match="unknown option 'presett'.*Did you mean: preset"):
         load_dataset("synthtalk", root=fake, presett="tiny")
     with pytest.raises(ConfigError, match="needs a data root"):
         load_dataset("vocaset")

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from talkbench import pipeline, tracking
+from talkbench import pipeline, scoring, tracking
 from talkbench.config import RunConfig, load_config
 from talkbench.datasets import load_dataset
 from talkbench.methods.reference import TemplateMethod
@@ -149,9 +149,9 @@ def test_conditions_for_seen_and_unseen_speakers(synthtalk_tiny):
     onehot = OneHotTemplate(OneHotConfig(), spec)
     plain = TemplateMethod(None, spec)
     seen = spec.train_subjects[1]
-    assert pipeline.conditions_for(onehot, spec, seen) == [1]
-    assert pipeline.conditions_for(onehot, spec, "unseen") == list(range(len(spec.train_subjects)))
-    assert pipeline.conditions_for(plain, spec, "unseen") == [None]
+    assert scoring.conditions_for(onehot, spec, seen) == [1]
+    assert scoring.conditions_for(onehot, spec, "unseen") == list(range(len(spec.train_subjects)))
+    assert scoring.conditions_for(plain, spec, "unseen") == [None]
 
 
 def test_failed_run_is_marked_failed(store_uri, synthtalk_tiny, monkeypatch):
@@ -180,13 +180,30 @@ def test_bad_prediction_shape_is_a_clear_error(store_uri, synthtalk_tiny, monkey
         pipeline.run(_cfg("template", synthtalk_tiny), tracking_uri=store_uri, progress=False)
 
 
+def test_predictions_are_scored_as_they_come(store_uri, synthtalk_tiny, onehot_method, monkeypatch):
+    """Each clip's predictions reach the evaluator before the next clip is predicted: a run holds one
+    clip's predictions at a time, not the whole test split (VOCASET x 8 conditions is gigabytes)."""
+    from talkbench.metrics import Evaluator
+
+    events: list[str] = []
+    predict, add = OneHotTemplate.predict_conditions, Evaluator.add
+    monkeypatch.setattr(
+        OneHotTemplate, "predict_conditions", lambda self, *a: events.append("predict") or predict(self, *a)
+    )
+    monkeypatch.setattr(Evaluator, "add", lambda self, *a: events.append("add") or add(self, *a))
+    pipeline.run(_cfg(onehot_method, synthtalk_tiny), tracking_uri=store_uri, progress=False)
+    n_cond = len(load_dataset("synthtalk", root=synthtalk_tiny).spec.train_subjects)
+    assert events.count("predict") > 1
+    assert events == (["predict"] + ["add"] * n_cond) * events.count("predict")
+
+
 def test_prediction_selection_when_too_big(synthtalk_tiny, monkeypatch):
     data = load_dataset("synthtalk", root=synthtalk_tiny)
     test = list(data.split("test"))
     plain = TemplateMethod(None, data.spec)
-    assert pipeline.prediction_selection(plain, test, data.spec) is None  # tiny: save all
-    monkeypatch.setattr(pipeline, "MAX_PREDICTION_BYTES", 1)
-    chosen = pipeline.prediction_selection(plain, test, data.spec)
+    assert scoring.prediction_selection(plain, test, data.spec) is None  # tiny: save all
+    monkeypatch.setattr(scoring, "MAX_PREDICTION_BYTES", 1)
+    chosen = scoring.prediction_selection(plain, test, data.spec)
     subjects = {c.subject for c in test}
     assert len(chosen) == len(subjects)
     assert {next(c.subject for c in test if c.name == n) for n in chosen} == subjects

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from talkbench import tracking
+from talkbench import contract, tracking
 from talkbench.errors import TalkbenchError
 from talkbench.tracking import MlflowLogger, Tracker
 
@@ -142,8 +142,11 @@ def test_full_run_roundtrip(store_uri, tmp_path):
     tr.log_dataset(run_id, "synthtalk", tmp_path / "data", digest="deadbeef01", context="test")
     table = pd.DataFrame({"clip": ["a", "b"], "lve": [1.0, 2.0]})
     tr.log_table(run_id, table, "eval/per_sequence.csv")
-    preds = [("S05_s01", None, np.zeros((7, 5, 3))), ("S05_s01", "S01", np.ones((7, 5, 3)))]
-    assert tr.log_predictions(run_id, preds) == 2
+    pred_dir = tmp_path / "preds"
+    pred_dir.mkdir()
+    np.save(pred_dir / contract.prediction_file("S05_s01"), np.zeros((7, 15), np.float32))
+    np.save(pred_dir / contract.prediction_file("S05_s01", "S01"), np.ones((7, 15), np.float32))
+    tr.log_artifact(run_id, pred_dir, contract.PREDICTIONS_DIR)
     (tmp_path / "ckpt.pt").write_bytes(b"weights")
     logger.log_artifact(tmp_path / "ckpt.pt", "checkpoints")
     tr.finish_run(run_id)

@@ -1,0 +1,222 @@
+"""A method scored on its evaluation split and the scores logged: the part of a run after training,
+shared by trained runs (pipeline) and imported checkpoints (importing).
+
+One explicit loop over the clips: each clip is predicted with one ``method.predict_conditions`` call
+for all its speaker conditions (methods with ``uses_speaker_id``: every training speaker, or only its
+own for a speaker seen in training; others: no condition). Each prediction is scored as it comes
+(metrics.Evaluator keeps a per-sequence row, not the vertices), written if it is one of the saved
+predictions and kept if it is a rendered sample, so memory stays at one clip's predictions
+whatever the size of the test split.
+Inference speed = seconds of animation produced per second of predict_conditions() compute.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from talkbench import contract
+from talkbench.contract import Tag
+from talkbench.errors import TalkbenchError
+
+log = logging.getLogger(__name__)
+
+# save every prediction when they fit in this many bytes, else the first clip of each test subject
+MAX_PREDICTION_BYTES = 200 << 20
+
+
+class Prediction(NamedTuple):
+    """One test prediction; unpacks as the ``(clip, condition, vertices)`` that evaluate() reads."""
+
+    clip: str
+    condition: str | None  # the training speaker's name, None for unconditioned methods
+    vertices: np.ndarray  # (T, V, 3) float32
+
+
+@dataclass
+class Timing:
+    compute_s: float = 0.0
+    animation_s: float = 0.0
+
+    @property
+    def speed(self) -> float:
+        return self.animation_s / self.compute_s if self.compute_s > 0 else math.inf
+
+
+@dataclass
+class Scores:
+    evaluation: Any  # talkbench.metrics.Evaluation
+    timing: Timing
+    metrics: dict[str, float]  # as logged: test/<name>, their CIs, the speed
+    n_predictions: int
+
+
+def conditions_for(method, spec, subject: str) -> list[int | None]:
+    """Speaker conditions to predict a clip with (see the module docstring)."""
+    if not getattr(method, "uses_speaker_id", False):
+        return [None]
+    own = spec.speaker_index(subject)
+    if own >= 0:
+        return [own]
+    return list(range(len(spec.train_subjects)))
+
+
+def predict_clip(method, clip, spec, timing: Timing) -> list[Prediction]:
+    """One clip under all its conditions, one ``predict_conditions`` call; adds its cost to ``timing``."""
+    import torch
+
+    device = method.device
+    audio = torch.tensor(np.asarray(clip.audio, np.float32), device=device)  # copies (read-only maps)
+    template = torch.as_tensor(np.asarray(clip.template, np.float32), device=device)
+    conditions = conditions_for(method, spec, clip.subject)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        out = method.predict_conditions(audio, template, conditions)
+    sync()
+    timing.compute_s += time.perf_counter() - t0
+    preds = out.detach().float().cpu().numpy()
+    if preds.ndim != 4 or preds.shape[0] != len(conditions) or preds.shape[2:] != (spec.n_vertices, 3):
+        raise TalkbenchError(
+            f"method '{method.name}': predict_conditions() for clip '{clip.name}' returned shape "
+            f"{tuple(preds.shape)}, expected ({len(conditions)}, T, {spec.n_vertices}, 3)"
+        )
+    timing.animation_s += preds.shape[0] * preds.shape[1] / spec.fps
+    return [
+        Prediction(clip.name, None if c is None else spec.train_subjects[c], pred)
+        for c, pred in zip(conditions, preds)
+    ]
+
+
+def predict_test(method, clips: list, spec) -> tuple[list[Prediction], Timing]:
+    """Every prediction of ``clips`` in one list (for callers that want them all; a run streams)."""
+    method.eval()
+    timing = Timing()
+    return [p for clip in clips for p in predict_clip(method, clip, spec, timing)], timing
+
+
+def prediction_selection(method, clips: list, spec) -> set[str] | None:
+    """None = save all; else the first clip of each test subject (when all would be too big)."""
+    n_cond = max(1, len(spec.train_subjects)) if getattr(method, "uses_speaker_id", False) else 1
+    total = sum(c.n_frames for c in clips) * n_cond * spec.n_vertices * 3 * 4
+    if total <= MAX_PREDICTION_BYTES:
+        return None
+    return set(first_clip_per_subject(clips, len(clips)))
+
+
+def first_clip_per_subject(clips: list, n_subjects: int) -> list[str]:
+    """The first clip of each of the first ``n_subjects`` subjects (the rendered samples)."""
+    chosen: dict[str, str] = {}
+    for clip in clips:
+        if len(chosen) < n_subjects:
+            chosen.setdefault(clip.subject, clip.name)
+    return list(chosen.values())
+
+
+def load_alignments_for(data) -> dict | None:
+    root = getattr(data, "root", None)
+    if root is None or not (Path(root) / "alignments").is_dir():
+        return None
+    from talkbench.metrics import load_alignments
+
+    return load_alignments(Path(root) / "alignments")
+
+
+def score(tracker, run_id: str, cfg, method, data, rdir: Path | None = None) -> Scores:
+    """Predict ``cfg.eval.split_for(spec)``, evaluate, and log metrics, tables, tags, the saved
+    predictions and (when ``rdir`` is given and the dataset has faces) the rendered samples."""
+    from talkbench.metrics import Evaluator
+
+    spec = data.spec
+    test = list(data.split(cfg.eval.split_for(spec)))  # the published test split unless eval.split
+    evaluator = Evaluator(
+        spec, {c.name: c for c in test}, load_alignments_for(data), n_boot=cfg.eval.n_boot, seed=cfg.seed
+    )
+    saved = prediction_selection(method, test, spec) if cfg.eval.save_predictions else set()
+    renders = rdir is not None and spec.faces is not None
+    wanted = set(first_clip_per_subject(test, cfg.eval.render_clips)) if renders else set()
+    samples: dict[str, Prediction] = {}
+    timing, n = Timing(), 0
+    method.eval()
+    with tempfile.TemporaryDirectory(prefix="talkbench-pred-") as tmp:
+        for clip in test:
+            for p in predict_clip(method, clip, spec, timing):
+                evaluator.add(*p)
+                n += 1
+                if saved is None or p.clip in saved:
+                    np.save(Path(tmp) / contract.prediction_file(p.clip, p.condition),
+                            p.vertices.reshape(p.vertices.shape[0], -1).astype(np.float32))
+                if p.clip in wanted:
+                    samples.setdefault(p.clip, p)
+        evaluation = evaluator.result()
+        if any(Path(tmp).iterdir()):
+            tracker.log_artifact(run_id, tmp, contract.PREDICTIONS_DIR)
+    if samples:
+        _render_samples(tracker, run_id, method.name, list(samples.values()), test, spec, rdir)
+    metrics = _log_scores(tracker, run_id, method, spec, evaluation, timing)
+    log.info("run %s: %d predictions, %.1fx real time", run_id, n, timing.speed)
+    return Scores(evaluation, timing, metrics, n)
+
+
+def _log_scores(tracker, run_id: str, method, spec, evaluation, timing: Timing) -> dict[str, float]:
+    from talkbench.metrics.registry import metric_info
+
+    metrics = {contract.test_metric(k): float(v) for k, v in evaluation.aggregates.items()}
+    for name, (lo, hi) in evaluation.ci.items():  # beside their value in the UI's metric list
+        metrics[contract.test_ci_low(name)], metrics[contract.test_ci_high(name)] = float(lo), float(hi)
+    metrics[contract.SPEED_METRIC] = timing.speed
+    tracker.log_metrics(run_id, metrics)
+    tracker.log_table(run_id, evaluation.per_sequence, contract.PER_SEQUENCE_ARTIFACT)
+    tracker.log_text(run_id, evaluation.to_table().to_csv(index=False), contract.SUMMARY_ARTIFACT)
+    tags: dict[str, Any] = {
+        Tag.INFERENCE_SPEED: f"{timing.speed:.6g}",
+        Tag.REGION_DIGEST: evaluation.region_digest,
+        Tag.DATASET_DIGEST: spec.digest,
+    }
+    tags.update({Tag.params(k): v for k, v in method.parameter_counts().items()})
+    tags.update({Tag.metric_version(k): v for k, v in evaluation.metric_versions.items()})
+    for name in evaluation.metrics:
+        tags[Tag.scale(name)] = repr(metric_info(name).scale_for(spec.name, spec.table_scales))
+    tracker.set_tags(run_id, tags)
+    return metrics
+
+
+def _render_samples(
+    tracker, run_id: str, method_name: str, samples: list[Prediction], test: list, spec, rdir: Path
+) -> None:
+    """Ground truth next to the prediction of each sample clip, with the clip's audio.
+
+    A renderer failure (no OpenGL here, say) is logged as a warning and a tag: the run itself and
+    everything already logged are kept.
+    """
+    from talkbench.render import camera_for, render_side_by_side
+
+    clips = {c.name: c for c in test}
+    out_dir = rdir / contract.RENDERS_DIR
+    try:
+        for p in samples:
+            clip = clips[p.clip]
+            label = method_name if p.condition is None else f"{method_name} ({p.condition})"
+            render_side_by_side(
+                [("ground truth", clip.vertices), (label, p.vertices)],
+                spec.faces,
+                out_dir / f"{clip.name}.mp4",
+                clip.fps,
+                camera_for(spec.name),
+                clip.audio,
+                clip.template,
+                size=384,
+            )
+    except TalkbenchError as exc:
+        log.warning("rendering samples failed, run kept: %s", exc)
+        tracker.set_tags(run_id, {Tag.RENDER_ERROR: str(exc)[:500]})
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        tracker.log_artifact(run_id, out_dir, contract.RENDERS_DIR)
