@@ -5,6 +5,9 @@ Hann window, centred frames with reflect padding, power spectrogram, HTK mel sca
 normalisation; then AmplitudeToDB(): 10 log10(max(x, 1e-10)), no top_db. Written in torch
 (torchaudio is not a dependency); the utterance is first normalised to zero mean and unit variance,
 as the wav2vec2 processor does.
+
+``style_log_mel_padded`` does the same for a zero-padded batch, exactly per clip: statistics over
+each clip's own samples and the centring reflect padding gathered from the clip's own ends.
 """
 
 from __future__ import annotations
@@ -44,4 +47,35 @@ def style_log_mel(wave: torch.Tensor, n_mels: int = 80) -> torch.Tensor:
     return 10.0 * torch.log10(torch.clamp(mel, min=1e-10))
 
 
-__all__ = ["normalize_utterance", "style_log_mel"]
+def style_log_mel_padded(
+    wave: torch.Tensor, lengths: torch.Tensor, n_mels: int = 80
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, S) padded waveform, (B,) valid samples -> ((B, n_mels, F) log-mel, (B,) valid frames).
+    Frame f < 1 + L // 160 of clip b equals ``style_log_mel`` of the clip alone; later frames are junk."""
+    lengths = lengths.to(wave.device)
+    half = N_FFT // 2
+    # the too-short fallback above: zero samples appended up to half a window + 1
+    eff = lengths.clamp(min=half + 1)
+    width = max(int(eff.max()), 1)
+    if wave.shape[-1] < width:
+        wave = torch.nn.functional.pad(wave, (0, width - wave.shape[-1]))
+    wave = wave[:, :width]
+    valid = (torch.arange(width, device=wave.device)[None] < lengths[:, None]).to(wave.dtype)
+    n = lengths[:, None].to(wave.dtype)
+    mean = (wave * valid).sum(-1, keepdim=True) / n
+    var = (((wave - mean) * valid) ** 2).sum(-1, keepdim=True) / n
+    wave = (wave - mean) / torch.sqrt(var + 1e-7) * valid
+    # centring: reflect each clip about its own first and last samples
+    j = torch.arange(-half, width + half, device=wave.device)[None]
+    last = (eff - 1)[:, None]
+    idx = j.abs()
+    idx = torch.where(idx > last, 2 * last - idx, idx)
+    wave = torch.gather(wave, 1, torch.minimum(idx.clamp(min=0), last))
+    window = torch.hann_window(N_FFT, periodic=True, device=wave.device, dtype=wave.dtype)
+    spec = torch.stft(wave, N_FFT, HOP, N_FFT, window, center=False, return_complex=True)
+    power = spec.real**2 + spec.imag**2
+    mel = torch.einsum("bkf,km->bmf", power, _filters(n_mels).to(wave.device, wave.dtype))
+    return 10.0 * torch.log10(torch.clamp(mel, min=1e-10)), 1 + eff // HOP
+
+
+__all__ = ["normalize_utterance", "style_log_mel", "style_log_mel_padded"]

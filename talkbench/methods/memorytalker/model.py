@@ -11,7 +11,8 @@ Choices beyond the release (specs/memorytalker.md §10), all identical to it at 
 - padded batches: every loss is masked (padded frames never count); L_align keeps the release's
   ``batchmean`` (sum over valid frames and slots divided by B), i.e. a per-clip sum over frames
   averaged over the batch; style weights are per sample (M~_b = diag(w_s,b) M_m), never averaged;
-- the style encoder runs on each clip's own samples (grouped by length), so padding cannot reach it;
+- the style encoder runs on a padded batch (anchor, positive and negative clips together) with
+  per-clip edge padding and masked pooling, so each clip gets exactly what it gets alone;
 - stage 2 keeps frozen modules in train mode as released (``frozen_train_mode: true``); false puts
   every module but the style branch in eval mode during the animating stage;
 - no 600-frame cap; ``stylized`` (a saved buffer) switches inference to the stylized memory once the
@@ -35,7 +36,7 @@ from talkbench.methods.audio import build_audio_encoder
 from talkbench.methods.base import Method, Stage
 from talkbench.methods.layers import PeriodicPositionalEncoding, alignment_mask
 from talkbench.methods.memorytalker.config import MemoryTalkerConfig
-from talkbench.methods.memorytalker.frontend import style_log_mel
+from talkbench.methods.memorytalker.frontend import style_log_mel_padded
 from talkbench.methods.memorytalker.losses import masked_mse, velocity_mse
 from talkbench.methods.memorytalker.memory import FacialMotionMemory
 from talkbench.methods.memorytalker.style import SpeakingStyleEncoder
@@ -220,18 +221,19 @@ class MemoryTalker(Method):
         return self.output_proj(h).view(b, t, -1, 3) + template[:, None]
 
     def style_features(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> torch.Tensor:
-        """f_s (B, n) from log-mel of each element's own audio. Elements are grouped by length and
-        each group runs batched: exact per-sample results (the conv stack has no padding mask)."""
-        out = audio.new_empty(audio.shape[0], self.config.memory_slots)
-        for length in audio_lengths.unique().tolist():
-            idx = (audio_lengths == length).nonzero().squeeze(1)
-            wave = audio[idx, : int(length)]
-            if self.config.style_input == "none":
-                wave = torch.zeros_like(wave)  # the control: no speaker information reaches E_s
-            out[idx] = self.style_encoder(
-                style_log_mel(wave, n_mels=self.config.style_n_mels) * self.config.style_input_scale
-            )
-        return out
+        """f_s (B, n) from log-mel of each element's own audio, one padded batch: exact per sample
+        (per-clip normalisation and edge padding, masked pooling; see style.py and frontend.py)."""
+        if self.config.style_input == "none":
+            audio = torch.zeros_like(audio)  # the control: no speaker information reaches E_s
+        mel, frames = style_log_mel_padded(audio, audio_lengths, n_mels=self.config.style_n_mels)
+        return self.style_encoder(mel * self.config.style_input_scale, frames)
+
+    def _style_many(self, *parts: tuple[torch.Tensor, torch.Tensor]) -> list[torch.Tensor]:
+        """style_features of several padded batches (anchor, positive, negative) in one pass."""
+        width = max(a.shape[1] for a, _ in parts)
+        audio = torch.cat([F.pad(a, (0, width - a.shape[1])) for a, _ in parts])
+        f_s = self.style_features(audio, torch.cat([n.to(audio.device) for _, n in parts]))
+        return list(f_s.split([a.shape[0] for a, _ in parts]))
 
     def _encode_batch(self, batch: Batch) -> tuple[Encoded, torch.Tensor, torch.Tensor]:
         """Encode a training batch: (encoded, target vertices, mask), cropped to the frames the audio
@@ -293,17 +295,21 @@ class MemoryTalker(Method):
             raise ConfigError("memorytalker: the animating stage needs memorytalker.memory and .stage2 true")
         enc, target, mask = self._encode_batch(batch)
         text, logits = enc.text, enc.logits
-        f_s = self.style_features(batch.audio, batch.audio_lengths)
+        # training batches of the triplet sampler carry positives and negatives; validation ones do not
+        triplet = batch.positive is not None and batch.negative is not None
+        parts = [(batch.audio, batch.audio_lengths)]
+        if triplet:
+            parts += [(batch.positive.audio, batch.positive.audio_lengths)]
+            parts += [(batch.negative.audio, batch.negative.audio_lengths)]
+        f_s, *others = self._style_many(*parts)
         f_mkey = self.memory.read(self.memory.key_address(logits), style=self.style_encoder.weights(f_s))
         v_hat = self.decode(torch.cat([text, f_mkey], -1), enc, mask, batch.template)
         mse, vel = masked_mse(v_hat, target, mask), velocity_mse(v_hat, target, mask)
         lip = masked_mse(v_hat[:, :, self.lip_index], target[:, :, self.lip_index], mask)
         out = {"mse": mse, "velocity": vel, "lip": lip}
         total = mse + cfg.w_velocity * vel + cfg.w_lip * lip
-        # training batches of the triplet sampler carry positives and negatives; validation ones do not
-        if batch.positive is not None and batch.negative is not None:
-            pos = self.style_features(batch.positive.audio, batch.positive.audio_lengths)
-            neg = self.style_features(batch.negative.audio, batch.negative.audio_lengths)
+        if triplet:
+            pos, neg = others
             proj = self.style_encoder.project
             style = F.triplet_margin_loss(proj(f_s), proj(pos), proj(neg), margin=cfg.triplet_margin, p=2)
             out["style"] = style

@@ -1,7 +1,13 @@
 """Speaking-style branch (spec §3.1): the AdaIN-VC speaker encoder on log-mel, plus the style heads.
 
 E_s: conv bank (kernels 1..8) -> 1x1 conv -> 6 residual conv blocks (stride 1,2,1,2,1,2) -> global
-average over time -> 6 residual dense blocks -> Linear(128 -> 256). Heads: f_s = to_style_emb (256 ->
+average over time -> 6 residual dense blocks -> Linear(128 -> 256).
+
+Padded batches (``lengths`` given) are exact per clip: every conv reads a per-clip reflect padding
+gathered from the clip's own frames (an output frame t < L only sees padded positions < L + k - 1,
+its own), the stride-2 average pool divides by the clip's valid frames in each window (the release
+pools the last odd frame alone), and the global average is a masked mean. The encoder has no norm
+layers, so nothing else mixes frames across the clip's end. Heads: f_s = to_style_emb (256 ->
 n), scale = to_scale (n -> 1, no bias), w_s = sigmoid(f_s) * scale (Eq 15), triplet projection
 style_mlp (n -> n -> n). About 1.737M parameters at the released sizes.
 """
@@ -25,6 +31,34 @@ def _pad_for(x: torch.Tensor, kernel: int) -> torch.Tensor:
         return x
     mode = "reflect" if x.shape[-1] > max(left, right) else "replicate"
     return F.pad(x, (left, right), mode=mode)
+
+
+def _edge_index(lengths: torch.Tensor, left: int, right: int, width: int) -> torch.Tensor:
+    """(B, width + left + right) source frames of ``_pad_for`` applied to each clip alone: reflect,
+    replicate where a clip is too short to reflect; positions past a clip's padded end are clamped
+    into the clip (they only feed outputs past its length)."""
+    j = torch.arange(-left, width + right, device=lengths.device)[None]
+    last = (lengths - 1)[:, None]
+    reflect = j.abs()
+    reflect = torch.where(reflect > last, 2 * last - reflect, reflect)
+    replicate = torch.minimum(j.clamp(min=0), last)
+    idx = torch.where(lengths[:, None] > max(left, right), reflect, replicate)
+    return torch.minimum(idx.clamp(min=0), last)
+
+
+def _pad_batch(x: torch.Tensor, lengths: torch.Tensor, kernel: int) -> torch.Tensor:
+    """``_pad_for`` per clip of a padded batch x (B, C, W) whose clip b has lengths[b] valid frames."""
+    left = kernel // 2
+    right = left if kernel % 2 else left - 1
+    if left == 0 and right == 0:
+        return x
+    idx = _edge_index(lengths, left, right, x.shape[-1])
+    return torch.gather(x, 2, idx[:, None, :].expand(-1, x.shape[1], -1))
+
+
+def _valid(lengths: torch.Tensor, width: int, like: torch.Tensor) -> torch.Tensor:
+    """(B, 1, width) 1.0 on each clip's valid frames, 0.0 on padding."""
+    return (torch.arange(width, device=lengths.device)[None] < lengths[:, None]).to(like.dtype)[:, None]
 
 
 class SpeakerEncoder(nn.Module):
@@ -52,8 +86,11 @@ class SpeakerEncoder(nn.Module):
         self.second_dense_layers = nn.ModuleList(nn.Linear(channels, channels) for _ in range(dense_blocks))
         self.output_layer = nn.Linear(channels, out_dim)
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        """mel (B, n_mels, F) -> (B, out_dim)."""
+    def forward(self, mel: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """mel (B, n_mels, F) -> (B, out_dim); ``lengths`` (B,) valid frames per clip of a padded batch
+        (None: every clip fills F)."""
+        if lengths is not None:
+            return self._forward_padded(mel, lengths)
         bank = [F.relu(conv(_pad_for(mel, conv.kernel_size[0]))) for conv in self.conv_bank]
         x = F.relu(self.in_conv_layer(torch.cat([*bank, mel], dim=1)))
         for first, second, s in zip(self.first_conv_layers, self.second_conv_layers, self.subsample):
@@ -63,6 +100,28 @@ class SpeakerEncoder(nn.Module):
                 x = F.avg_pool1d(x, kernel_size=s, ceil_mode=True)
             x = x + y
         x = x.mean(dim=-1)
+        for first, second in zip(self.first_dense_layers, self.second_dense_layers):
+            x = x + F.relu(second(F.relu(first(x))))
+        return self.output_layer(x)
+
+    def _forward_padded(self, mel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The forward above on a padded batch, equal to each clip run alone (module docstring)."""
+        lengths = lengths.to(mel.device)
+        bank = [F.relu(conv(_pad_batch(mel, lengths, conv.kernel_size[0]))) for conv in self.conv_bank]
+        x = F.relu(self.in_conv_layer(torch.cat([*bank, mel], dim=1)))
+        for first, second, s in zip(self.first_conv_layers, self.second_conv_layers, self.subsample):
+            y = F.relu(first(_pad_batch(x, lengths, first.kernel_size[0])))
+            y = F.relu(second(_pad_batch(y, lengths, second.kernel_size[0])))
+            if s > 1:
+                # windows straddling a clip's end average its valid frames only; both pools share the
+                # divisor, so sum / count is the clip's own mean (exact for s = 2)
+                valid = _valid(lengths, x.shape[-1], x)
+                total = F.avg_pool1d(x * valid, kernel_size=s, ceil_mode=True)
+                count = F.avg_pool1d(valid, kernel_size=s, ceil_mode=True)
+                x = total / count.clamp(min=1e-12)
+                lengths = (lengths + s - 1) // s
+            x = x + y
+        x = (x * _valid(lengths, x.shape[-1], x)).sum(dim=-1) / lengths[:, None].to(x.dtype)
         for first, second in zip(self.first_dense_layers, self.second_dense_layers):
             x = x + F.relu(second(F.relu(first(x))))
         return self.output_layer(x)
@@ -84,8 +143,8 @@ class SpeakingStyleEncoder(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        return self.to_style_emb(self.encoder(mel))
+    def forward(self, mel: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.to_style_emb(self.encoder(mel, lengths))
 
     def weights(self, f_s: torch.Tensor) -> torch.Tensor:
         """w_s = sigmoid(f_s) * scale(f_s) (Eq 15): one weight per memory slot, (B, n)."""
