@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from talkbench.methods.decoder import TransformerDecoder
+from talkbench.methods.decoder import InferenceDecoder, TransformerDecoder
 from talkbench.methods.layers import (
     PeriodicPositionalEncoding,
     alibi_slopes,
@@ -119,3 +119,31 @@ def test_cached_path_gradients_equal_full_forward():
     assert torch.allclose(full, cached, rtol=1e-5)
     for a, c in zip(g_full, g_cached):
         assert torch.allclose(a, c, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("mode,ratio", [("interpolate", 1), ("pairs", 2), (None, 1)])
+def test_inference_decoder_equals_cached_steps(mode, ratio):
+    """The inference stepper (preallocated cache; precomputed cross-attention rows where each frame
+    sees one memory position, attention over the memory otherwise) equals ``step``."""
+    torch.manual_seed(3)
+    d, h, b, t = 24, 4, 3, 30
+    dec = TransformerDecoder(d, h, 2 * d, n_layers=2).eval()
+    tokens, mem = torch.randn(b, t, d), torch.randn(b, ratio * t, d)
+    self_mask = biased_causal_mask(h, t, 7)[None]
+    mem_mask = None if mode is None else alignment_mask(t, ratio * t, mode)
+    with torch.no_grad():
+        cache, fast = dec.init_cache(mem), InferenceDecoder(dec, mem, mem_mask, t)
+        assert (fast.layers[0][5] is not None) == (mode == "interpolate")  # the precomputed rows
+        for i in range(t):
+            row = self_mask[:, :, i : i + 1, : i + 1]
+            ref = dec.step(
+                tokens[:, i : i + 1], cache, row, None if mem_mask is None else mem_mask[i : i + 1]
+            )
+            got = fast.step(tokens[:, i], i, row)
+            torch.testing.assert_close(got, ref[:, 0], rtol=1e-5, atol=1e-5)
+
+
+def test_inference_decoder_refuses_training_mode():
+    dec = TransformerDecoder(8, 2, 16).train()
+    with pytest.raises(ValueError, match="eval mode"):
+        InferenceDecoder(dec, torch.randn(1, 4, 8), None, 4)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from test_encoder_outputs import _build
 
 
-def test_fused_feedback_equals_two_maps_over_a_long_rollout():
+@pytest.mark.parametrize("alignment", ["interpolate", "pairs"])
+def test_fused_feedback_equals_two_maps_over_a_long_rollout(alignment):
     torch.manual_seed(0)
     m = _build("faceformer")
+    m.alignment = alignment  # 'interpolate': precomputed cross-attention rows; 'pairs': attention
     torch.nn.init.normal_(m.vertice_map_r.weight, std=0.05)  # a head that speaks (starts at zero)
     memory = torch.randn(2, 600, m.config.feature_dim)
     style = m.style(torch.tensor([0, 1]))

@@ -198,3 +198,78 @@ class TransformerDecoder(nn.Module):
             x = layer(x, cache.mem_k[i], cache.mem_v[i], tgt_mask, memory_mask, cache=cache, index=i)
         cache.length += x.shape[1]
         return x
+
+
+class InferenceDecoder:
+    """Inference-only incremental decoding of ``decoder`` over a fixed memory, one position per call.
+
+    Same result as ``TransformerDecoder.step`` (to float tolerance) with less work per step, since
+    the autoregressive loop runs one tiny step per frame and its cost is dispatch, not arithmetic:
+    self-attention keys/values go into buffers preallocated for ``max_len`` positions (no torch.cat),
+    layers are called through their weights (no nn.Module calls, no mask conversion per step), and
+    where every memory-mask row lets exactly one memory position through (FaceFormer's
+    'interpolate' alignment) the cross-attention block is a precomputed row: softmax over one key
+    is exactly 1, so the block is out_proj(value of that key), computed for all rows at once.
+
+    ``memory`` (B, S, d); ``memory_mask`` (max_len, S) in ``additive_mask``'s 2-D layouts or None.
+    Use under ``torch.inference_mode()`` (or no_grad) with the decoder in eval mode.
+    """
+
+    def __init__(
+        self,
+        decoder: TransformerDecoder,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor | None,
+        max_len: int,
+    ):
+        if decoder.training:
+            raise ValueError("InferenceDecoder needs the decoder in eval mode (dropout off)")
+        if memory_mask is not None and memory_mask.dim() != 2:
+            raise ValueError(f"memory_mask must be (T, S), got shape {tuple(memory_mask.shape)}")
+        b = memory.shape[0]
+        h = decoder.n_heads
+        mask = None if memory_mask is None else additive_mask(memory_mask, b, h, memory.dtype)[0, 0]
+        # one allowed key per row -> the index of that key, else None (attend over the memory)
+        only = None
+        if mask is not None:
+            allowed = torch.isfinite(mask)
+            if bool((allowed.sum(1) == 1).all()):
+                only = allowed.to(torch.int8).argmax(1)
+        self.layers = []
+        for layer in decoder.layers:
+            d = layer.d_model
+            sa, ca = layer.self_attn, layer.multihead_attn
+            mem_k, mem_v = layer.memory_kv(memory)
+            if only is not None:
+                v = _project(ca, memory, slice(2 * d, 3 * d))
+                cross = F.linear(v, ca.out_proj.weight, ca.out_proj.bias)[:, only]  # (B, max_len, d)
+            else:
+                cross = None
+            kv = memory.new_empty(b, 2, h, max_len, d // h)  # keys then values, heads split
+            self.layers.append((layer, sa, ca, mem_k, mem_v, cross, kv, d))
+        self.mask = mask
+        self.b, self.h = b, h
+
+    def step(self, x: torch.Tensor, i: int, self_bias: torch.Tensor | None) -> torch.Tensor:
+        """Position ``i`` (0, 1, ... in order): x (B, d) -> (B, d). ``self_bias``: its additive row
+        over the keys so far, broadcastable to (B, H, 1, i + 1), or None."""
+        b, h = self.b, self.h
+        for layer, sa, ca, mem_k, mem_v, cross, kv, d in self.layers:
+            qkv = F.linear(x, sa.in_proj_weight, sa.in_proj_bias)
+            kv[:, :, :, i] = qkv[:, d:].view(b, 2, h, d // h)
+            q = qkv[:, :d].view(b, h, 1, d // h)
+            a = F.scaled_dot_product_attention(q, kv[:, 0, :, : i + 1], kv[:, 1, :, : i + 1], self_bias)
+            a = F.linear(a.reshape(b, d), sa.out_proj.weight, sa.out_proj.bias)
+            x = F.layer_norm(x + a, (d,), layer.norm1.weight, layer.norm1.bias, layer.norm1.eps)
+            if cross is not None:
+                c = cross[:, i]
+            else:
+                q = F.linear(x, ca.in_proj_weight[:d], ca.in_proj_bias[:d]).view(b, h, 1, d // h)
+                m = None if self.mask is None else self.mask[i : i + 1]
+                c = F.scaled_dot_product_attention(q, mem_k, mem_v, m).reshape(b, d)
+                c = F.linear(c, ca.out_proj.weight, ca.out_proj.bias)
+            x = F.layer_norm(x + c, (d,), layer.norm2.weight, layer.norm2.bias, layer.norm2.eps)
+            f = F.relu(F.linear(x, layer.linear1.weight, layer.linear1.bias))
+            f = F.linear(f, layer.linear2.weight, layer.linear2.bias)
+            x = F.layer_norm(x + f, (d,), layer.norm3.weight, layer.norm3.bias, layer.norm3.eps)
+        return x

@@ -18,7 +18,7 @@ from talkbench.datasets.spec import DatasetSpec
 from talkbench.errors import ConfigError, DataError, TalkbenchError
 from talkbench.methods.audio import build_audio_encoder
 from talkbench.methods.base import Method, Stage
-from talkbench.methods.decoder import TransformerDecoder, additive_mask
+from talkbench.methods.decoder import InferenceDecoder, TransformerDecoder, additive_mask
 from talkbench.methods.faceformer.config import FaceFormerConfig
 from talkbench.methods.layers import (
     PeriodicPositionalEncoding,
@@ -143,35 +143,53 @@ class FaceFormer(Method):
         """The same rollout computing only the newest position per step (spec §7.1): O(T) decoder
         passes. Differentiable; with dropout off its outputs and gradients equal ``rollout``'s.
 
-        ``fused_feedback`` (inference): the fed-back token vertice_map(vertice_map_r(h)) is one d x d
-        linear map of h (the two maps multiplied once), and the V*3 outputs are one product at the end
-        instead of two V*3-wide passes per step; equal to float tolerance (tested to 1e-5).
+        ``fused_feedback`` (inference, eval mode): ``_rollout_inference``; equal to float tolerance
+        (tested to 1e-5).
         """
         if n_frames < 1:
             raise DataError("rollout needs at least one motion frame")
+        if fused_feedback:
+            return self._rollout_inference(memory, style, n_frames)
         self_mask, mem_mask = self.masks(n_frames, memory.shape[1], memory.device)
         # float masks once, so that every step only slices rows
         mem_mask = additive_mask(mem_mask, 1, self.config.n_heads, memory.dtype)[0, 0]
         cache = self.decoder.init_cache(memory)
         token = self.first_token(style, False)
-        if fused_feedback:
-            w_out, w_in = self.vertice_map_r, self.vertice_map
-            weight = w_in.weight @ w_out.weight
-            bias = w_in.weight @ w_out.bias + w_in.bias
         outs = []
         for i in range(n_frames):
             h = self.decoder.step(
                 self.ppe(token, offset=i), cache, self_mask[:, :, i : i + 1, : i + 1], mem_mask[i : i + 1]
             )
-            if fused_feedback:
-                outs.append(h)
-                token = F.linear(h, weight, bias) + style[:, None]
-                continue
             out = self.vertice_map_r(h)
             outs.append(out)
             if i < n_frames - 1:
                 token = self.vertice_map(out) + style[:, None]
-        return self.vertice_map_r(torch.cat(outs, dim=1)) if fused_feedback else torch.cat(outs, dim=1)
+        return torch.cat(outs, dim=1)
+
+    def _rollout_inference(self, memory: torch.Tensor, style: torch.Tensor, n_frames: int) -> torch.Tensor:
+        """Inference rollout whose per-step cost is a few small ops (its cost is dispatch, not
+        arithmetic): the fed-back token vertice_map(vertice_map_r(h)) is one d x d map of h (the two
+        maps multiplied once) plus a precomputed row (that map's bias + style + the next position's
+        PPE); the decoder steps through ``InferenceDecoder`` (preallocated cache, precomputed
+        cross-attention rows); the V*3 outputs are one product at the end."""
+        if self.training:
+            raise TalkbenchError("FaceFormer's fused inference rollout needs eval mode (dropout off)")
+        with torch.inference_mode():
+            self_mask, mem_mask = self.masks(n_frames, memory.shape[1], memory.device)
+            stepper = InferenceDecoder(self.decoder, memory, mem_mask, n_frames)
+            w_out, w_in = self.vertice_map_r, self.vertice_map
+            weight = w_in.weight @ w_out.weight
+            bias = w_in.weight @ w_out.bias + w_in.bias
+            pe = self.ppe.encoding(n_frames).to(memory.dtype)
+            rows = (bias + style)[:, None] + pe  # (B, T, d): added to the fed-back token at step i
+            token = self.first_token(style, False)[:, 0] + pe[0]
+            outs = memory.new_empty(memory.shape[0], n_frames, memory.shape[2])
+            for i in range(n_frames):
+                h = stepper.step(token, i, self_mask[:, :, i : i + 1, : i + 1])
+                outs[:, i] = h
+                if i < n_frames - 1:
+                    token = torch.addmm(rows[:, i + 1], h, weight.T)
+            return self.vertice_map_r(outs)
 
     # -- training -------------------------------------------------------------------------------
     def _check_vertices(self, n: int, what: str) -> None:
