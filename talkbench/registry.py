@@ -13,7 +13,7 @@ import importlib
 import sys
 import warnings
 from collections.abc import Callable, Iterator
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -26,8 +26,14 @@ class RegistryWarning(UserWarning):
     """A registration that was ignored (a plugin shadowed by a built-in of the same name)."""
 
 
+def _is_entry_point(target: object) -> bool:
+    # duck-typed: a finder from the importlib_metadata backport (installed by some packages) yields
+    # its own EntryPoint class through the standard library's entry_points()
+    return all(hasattr(target, a) for a in ("load", "group", "value"))
+
+
 def _describe(target: object) -> str:
-    if isinstance(target, EntryPoint):
+    if _is_entry_point(target):
         dist = getattr(target.dist, "name", None)
         return f"entry point '{target.value}'" + (f" (distribution {dist})" if dist else "")
     if isinstance(target, str):
@@ -117,7 +123,7 @@ class Registry(Generic[T]):
         target = self._items.get(name)
         if target is None:
             return None
-        if isinstance(target, EntryPoint):
+        if _is_entry_point(target):
             target = target.value
         if not isinstance(target, str):
             return getattr(target, attr, None)
@@ -133,11 +139,11 @@ class Registry(Generic[T]):
                 f"unknown {self.kind} '{name}'.{hint} Available: {', '.join(sorted(self._items))}"
             )
         target = self._items[name]
-        lazy = isinstance(target, str | EntryPoint)
+        lazy = isinstance(target, str) or _is_entry_point(target)
         if isinstance(target, str):
             module, _, attr = target.partition(":")
             target = getattr(importlib.import_module(module), attr)
-        elif isinstance(target, EntryPoint):
+        elif _is_entry_point(target):
             target = target.load()
         if lazy:
             if self.check is not None:

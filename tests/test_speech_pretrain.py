@@ -38,10 +38,15 @@ def _tiny_audio_cfg(**kw) -> AudioEncoderConfig:
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    """Tiny pretraining (seconds), made once; returns (result, the tracker it logged to)."""
-    tracker = Tracker()
-    return ensure_pretrained_encoder(preset_config("tiny"), tracker=tracker), tracker
+def tiny(tmp_path_factory):
+    """Tiny pretraining (seconds), made once in a home of its own (other tests of the session may have
+    cached the same encoder); returns (result, the tracker it logged to)."""
+    home = tmp_path_factory.mktemp("pretrain_home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TALKBENCH_HOME", str(home))
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home}/mlflow.db")
+        tracker = Tracker()
+        yield ensure_pretrained_encoder(preset_config("tiny"), tracker=tracker), tracker
 
 
 # -- data ---------------------------------------------------------------------------------------

@@ -149,14 +149,16 @@ def test_run_record_write_failure_finishes_the_run(store_uri, synthtalk_tiny, mo
 
 
 def test_sigterm_outside_training_kills_the_run(store_uri, synthtalk_tiny, monkeypatch):
-    from talkbench.metrics import evaluate as real_evaluate
+    from talkbench.metrics import Evaluator
 
-    def terminated(*args, **kwargs):
+    real_result = Evaluator.result
+
+    def terminated(self):
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # the handler raises before this ends
-        return real_evaluate(*args, **kwargs)
+        return real_result(self)
 
-    monkeypatch.setattr("talkbench.metrics.evaluate", terminated)
+    monkeypatch.setattr(Evaluator, "result", terminated)
     with pytest.raises(Interrupted) as info:
         pipeline.run(_cfg(synthtalk_tiny), tracking_uri=store_uri, progress=False)
     assert info.value.signal_name == "SIGTERM" and info.value.run_id
