@@ -63,3 +63,47 @@ def test_one_epoch(benchmark, method, kind, tiny_root, encoder):
 
     benchmark.pedantic(run, setup=setup, rounds=2, warmup_rounds=0)
     benchmark.extra_info["train_clips"] = len(data.split("train"))
+
+
+# -- MemoryTalker's style branch, the stage-2 hot spot: per-clip loop (before) vs one padded batch ----
+# clips of SynthTalk-small lengths (1.7-5.8 s, mean 3.15 s), the synthtalk preset's encoder (64 ch):
+# 8 (one anchor batch) or 24 (anchor, positive and negative batches of a stage-2 step)
+STYLE_SAMPLES = (32000, 38400, 43200, 48000, 51200, 56000, 62400, 72000)
+
+
+@pytest.mark.benchmark(group="memorytalker-style")
+@pytest.mark.parametrize("clips", [8, 24])
+@pytest.mark.parametrize("mode", ["loop", "padded"])
+def test_style_branch_forward_backward(benchmark, mode, clips):
+    import torch
+
+    from talkbench.methods.memorytalker.frontend import style_log_mel, style_log_mel_padded
+    from talkbench.methods.memorytalker.style import SpeakingStyleEncoder, length_groups
+
+    torch.set_num_threads(1)
+    cfg = load_config("memorytalker", preset="synthtalk").method_config
+    torch.manual_seed(0)
+    enc = SpeakingStyleEncoder(cfg.memory_slots, channels=cfg.style_channels, n_mels=cfg.style_n_mels)
+    samples = [n + 160 * (i // 8) for i, n in enumerate(STYLE_SAMPLES * (clips // 8))]
+    waves = [torch.randn(n) * 0.3 for n in samples]
+    audio = torch.stack([torch.nn.functional.pad(w, (0, max(samples) - w.shape[0])) for w in waves])
+    lengths = torch.tensor(samples)
+
+    def loop():  # the previous style_features: clips of distinct lengths run one by one
+        return torch.cat([enc(style_log_mel(w[None]) * cfg.style_input_scale) for w in waves])
+
+    def padded():  # MemoryTalker.style_features: padded batches of similar lengths
+        out = []
+        for group in length_groups(lengths):
+            mel, frames = style_log_mel_padded(audio[group], lengths[group])
+            out.append(enc(mel * cfg.style_input_scale, frames))
+        return torch.cat(out)
+
+    forward = loop if mode == "loop" else padded
+
+    def step():
+        enc.zero_grad(set_to_none=True)
+        forward().square().sum().backward()
+
+    benchmark.pedantic(step, rounds=5, warmup_rounds=1)
+    benchmark.extra_info["clips"] = clips

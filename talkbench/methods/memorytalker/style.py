@@ -46,19 +46,35 @@ def _edge_index(lengths: torch.Tensor, left: int, right: int, width: int) -> tor
     return torch.minimum(idx.clamp(min=0), last)
 
 
-def _pad_batch(x: torch.Tensor, lengths: torch.Tensor, kernel: int) -> torch.Tensor:
-    """``_pad_for`` per clip of a padded batch x (B, C, W) whose clip b has lengths[b] valid frames."""
+def _pad_batch(x: torch.Tensor, lengths: torch.Tensor, kernel: int, cache: dict) -> torch.Tensor:
+    """``_pad_for`` per clip of a padded batch x (B, C, W) whose clip b has lengths[b] valid frames;
+    ``cache`` keeps the gather index of each (kernel, width) for the rest of one forward."""
     left = kernel // 2
     right = left if kernel % 2 else left - 1
     if left == 0 and right == 0:
         return x
-    idx = _edge_index(lengths, left, right, x.shape[-1])
-    return torch.gather(x, 2, idx[:, None, :].expand(-1, x.shape[1], -1))
+    key = (left, right, x.shape[-1])
+    if key not in cache:
+        cache[key] = _edge_index(lengths, left, right, x.shape[-1])[:, None, :]
+    idx = cache[key]
+    return torch.gather(x, 2, idx.expand(-1, x.shape[1], -1))
 
 
 def _valid(lengths: torch.Tensor, width: int, like: torch.Tensor) -> torch.Tensor:
     """(B, 1, width) 1.0 on each clip's valid frames, 0.0 on padding."""
     return (torch.arange(width, device=lengths.device)[None] < lengths[:, None]).to(like.dtype)[:, None]
+
+
+def length_groups(lengths: torch.Tensor, ratio: float = 0.85) -> list[list[int]]:
+    """Indices grouped by similar length (longest first; each at least ``ratio`` of its group's
+    longest), so a padded batch per group wastes at most ~(1 - ratio) of the compute."""
+    groups: list[list[int]] = []
+    for i in torch.argsort(lengths, descending=True, stable=True).tolist():
+        if groups and int(lengths[i]) >= ratio * int(lengths[groups[-1][0]]):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 class SpeakerEncoder(nn.Module):
@@ -107,11 +123,12 @@ class SpeakerEncoder(nn.Module):
     def _forward_padded(self, mel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The forward above on a padded batch, equal to each clip run alone (module docstring)."""
         lengths = lengths.to(mel.device)
-        bank = [F.relu(conv(_pad_batch(mel, lengths, conv.kernel_size[0]))) for conv in self.conv_bank]
+        cache: dict = {}  # widths shrink with each stride, so a (kernel, width) key is one set of lengths
+        bank = [F.relu(conv(_pad_batch(mel, lengths, conv.kernel_size[0], cache))) for conv in self.conv_bank]
         x = F.relu(self.in_conv_layer(torch.cat([*bank, mel], dim=1)))
         for first, second, s in zip(self.first_conv_layers, self.second_conv_layers, self.subsample):
-            y = F.relu(first(_pad_batch(x, lengths, first.kernel_size[0])))
-            y = F.relu(second(_pad_batch(y, lengths, second.kernel_size[0])))
+            y = F.relu(first(_pad_batch(x, lengths, first.kernel_size[0], cache)))
+            y = F.relu(second(_pad_batch(y, lengths, second.kernel_size[0], cache)))
             if s > 1:
                 # windows straddling a clip's end average its valid frames only; both pools share the
                 # divisor, so sum / count is the clip's own mean (exact for s = 2)
