@@ -377,14 +377,15 @@ def test_resume_unknown_run(tmp_path, monkeypatch):
 def test_cli_entry_point_one_line_error_in_a_process(tmp_path):
     """The installed entry point (not CliRunner): exit 2, one line on stderr, no traceback."""
     proc = subprocess.run(
-        [*BENCH, "leaderboard", "--metrics", "nope", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"],
+        [*BENCH, "run", "--method", "nope", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.strip().startswith("error: unknown metric 'nope'")
+    assert proc.stderr.strip().startswith("error: unknown method 'nope'")
     assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "m.db").exists()  # refused before any store is touched
 
 
 # -- real processes (slow) -----------------------------------------------------------------------
