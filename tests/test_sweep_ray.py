@@ -45,6 +45,7 @@ def ray_cluster():
         **os.environ,
         "RAY_USAGE_STATS_ENABLED": "0",
         "TALKBENCH_HOME": f"{temp}/home",
+        "HOME": temp,  # Ray reads ~/.ray (an auth token left by another Ray session breaks a no-auth cluster)
         "OMP_NUM_THREADS": "1",
     }
     common = ["--num-cpus", "1", "--disable-usage-stats"]
@@ -54,8 +55,10 @@ def ray_cluster():
                         "--temp-dir", temp, "--include-dashboard", "false", *common],
                        env=env, check=True, capture_output=True, timeout=180)  # fmt: skip
         head = _raylets() - before
-        subprocess.run([RAY, "start", "--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1",
-                        *common], env=env, check=True, capture_output=True, timeout=180)  # fmt: skip
+        worker_start = subprocess.run([RAY, "start", "--address", f"127.0.0.1:{port}", "--node-ip-address",
+                                       "127.0.0.1", *common], env=env, capture_output=True, text=True,
+                                      timeout=180)  # fmt: skip
+        assert worker_start.returncode == 0, worker_start.stdout[-2000:] + worker_start.stderr[-2000:]
         (worker,) = _raylets() - before - head
         yield f"127.0.0.1:{port}", worker, Path(temp) / "home"
     finally:
