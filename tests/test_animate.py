@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from _shared import DATA
 
 from talkbench.animate import (
     animate,
@@ -24,7 +25,7 @@ from talkbench.datasets import load_dataset
 from talkbench.errors import ConfigError, DataError
 from talkbench.registry import METHODS
 
-DEMO = Path("/work/shared/data/speech/faceformer_demo.wav")
+DEMO = Path(str(DATA / "speech/faceformer_demo.wav"))
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from _shared import DATA
 from typer.testing import CliRunner
 
 from talkbench.cli import app
 from talkbench.contract import prediction_file
 
-DEMO = Path("/work/shared/data/speech/faceformer_demo.wav")
+DEMO = Path(str(DATA / "speech/faceformer_demo.wav"))
 
 
 def animate(uri: str, *args: str):

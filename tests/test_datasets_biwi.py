@@ -6,6 +6,7 @@ import logging
 
 import numpy as np
 import pytest
+from _shared import DATA
 from datasets_fakes import write_clip, write_templates
 
 from talkbench.datasets import biwi, load_dataset
@@ -48,8 +49,8 @@ def test_spec_and_splits(biwi_root, caplog):
 
 def test_regions_are_the_codetalker_files(biwi_root):
     spec = load_dataset("biwi", root=biwi_root).spec
-    lve = load_index_file("/work/shared/data/regions/BIWI_lve.txt")
-    fdd = load_index_file("/work/shared/data/regions/BIWI_fdd.txt")
+    lve = load_index_file(str(DATA / "regions/BIWI_lve.txt"))
+    fdd = load_index_file(str(DATA / "regions/BIWI_fdd.txt"))
     np.testing.assert_array_equal(spec.regions["lips"], np.unique(lve))
     np.testing.assert_array_equal(spec.regions["upper_face"], np.unique(fdd))
     assert len(spec.regions["lips"]) == 4996 and len(spec.regions["upper_face"]) == 7784

@@ -10,6 +10,7 @@ import struct
 import numpy as np
 import pytest
 import soundfile as sf
+from _shared import DATA
 
 from talkbench.datasets.io import (
     load_index_file,
@@ -21,7 +22,7 @@ from talkbench.datasets.io import (
 )
 from talkbench.errors import DataError
 
-SPEECH = "/work/shared/data/speech/faceformer_demo.wav"
+SPEECH = str(DATA / "speech/faceformer_demo.wav")
 
 
 def _peak_hz(audio: np.ndarray, rate: int) -> float:
@@ -185,8 +186,8 @@ def test_index_files_txt_and_npy(tmp_path):
 
 
 def test_real_biwi_region_files_parse():
-    lve = load_index_file("/work/shared/data/regions/BIWI_lve.txt", 23370)
-    fdd = load_index_file("/work/shared/data/regions/BIWI_fdd.txt", 23370)
+    lve = load_index_file(str(DATA / "regions/BIWI_lve.txt"), 23370)
+    fdd = load_index_file(str(DATA / "regions/BIWI_fdd.txt"), 23370)
     assert (len(lve), lve.min(), lve.max()) == (4996, 2, 23339)
     assert (len(fdd), fdd.min(), fdd.max()) == (7784, 7, 23368)
     assert not set(lve.tolist()) & set(fdd.tolist())

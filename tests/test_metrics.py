@@ -7,13 +7,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from _shared import DATA
 
 from talkbench.errors import DataError
 from talkbench.metrics import fdd, lve, lve_frames, mve, upper_face_dynamics
 from talkbench.metrics.core import check_indices
 from talkbench.metrics.regions import load_region
 
-REGIONS = "/work/shared/data/regions"
+REGIONS = str(DATA / "regions")
 
 
 # ---------------------------------------------------------------- hand-worked values

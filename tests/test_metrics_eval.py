@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from _shared import DATA
 
 from talkbench.datasets.clip import Clip
 from talkbench.datasets.spec import DatasetSpec, Split
@@ -397,8 +398,8 @@ def test_table_uses_dataset_scales(toy):
 
 
 def test_biwi_regions_in_evaluation():
-    lips = load_region("/work/shared/data/regions/BIWI_lve.txt")
-    upper = load_region("/work/shared/data/regions/BIWI_fdd.txt")
+    lips = load_region(str(DATA / "regions/BIWI_lve.txt"))
+    upper = load_region(str(DATA / "regions/BIWI_fdd.txt"))
     spec = DatasetSpec("biwi", 25.0, 23370, {}, (), regions={"lips": lips, "upper_face": upper})
     rng = np.random.default_rng(0)
     tpl = rng.normal(size=(23370, 3)).astype(np.float32)
