@@ -193,18 +193,20 @@ def _check_resumable(run_id: str) -> None:
 
 
 # -- the run's life cycle -----------------------------------------------------------------------
-def validate_data(data, spec) -> None:
+def validate_data(data, spec, eval_split: str) -> None:
     """Everything about the dataset that can be checked without training, before a run exists:
-    every split's clips are probed (files, headers, lengths, templates) and the splits the run needs
-    are non-empty (the loader already hashed every file for the digest). Raises DataError naming the
-    file; NaN checks of the vertices stay on first access (they read every frame)."""
+    every split's clips are probed (files, headers, lengths, templates) and the training and
+    evaluation splits are non-empty (the loader already hashed every file for the digest). Raises
+    DataError naming the file; NaN checks of the vertices stay on first access (they read every frame)."""
     from talkbench.errors import DataError
 
     for name in spec.splits:
-        clips = data.split(name)
-        if name in ("train", "test") and len(clips) == 0:
-            root = getattr(data, "root", "?")
-            raise DataError(f"dataset {spec.name} ({root}): the {name} split has no clips")
+        if len(data.split(name)) == 0 and name in ("train", eval_split):
+            what = "the training split" if name == "train" else f"the evaluation split '{name}'"
+            raise DataError(
+                f"dataset {spec.name} ({getattr(data, 'root', '?')}): {what} has no clips "
+                f"(eval.split picks another: {', '.join(spec.splits)})"
+            )
 
 
 @contextlib.contextmanager
@@ -301,20 +303,13 @@ def _run(cfg: RunConfig, tracking_uri, resume, parent_run_id, progress: bool, an
     # 2. data and method (bad data, unknown methods fail here, before a run exists)
     data = cfg.dataset.load()
     spec = data.spec
-    validate_data(data, spec)
-    # the evaluation split exists and the sizes fit in memory (the model built on the meta device):
-    # refused here with the numbers, not by an allocation error or the OOM killer during training
+    eval_split = cfg.eval.split_for(spec)
+    validate_data(data, spec, eval_split)
+    # the sizes fit in memory (the model built on the meta device): refused here with the numbers,
+    # not by an allocation error or the OOM killer during training
     from talkbench import memory_budget
 
-    eval_clips = data.split(cfg.eval.split_for(spec))
-    if len(eval_clips) == 0:
-        from talkbench.errors import DataError
-
-        raise DataError(
-            f"dataset {spec.name} ({getattr(data, 'root', '?')}): the evaluation split "
-            f"'{eval_clips.name}' has no clips (eval.split picks another: {', '.join(spec.splits)})"
-        )
-    memory_budget.check_run(cfg, spec, resolved_device(cfg), len(eval_clips))
+    memory_budget.check_run(cfg, spec, resolved_device(cfg), len(data.split(eval_split)))
     encoder_tags = ensure_encoder(cfg, tracker)
     method = build_method(cfg, spec)
     device = resolved_device(cfg)
