@@ -56,6 +56,20 @@ def available_bytes(device: str) -> tuple[int, str]:
     return int(psutil.virtual_memory().available), "memory available"
 
 
+def _shapes_only(method_config):
+    """The method's config with its speech encoder built untrained: the sizes are the same, and no
+    pretrained checkpoint is read from disk only to be copied onto the meta device."""
+    import copy
+
+    config = copy.deepcopy(method_config)
+    audio = getattr(config, "audio", None)
+    if isinstance(audio, dict) and "pretrained" in audio:  # CodeTalker keeps a plain mapping
+        audio["pretrained"] = False
+    elif hasattr(audio, "pretrained"):
+        audio.pretrained = False
+    return config
+
+
 def estimate(cfg, spec) -> Estimate:
     """Parameters and memory of ``cfg``'s method for ``spec``, built on the meta device (no storage)."""
     import torch
@@ -64,7 +78,7 @@ def estimate(cfg, spec) -> Estimate:
 
     cls = METHODS.get(cfg.method)
     with torch.device("meta"):
-        method = cls(cfg.method_config, spec)
+        method = cls(_shapes_only(cfg.method_config), spec)
     n_params = sum(p.numel() for p in method.parameters())
     try:
         stages = list(method.stages())
