@@ -213,7 +213,7 @@ class SeedClipComparison:
     on_abs: bool = False  # metrics whose best is 0 (FDD): diff and CI are of |A| - |B|
 
     def favours(self, direction: str) -> str | None:
-        """'a' or 'b' when the CI excludes no difference in favour of one, else None."""
+        """'a' or 'b' when the CI excludes 0 (a difference in favour of one), else None."""
         if self.ci is None:
             return None
         lo, hi = self.ci

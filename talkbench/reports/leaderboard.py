@@ -2,7 +2,7 @@
 
 With the runs' per-sequence tables (``reports.evidence.attach``, done by ``leaderboard()``), each
 cell also carries a 95 % CI over seeds and clips, and a value is bold only where it is
-significantly best: the paired comparison with the runner-up excludes no difference. Without
+significantly best: the paired comparison with the runner-up has a 95 % CI that excludes 0. Without
 them, or where one seed or fewer than 8 clips cannot support a claim, nothing is bold.
 
 Runs that differ only by seed share ``talkbench.config_hash`` (the engine's hash of the resolved
@@ -279,7 +279,7 @@ def notes(board: Leaderboard) -> list[str]:
     if board.evidence:
         lines[0] += (
             " [95 % CI over seeds and clips]. Bold: significantly best, i.e. the paired comparison "
-            "with the runner-up (by clip, and by seed where both have it) excludes no difference."
+            "with the runner-up (by clip, and by seed where both have it) has a 95 % CI that excludes 0."
         )
         weak = sorted({e.reason for r in board.rows for e in r.estimates.values() if e.reason})
         if weak:
