@@ -153,10 +153,10 @@ def test_report_shows_the_metrics_that_carry_the_claims(report):
         "LVE",
         "MVE",
         "FDD",
-        "ARTICULATION_LOG_ERR",
-        "UPPER_FACE_LOG_ERR",
-        "BILABIAL_RECALL",
-        "VOWEL_OPEN_RATE",
+        "articulation log err",
+        "upper face log err",
+        "bilabial recall",
+        "vowel open rate",
     ):
         assert name in header, name
 

@@ -72,6 +72,11 @@ class Row:
         return len(self.run_ids)
 
 
+
+def metric_title(name: str) -> str:
+    """Acronyms (LVE, MVE, FDD) in capitals, longer names as words (articulation log err)."""
+    return name.upper() if "_" not in name else name.replace("_", " ")
+
 @dataclass
 class MetricColumn:
     name: str
@@ -80,7 +85,7 @@ class MetricColumn:
     unit: str
 
     def header(self, arrows: dict[str, str] = _ARROWS, latex: bool = False) -> str:
-        head = f"{self.name.upper()} {arrows.get(self.direction, '')}".strip()
+        head = f"{metric_title(self.name)} {arrows.get(self.direction, '')}".strip()
         if self.scale != 1.0:
             exp = math.log10(self.scale)
             if abs(exp - round(exp)) < 1e-9:
@@ -289,7 +294,7 @@ def notes(board: Leaderboard) -> list[str]:
             )
         unresolved = [c.name for c in board.columns if c.name not in board.best_claims]
         if unresolved:
-            lines.append(f"No significantly best value: {', '.join(n.upper() for n in unresolved)}.")
+            lines.append(f"No significantly best value: {', '.join(map(metric_title, unresolved))}.")
     else:
         lines[0] += "; per-sequence tables not loaded, so no CI and nothing marked best."
     return lines
