@@ -23,12 +23,7 @@ SECONDS = 19.0
 ENCODER: dict[str, float] = {}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _spec() -> DatasetSpec:

@@ -31,12 +31,7 @@ SECONDS = 10.0
 TIMES: dict[str, float] = {}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # synthtalk: the `synthtalk` preset on a SynthTalk-small mesh (1000 vertices);

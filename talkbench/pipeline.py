@@ -182,10 +182,8 @@ def _has_checkpoint(run_id: str) -> bool:
 def _check_resumable(run_id: str) -> None:
     """Resuming needs a checkpoint: without one the run would train again from epoch 0 on top of the
     epochs it already logged. Checked before the MLflow run is reopened, so nothing is logged."""
-    from talkbench.checkpoint import last_checkpoint
-
-    ckpt_dir = paths.run_dir(run_id) / contract.CHECKPOINTS_DIR
-    if last_checkpoint(ckpt_dir) is None:
+    if not _has_checkpoint(run_id):
+        ckpt_dir = paths.run_dir(run_id) / contract.CHECKPOINTS_DIR
         raise TalkbenchError(
             f"nothing to resume: run {run_id} has no checkpoint in {ckpt_dir} (it stopped before its "
             "first one); start a new run without --resume"

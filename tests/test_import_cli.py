@@ -12,6 +12,7 @@ import mlflow
 import numpy as np
 import pytest
 import torch
+from _paper_encoder import ENCODER
 from datasets_fakes import make_vocaset_like
 from typer.testing import CliRunner
 
@@ -19,17 +20,6 @@ from talkbench import contract
 from talkbench.cli import app
 from talkbench.methods import official
 from talkbench.methods.memorytalker import official as mt_official
-
-# a one-layer random speech encoder of the paper width (as tests/test_official_checkpoints.py)
-ENCODER = dict(
-    hidden_size=768,
-    num_hidden_layers=1,
-    num_attention_heads=12,
-    intermediate_size=32,
-    conv_dim=[8] * 7,
-    num_conv_pos_embeddings=4,
-    num_conv_pos_embedding_groups=16,
-)
 
 
 def encoder_set(method: str) -> str:

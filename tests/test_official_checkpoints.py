@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _paper_encoder import ENCODER
 
 from talkbench.errors import TalkbenchError
 from talkbench.methods import official as common
@@ -12,16 +13,6 @@ from talkbench.methods.codetalker import official as ct_official
 from talkbench.methods.faceformer import official as ff_official
 from talkbench.methods.memorytalker import official as mt_official
 
-# a one-layer random speech encoder of the paper width (768): the mapping does not depend on depth
-ENCODER = dict(
-    hidden_size=768,
-    num_hidden_layers=1,
-    num_attention_heads=12,
-    intermediate_size=32,
-    conv_dim=[8] * 7,
-    num_conv_pos_embeddings=4,
-    num_conv_pos_embedding_groups=16,
-)
 PRESETS = ("paper-vocaset", "paper-biwi")
 # CodeTalker at its paper structure (io linears, output bias, layer counts) with narrow widths
 SMALL_CODETALKER = [
