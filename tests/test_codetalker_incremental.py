@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from test_codetalker import V, make_model
@@ -106,3 +108,20 @@ def test_incremental_config_validation():
         model.predict_conditions(torch.randn(8000), torch.zeros(V, 3), [0], "quick")
     with pytest.raises(ValueError, match="refresh"):
         IncrementalDecoder(model.vqvae.decoder, refresh="sometimes")
+
+
+BEFORE = Path(__file__).parent / "fixtures" / "codetalker_incremental_before.pt"
+
+
+def test_incremental_predictions_equal_those_saved_before_the_speed_change():
+    """Predictions of `incremental` saved on fixed weights at commit 351141d, before the step was
+    rewritten for speed (issue 16): two alignments, doubling and no refresh, fixed PE with io linears."""
+    cases = torch.load(BEFORE)
+    state = None
+    for case in cases:
+        model = make_model(alignment=case["alignment"], incremental_refresh=case["refresh"], **case["kw"])
+        state = case["state"] if case["state"] is not None else state
+        model.load_state_dict(state)
+        got = model.predict_conditions(case["audio"], case["template"], [0, 2], "incremental")
+        assert got.shape == case["pred"].shape
+        assert torch.allclose(got, case["pred"], atol=1e-5, rtol=1e-5), (case["alignment"], case["refresh"])
