@@ -6,10 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from test_codetalker import V, make_model
 
 from talkbench.errors import ConfigError
 from talkbench.methods.codetalker.incremental import IncrementalDecoder
+from talkbench.methods.codetalker.predictor import PredictorStepper
+from talkbench.methods.codetalker.steplinear import StepLinear
 
 
 def quantised_frames(model, n: int, seed: int = 5, batch: int = 2) -> torch.Tensor:
@@ -125,3 +128,57 @@ def test_incremental_predictions_equal_those_saved_before_the_speed_change():
         got = model.predict_conditions(case["audio"], case["template"], [0, 2], "incremental")
         assert got.shape == case["pred"].shape
         assert torch.allclose(got, case["pred"], atol=1e-5, rtol=1e-5), (case["alignment"], case["refresh"])
+
+
+@pytest.mark.parametrize("mode", ["linear", "packed", "wxt"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_step_linear_equals_f_linear_in_every_kernel(mode, bias):
+    g = torch.Generator().manual_seed(0)
+    w, b, x = torch.randn(70, 30, generator=g), torch.randn(70, generator=g), torch.randn(6, 30, generator=g)
+    lin = StepLinear(w, b if bias else None, rows=6)
+    if mode == "packed" and lin.mode != "packed":
+        pytest.skip("this torch has no oneDNN prepacked linear")
+    lin.mode = mode
+    assert torch.allclose(lin(x), F.linear(x, w, b if bias else None), atol=1e-5)
+    assert StepLinear(w, b, rows=1).mode == "linear"
+
+
+@pytest.mark.parametrize("alignment", ["interpolate", "pairs"])
+@pytest.mark.parametrize("rows", [2, 5])
+def test_predictor_stepper_equals_cached_step(alignment, rows):
+    """The inference stepper (weights through StepLinear, in-place KV buffers, precomputed or
+    two-key cross-attention) equals Predictor.step, with a shared (expanded) memory as inference has."""
+    model = make_model(alignment=alignment)
+    pred = model.predictor
+    with torch.no_grad():
+        memory, frames = pred.encode_audio(torch.randn(1, 20000), torch.tensor([20000]), None)
+        n = int(frames[0])
+        memory = memory.expand(rows, -1, -1)
+        tokens = torch.randn(rows, n, memory.shape[2], generator=torch.Generator().manual_seed(1))
+        cache, stepper = pred.start(memory), PredictorStepper(pred, memory, n)
+        ref = torch.cat([pred.step(tokens[:, i : i + 1], i, cache) for i in range(n)], dim=1)
+        got = torch.stack([stepper.step(tokens[:, i], i) for i in range(n)], dim=1)
+    assert torch.allclose(got, ref, atol=1e-5)
+    assert not torch.allclose(got[:, 1:], got[:, :-1], atol=1e-3)  # positions differ: not constant
+
+
+def test_cache_buffers_grow_without_changing_the_result():
+    model = make_model(pe_quirk="fixed")
+    z = quantised_frames(model, 13, batch=5)  # 5 rows: the StepLinear kernel for several conditions
+    small = IncrementalDecoder(model.vqvae.decoder, refresh="doubling", max_len=1)
+    sized = IncrementalDecoder(model.vqvae.decoder, refresh="doubling", max_len=13)
+    with torch.no_grad():
+        a = torch.cat([small.push(z[:, i : i + 1]) for i in range(13)], dim=1)
+        b = torch.cat([sized.push(z[:, i : i + 1]) for i in range(13)], dim=1)
+    assert small.capacity == 16 and sized.capacity == 13
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_incremental_with_many_conditions_equals_one_at_a_time():
+    """5 conditions run with the few-rows kernels (steplinear.py), one condition with F.linear."""
+    audio, template = torch.randn(20000), torch.randn(V, 3)
+    conditions = [0, 1, 2, 1, 0]
+    batched = make_model().predict_conditions(audio, template, conditions, "incremental")
+    single = make_model(batch_conditions=False).predict_conditions(audio, template, conditions, "incremental")
+    assert torch.allclose(batched, single, atol=1e-5)
+    assert torch.allclose(batched[0], batched[4], atol=1e-5)

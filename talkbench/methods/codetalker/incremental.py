@@ -22,6 +22,11 @@ step (plus attention over the cached keys, negligible next to the 1024-d project
 - ``feedback``: the predictor's ``vertice_map``. The fed-back token is vertice_map(vertice_map_reverse(x)),
   two V*3-wide linears in a row; they are fused into one hidden x hidden linear, computed once per
   decoder. At batch 1 a step is bound by streaming the weights, and these two are a quarter of them.
+
+Speed of a step (issue 16): its cost is streaming the weights once, so the step calls the weights
+through ``StepLinear`` (steplinear.py: the fastest CPU kernel for a few rows), q/k/v in one matmul,
+and keys/values written in place into buffers that grow by doubling (no torch.cat of the whole cache
+per step). Refreshes (many frames at once, compute-bound) keep the modules.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from talkbench.methods.codetalker.steplinear import StepLinear
 from talkbench.methods.codetalker.vqvae import MotionDecoder, PreNormBlock
 from talkbench.methods.layers import sinusoid_table
 
@@ -37,10 +43,10 @@ REFRESH = ("none", "doubling", "every")
 
 
 def _attend_block(
-    block: PreNormBlock, x: torch.Tensor, past_k: torch.Tensor | None, past_v: torch.Tensor | None
+    block: PreNormBlock, x: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One pre-LN block for new frames x (B, n, D) attending to past keys/values plus their own
-    (no mask: non-causal among the new frames). -> (x, keys, values) with keys (B, heads, t + n, hd)."""
+    """One pre-LN block over all frames x (B, n, D), non-causal -> (x, keys, values); keys are
+    (B, heads, n, hd)."""
     attn = block.attn
     b, n, d = x.shape
 
@@ -49,21 +55,28 @@ def _attend_block(
 
     h = block.norm1(x)
     q, k, v = heads(attn.q(h)), heads(attn.k(h)), heads(attn.v(h))
-    if past_k is not None:
-        k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
     y = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)
     x = x + attn.out(y.transpose(1, 2).reshape(b, n, d))
     return x + block.mlp(block.norm2(x)), k, v
 
 
+def _block_weights(block: PreNormBlock, rows: int) -> tuple:
+    a = block.attn
+    qkv = StepLinear(torch.cat([a.q.weight, a.k.weight, a.v.weight]), None, rows)
+    return (block.norm1, qkv, StepLinear(a.out.weight, a.out.bias, rows), block.norm2,
+            StepLinear(block.mlp[0].weight, block.mlp[0].bias, rows), block.mlp[1].approximate,
+            StepLinear(block.mlp[3].weight, block.mlp[3].bias, rows))
+
+
 class IncrementalDecoder:
     """Feeds quantised frames (B, 1, H*C) one at a time; ``push`` returns the offsets (B, 1, V*3) that
     the last frame of a full decode of the prefix gives (exactly, or approximately: module docstring),
-    or with ``feedback`` that linear applied to them (B, 1, out). Eval mode only (no dropout)."""
+    or with ``feedback`` that linear applied to them (B, 1, out). Eval mode only (no dropout).
+    ``max_len``: the number of frames to come, if known (the key/value buffers are sized once)."""
 
     def __init__(
         self, decoder: MotionDecoder, refresh: str = "doubling", eps: float = 1e-5,
-        feedback: nn.Linear | None = None,
+        feedback: nn.Linear | None = None, max_len: int = 64,
     ):
         if refresh not in REFRESH:
             raise ValueError(f"refresh must be one of {', '.join(REFRESH)}, got '{refresh}'")
@@ -73,17 +86,34 @@ class IncrementalDecoder:
         conv = decoder.squasher.conv
         self.kernel = conv.kernel_size[0]
         self.half = self.kernel // 2
-        # (D_in, k * D_out): all k tap products of a frame in one matmul
-        self.tap_weight = conv.weight.permute(1, 2, 0).reshape(conv.in_channels, -1)
+        t = decoder.transformer
+        self.hidden = t.embed.weight.shape[0]
+        self.maps: dict[str, StepLinear] = {}  # built at the first push, for its number of rows
+        self.blocks: list[tuple] = []
+        self.n_heads = t.blocks[0].attn.n_heads
+        self.scale = t.blocks[0].attn.scale
         self.inputs: list[torch.Tensor] = []  # pre-conv frames (B, D), kept for refreshes
         self.taps: dict[int, torch.Tensor] = {}  # frame -> (B, k, D_out); frame 0 and the last k
         self.sum1: torch.Tensor | None = None  # running sums of final conv outputs (float64)
         self.sum2: torch.Tensor | None = None
         self.n_final = 0
-        n_layers = len(decoder.transformer.blocks)
-        self.keys: list[torch.Tensor | None] = [None] * n_layers
-        self.values: list[torch.Tensor | None] = [None] * n_layers
-        self.out_weight, self.out_bias = self._output(decoder.vertice_map_reverse, feedback)
+        self.capacity = max(int(max_len), 1)
+        self.kv: list[torch.Tensor] = []  # per block (B, 2, heads, capacity, hd): keys, values
+        self.pe_fixed = t.pe.quirk != "constant"  # constant: PE(0) for every frame
+        self.pe_table = sinusoid_table(self.capacity if self.pe_fixed else 1, t.pe.dim)
+        self.feedback = feedback
+
+    def _prepare(self, rows: int) -> None:
+        dec = self.dec
+        conv = dec.squasher.conv
+        # (k * D_out, D_in): all k tap products of a frame in one matmul
+        taps = conv.weight.detach().permute(2, 0, 1).reshape(-1, conv.in_channels)
+        self.maps["taps"] = StepLinear(taps, None, rows)
+        if dec.pre is not None:
+            self.maps["pre"] = StepLinear(dec.pre.weight, dec.pre.bias, rows)
+        self.maps["embed"] = StepLinear(dec.transformer.embed.weight, dec.transformer.embed.bias, rows)
+        self.maps["out"] = StepLinear(*self._output(dec.vertice_map_reverse, self.feedback), rows)
+        self.blocks = [_block_weights(b, rows) for b in dec.transformer.blocks]
 
     @staticmethod
     @torch.no_grad()
@@ -99,6 +129,32 @@ class IncrementalDecoder:
     def length(self) -> int:
         return len(self.inputs)
 
+    @property
+    def keys(self) -> list[torch.Tensor]:
+        """Cached keys per block, (B, heads, length, hd)."""
+        return [kv[:, 0, :, : self.length] for kv in self.kv]
+
+    @property
+    def values(self) -> list[torch.Tensor]:
+        return [kv[:, 1, :, : self.length] for kv in self.kv]
+
+    def _reserve(self, n: int, like: torch.Tensor) -> None:
+        """Key/value buffers for at least n frames; capacity doubles (amortised O(1) copies)."""
+        b, d = like.shape[0], self.hidden
+        if self.kv and n <= self.capacity:
+            return
+        old = self.capacity if self.kv else 0
+        while self.capacity < n:
+            self.capacity *= 2
+        hd = d // self.n_heads
+        new = [like.new_empty(b, 2, self.n_heads, self.capacity, hd) for _ in self.blocks]
+        for buf, kv in zip(new, self.kv):
+            buf[:, :, :, :old] = kv
+        self.kv = new
+        if self.pe_fixed and self.pe_table.shape[0] < self.capacity:
+            self.pe_table = sinusoid_table(self.capacity, self.pe_table.shape[1])
+        self.pe_table = self.pe_table.to(like)
+
     def _conv_out(self, j: int, n: int) -> torch.Tensor:
         """LeakyReLU(conv) at frame j of an n-frame prefix, replicate-padded at both ends -> (B, D)."""
         y = self.dec.squasher.conv.bias
@@ -106,11 +162,6 @@ class IncrementalDecoder:
             t = min(max(j + o - self.half, 0), n - 1)
             y = y + self.taps[t][:, o]
         return F.leaky_relu(y, self.dec.squasher.slope)
-
-    def _pe(self, i: int, device, dtype) -> torch.Tensor:
-        pe = self.dec.transformer.pe
-        row = sinusoid_table(1 if pe.quirk == "constant" else i + 1, pe.dim)[-1]
-        return row.to(device=device, dtype=dtype)
 
     def _should_refresh(self, n: int) -> bool:
         if n == 1 or self.refresh == "every":  # the first frame follows the release's duplication
@@ -120,13 +171,16 @@ class IncrementalDecoder:
     @torch.no_grad()
     def push(self, z_q: torch.Tensor) -> torch.Tensor:
         """Append one quantised frame z_q (B, 1, H*C); -> offsets of the prefix's last frame (B, 1, V*3)."""
-        dec = self.dec
-        x = dec.pre(z_q) if dec.pre is not None else z_q
-        x = x[:, 0]
+        x = z_q[:, 0]
+        if not self.maps:
+            self._prepare(x.shape[0])
+        if "pre" in self.maps:
+            x = self.maps["pre"](x)
         i = self.length
         n = i + 1
+        self._reserve(n, x)
         self.inputs.append(x)
-        self.taps[i] = (x @ self.tap_weight).view(x.shape[0], self.kernel, -1)
+        self.taps[i] = self.maps["taps"](x).view(x.shape[0], self.kernel, -1)
         # frame i - half now has its full look-ahead: its conv output is final
         j = i - self.half
         if j >= 0:
@@ -136,13 +190,11 @@ class IncrementalDecoder:
             self.n_final += 1
         for old in [t for t in self.taps if 0 < t < i - 2 * self.half]:
             del self.taps[old]
-        if self._should_refresh(n):
-            out = self._refresh()
-        else:
-            out = self._step(i, n)
-        return F.linear(out, self.out_weight, self.out_bias)
+        out = self._refresh() if self._should_refresh(n) else self._step(i, n)
+        return self.maps["out"](out)[:, None]
 
     def _step(self, i: int, n: int) -> torch.Tensor:
+        """The new frame i through the transformer against the cached keys/values -> (B, D)."""
         provisional = [self._conv_out(j, n) for j in range(max(i - self.half + 1, 0), n)]
         s1, s2 = self.sum1, self.sum2
         for y in provisional:
@@ -153,10 +205,17 @@ class IncrementalDecoder:
         var = (s2 / n - mean * mean).clamp(min=0.0)
         last = provisional[-1]
         h = ((last.double() - mean) / torch.sqrt(var + self.eps)).to(last.dtype)
-        t = self.dec.transformer
-        x = (t.embed(h) + self._pe(i, h.device, h.dtype))[:, None]
-        for li, block in enumerate(t.blocks):
-            x, self.keys[li], self.values[li] = _attend_block(block, x, self.keys[li], self.values[li])
+        x = self.maps["embed"](h) + self.pe_table[i if self.pe_fixed else 0]
+        b, d = x.shape
+        heads = self.n_heads
+        for kv, (n1, qkv_map, out_map, n2, lin1, gelu, lin2) in zip(self.kv, self.blocks):
+            qkv = qkv_map(F.layer_norm(x, (d,), n1.weight, n1.bias, n1.eps))
+            kv[:, :, :, i] = qkv[:, d:].view(b, 2, heads, d // heads)
+            q = qkv[:, :d].view(b, heads, 1, d // heads)
+            a = F.scaled_dot_product_attention(q, kv[:, 0, :, :n], kv[:, 1, :, :n], scale=self.scale)
+            x = x + out_map(a.view(b, d))
+            f = lin1(F.layer_norm(x, (d,), n2.weight, n2.bias, n2.eps))
+            x = x + lin2(F.gelu(f, approximate=gelu))
         return x
 
     def _refresh(self) -> torch.Tensor:
@@ -170,7 +229,7 @@ class IncrementalDecoder:
             z = torch.cat([z, z], dim=1)
         valid = torch.ones(z.shape[:2], dtype=torch.bool, device=z.device)
         x = dec.transformer.pe(dec.transformer.embed(dec.squasher(z, valid)))
-        for li, block in enumerate(dec.transformer.blocks):
-            x, k, v = _attend_block(block, x, None, None)
-            self.keys[li], self.values[li] = k[:, :, :n], v[:, :, :n]
-        return x[:, n - 1 : n]
+        for kv, block in zip(self.kv, dec.transformer.blocks):
+            x, k, v = _attend_block(block, x)
+            kv[:, 0, :, :n], kv[:, 1, :, :n] = k[:, :, :n], v[:, :, :n]
+        return x[:, n - 1]

@@ -15,7 +15,7 @@ from talkbench.datasets.spec import DatasetSpec
 from talkbench.errors import ConfigError
 from talkbench.methods.base import Method, Stage
 from talkbench.methods.codetalker.incremental import REFRESH, IncrementalDecoder
-from talkbench.methods.codetalker.predictor import Predictor
+from talkbench.methods.codetalker.predictor import Predictor, PredictorStepper
 from talkbench.methods.codetalker.vqvae import VQVAE, VQShape
 
 CHOICES = {
@@ -351,16 +351,18 @@ class CodeTalker(Method):
         """O(1) per frame: KV-cached predictor, fed-back frame from the VQ decoder run one frame at a
         time against a cache (exact conv and instance-norm statistics, cached attention; see
         incremental.py for what is exact and what is approximated)."""
-        cache = self.predictor.start(memory)
-        decoder = IncrementalDecoder(
-            self.vqvae.decoder, self.config.incremental_refresh, feedback=self.predictor.vertice_map
-        )
-        token = first
         feats = []
-        for i in range(n):
-            f = self.predictor.step(token, i, cache)
-            feats.append(f)
-            if i == n - 1:
-                break
-            token = decoder.push(self.vqvae.quantize(f).z_q) + style[:, None]  # = embed(offsets, style)
-        return torch.cat(feats, dim=1)
+        with torch.inference_mode():
+            stepper = PredictorStepper(self.predictor, memory, n)
+            decoder = IncrementalDecoder(
+                self.vqvae.decoder, self.config.incremental_refresh, feedback=self.predictor.vertice_map,
+                max_len=n,
+            )
+            token = first[:, 0]
+            for i in range(n):
+                f = stepper.step(token, i)[:, None]
+                feats.append(f)
+                if i == n - 1:
+                    break
+                token = decoder.push(self.vqvae.quantize(f).z_q)[:, 0] + style  # = embed(offsets, style)
+        return torch.cat(feats, dim=1)  # outside inference mode: a normal tensor

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from talkbench.methods.codetalker.steplinear import StepLinear
 from talkbench.methods.decoder import DecoderCache, TransformerDecoder
 from talkbench.methods.layers import (
     PeriodicPositionalEncoding,
@@ -104,3 +105,86 @@ class Predictor(nn.Module):
         width = 2 if self.alignment == "pairs" else 1
         mem_row = (k < own) | (k >= own + width)  # True = blocked, as alignment_mask's row
         return self.feat_map(self.decoder.step(x, cache, self_row, mem_row))
+
+
+def _unique_rows(memory: torch.Tensor) -> torch.Tensor:
+    """The conditions of one clip share one expanded memory (stride 0): project it once."""
+    return memory[:1] if memory.shape[0] > 1 and memory.stride(0) == 0 else memory
+
+
+class PredictorStepper:
+    """Inference-only twin of ``Predictor.step`` (eval mode, to float tolerance), for loops of one
+    tiny step per frame whose cost is streaming weights and dispatch:
+
+    - weights called through ``StepLinear`` (steplinear.py), q/k/v in one matmul, keys/values
+      written in place into buffers preallocated for ``max_len`` positions (no per-step torch.cat
+      of the whole cache);
+    - the self-attention bias row (ALiBi, per period) sliced from a table built once;
+    - cross-attention: with ``interpolate`` each frame sees one audio frame, and softmax over one
+      key is 1, so the block is out_proj(value of that frame), computed for every frame at once;
+      with ``pairs`` the query attends to its two audio frames only (the mask blocks all others);
+    - the memory projected once for all conditions when they share it.
+    """
+
+    def __init__(self, predictor: Predictor, memory: torch.Tensor, max_len: int):
+        if predictor.training:
+            raise ValueError("PredictorStepper needs the predictor in eval mode (dropout off)")
+        b = memory.shape[0]
+        h = predictor.n_heads
+        d = memory.shape[2]
+        mem = _unique_rows(memory)
+        self.pairs = predictor.alignment == "pairs"
+        self.layers = []
+        for layer in predictor.decoder.layers:
+            sa, ca = layer.self_attn, layer.multihead_attn
+            wv, bv = ca.in_proj_weight[2 * d :], ca.in_proj_bias[2 * d :]
+            if self.pairs:
+                k = F.linear(mem, ca.in_proj_weight[d : 2 * d], ca.in_proj_bias[d : 2 * d])
+                v = F.linear(mem, wv, bv)
+                split = (mem.shape[0], -1, h, d // h)
+                cross = (k.view(split).transpose(1, 2).expand(b, -1, -1, -1),
+                         v.view(split).transpose(1, 2).expand(b, -1, -1, -1),
+                         StepLinear(ca.in_proj_weight[:d], ca.in_proj_bias[:d], b),
+                         StepLinear(ca.out_proj.weight, ca.out_proj.bias, b))
+            else:
+                rows = F.linear(F.linear(mem[:, :max_len], wv, bv), ca.out_proj.weight, ca.out_proj.bias)
+                cross = rows.expand(b, -1, -1)
+            kv = memory.new_empty(b, 2, h, max_len, d // h)
+            self.layers.append((
+                StepLinear(sa.in_proj_weight, sa.in_proj_bias, b),
+                StepLinear(sa.out_proj.weight, sa.out_proj.bias, b),
+                layer.norm1, cross, layer.norm2, StepLinear(layer.linear1.weight, layer.linear1.bias, b),
+                StepLinear(layer.linear2.weight, layer.linear2.bias, b), layer.norm3, kv,
+            ))
+        # row i of the self-attention bias over keys 0..i is rev[:, max_len - 1 - i :]
+        dist = torch.arange(max_len, device=memory.device).div(predictor.period, rounding_mode="floor")
+        slopes = alibi_slopes(h).to(memory)
+        self.rev = (-slopes[:, None] * dist.to(memory)[None]).flip(1)[None, :, None]  # (1, H, 1, L)
+        self.ppe = predictor.ppe.table.to(memory)
+        self.feat_map = StepLinear(predictor.feat_map.weight, None, b)
+        self.b, self.h, self.d, self.max_len = b, h, d, max_len
+
+    def step(self, token: torch.Tensor, i: int) -> torch.Tensor:
+        """Position ``i`` (0, 1, ... in order): embedded token (B, d) without PPE -> features (B, feat)."""
+        b, h, d = self.b, self.h, self.d
+        hd = d // h
+        x = token + self.ppe[i % self.ppe.shape[0]]
+        bias = self.rev[..., self.max_len - 1 - i :]
+        for (qkv_map, out_map, n1, cross, n2, lin1, lin2, n3, kv) in self.layers:
+            qkv = qkv_map(x)
+            kv[:, :, :, i] = qkv[:, d:].view(b, 2, h, hd)
+            q = qkv[:, :d].view(b, h, 1, hd)
+            a = F.scaled_dot_product_attention(q, kv[:, 0, :, : i + 1], kv[:, 1, :, : i + 1], bias)
+            x = F.layer_norm(x + out_map(a.view(b, d)), (d,), n1.weight, n1.bias, n1.eps)
+            if self.pairs:
+                mk, mv, q_map, cross_out = cross
+                q = q_map(x).view(b, h, 1, hd)
+                pair = slice(2 * i, 2 * i + 2)  # its two audio frames: the mask blocks every other
+                c = F.scaled_dot_product_attention(q, mk[:, :, pair], mv[:, :, pair])
+                c = cross_out(c.view(b, d))
+            else:
+                c = cross[:, i]
+            x = F.layer_norm(x + c, (d,), n2.weight, n2.bias, n2.eps)
+            f = lin2(torch.relu(lin1(x)))
+            x = F.layer_norm(x + f, (d,), n3.weight, n3.bias, n3.eps)
+        return self.feat_map(x)
