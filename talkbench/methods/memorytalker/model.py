@@ -37,7 +37,7 @@ from talkbench.methods.base import Method, Stage
 from talkbench.methods.layers import PeriodicPositionalEncoding, alignment_mask
 from talkbench.methods.memorytalker.config import MemoryTalkerConfig
 from talkbench.methods.memorytalker.frontend import style_log_mel_padded
-from talkbench.methods.memorytalker.losses import masked_mse, velocity_mse
+from talkbench.methods.memorytalker.losses import masked_mse, reconstruction_losses
 from talkbench.methods.memorytalker.memory import FacialMotionMemory
 from talkbench.methods.memorytalker.style import SpeakingStyleEncoder, length_groups
 
@@ -288,12 +288,11 @@ class MemoryTalker(Method):
         cfg = self.config
         out = self.memorizing_paths(batch)
         target, mask = out["target"], out["mask"]
-        mse = masked_mse(out["v_hat"], target, mask)
-        vel = velocity_mse(out["v_hat"], target, mask)
+        mse, vel = reconstruction_losses(out["v_hat"], target, mask)
         if not cfg.memory:
             return {"loss": mse + cfg.w_velocity * vel, "mse": mse, "velocity": vel}
-        mse = mse + masked_mse(out["v_val"], target, mask)
-        vel = vel + velocity_mse(out["v_val"], target, mask)
+        mse_val, vel_val = reconstruction_losses(out["v_val"], target, mask)
+        mse, vel = mse + mse_val, vel + vel_val
         l_mem, l_align = self.memory.update_loss(out["f_m"], out["logits"], mask)
         total = mse + cfg.w_velocity * vel + cfg.w_mem * l_mem + cfg.w_align * l_align
         return {"loss": total, "mse": mse, "velocity": vel, "mem": l_mem, "align": l_align}
@@ -313,7 +312,7 @@ class MemoryTalker(Method):
         f_s, *others = self._style_many(*parts)
         f_mkey = self.memory.read(self.memory.key_address(logits), style=self.style_encoder.weights(f_s))
         v_hat = self.decode(torch.cat([text, f_mkey], -1), enc, mask, batch.template)
-        mse, vel = masked_mse(v_hat, target, mask), velocity_mse(v_hat, target, mask)
+        mse, vel = reconstruction_losses(v_hat, target, mask)
         lip = masked_mse(v_hat[:, :, self.lip_index], target[:, :, self.lip_index], mask)
         out = {"mse": mse, "velocity": vel, "lip": lip}
         total = mse + cfg.w_velocity * vel + cfg.w_lip * lip
