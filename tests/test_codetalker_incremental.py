@@ -182,3 +182,14 @@ def test_incremental_with_many_conditions_equals_one_at_a_time():
     single = make_model(batch_conditions=False).predict_conditions(audio, template, conditions, "incremental")
     assert torch.allclose(batched, single, atol=1e-5)
     assert torch.allclose(batched[0], batched[4], atol=1e-5)
+
+
+def test_kernel_probe_leaves_the_global_random_stream_alone():
+    from talkbench.methods.codetalker import steplinear
+
+    steplinear._onednn_packed.cache_clear()
+    torch.manual_seed(0)
+    steplinear._onednn_packed()
+    after_probe = torch.rand(3)
+    torch.manual_seed(0)
+    assert torch.equal(torch.rand(3), after_probe)

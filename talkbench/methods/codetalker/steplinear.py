@@ -21,7 +21,9 @@ MIN_ROWS = 4  # below this F.linear (GEMV-like) is as fast or faster
 def _onednn_packed() -> bool:
     """Whether this torch has oneDNN's prepacked linear (x86 builds with mkldnn; not every build)."""
     try:
-        w, x = torch.randn(8, 4), torch.randn(MIN_ROWS, 4)
+        # fixed values, not torch.randn: probing must not move the global random stream
+        w = torch.linspace(-1.0, 1.0, 32).view(8, 4)
+        x = torch.linspace(-2.0, 3.0, 4 * MIN_ROWS).view(MIN_ROWS, 4)
         packed = torch.ops.mkldnn._reorder_linear_weight(w, MIN_ROWS)
         out = torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
         return bool(torch.allclose(out, x @ w.t(), atol=1e-5))
