@@ -195,6 +195,17 @@ class RunConfig:
         rec("", self.to_dict())
         return flat
 
+    def params(self) -> dict[str, Any]:
+        """What a run logs as MLflow params: :meth:`flatten`, plus, for generated data (no root), the
+        dataset options left at the loader's defaults, so runs that differ in one (style_coupling)
+        show its value on both sides; with a root the options are not what made the data."""
+        flat = self.flatten()
+        if self.dataset.root is None:
+            flat.pop("dataset.options", None)  # "{}" when nothing was set
+            for key, value in self.dataset.effective_options().items():
+                flat.setdefault(f"dataset.options.{key}", value)
+        return flat
+
     # -- identity -------------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
         """Dotted key -> canonical value of each setting that differs from the schema's defaults

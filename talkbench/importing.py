@@ -97,7 +97,7 @@ def import_official(
     )
     try:
         config_path = cfg.save(rdir / paths.RUN_CONFIG)
-        tracker.log_params(run_id, cfg.flatten())
+        tracker.log_params(run_id, cfg.params())
         tracker.log_artifact(run_id, config_path)
         metrics = _evaluate(tracker, run_id, cfg, model, data) if data is not None else {}
         if data is not None:

@@ -371,7 +371,7 @@ def _run_inside(tracker, run_id, rdir: Path, cfg, data, spec, method, resumed: b
     logger = tracking.MlflowLogger(tracker, run_id)
     config_path = cfg.save(rdir / paths.RUN_CONFIG)
     if not resumed:
-        tracker.log_params(run_id, cfg.flatten())
+        tracker.log_params(run_id, cfg.params())
         tracker.log_artifact(run_id, config_path)
         root = getattr(data, "root", None) or cfg.dataset.root or cfg.dataset.name
         # one input per dataset: MLflow keeps a single association per (run, dataset)

@@ -353,6 +353,18 @@ def test_configs_saved_by_0_1_0_load_as_the_same_run(name):
     assert "preset" not in again.to_dict()["dataset"] and again.config_hash() == old.config_hash()
 
 
+def test_params_log_the_dataset_options_that_made_generated_data(presets, tmp_path):
+    """MLflow params: generated data (no root) logs every loader option, defaults included, so a run
+    at the default style coupling shows 0.8 next to one at 0; with a root the options made nothing."""
+    params = load_config("toy-config").params()
+    assert params["dataset.options.style_coupling"] == 0.8 and params["dataset.options.preset"] == "small"
+    assert "dataset.options" not in params
+    assert load_config("toy-config", overrides=["dataset.style_coupling=0"]).params()[
+        "dataset.options.style_coupling"] == 0.0
+    rooted = load_config("toy-config", data_root=tmp_path).params()
+    assert not any(k.startswith("dataset.options.") for k in rooted)
+
+
 def test_dataset_options_are_checked_against_the_loader(presets, tmp_path):
     cfg = load_config("toy-config", dataset="biwi", overrides=["dataset.options.preprocessing=facexhubert"])
     assert cfg.dataset.options == {"preprocessing": "facexhubert"}

@@ -229,3 +229,18 @@ def test_best_is_bold_only_where_significant(store_uri, gap, n_seeds, n_clips, b
         assert "no CI: one seed" in md and "±" not in md.split("\n\n")[0]
     if n_clips < 8:
         assert f"no CI: {n_clips} clips" in md and "[" not in md.split("\n\n")[0].split("\n", 2)[2]
+
+
+def test_variant_names_show_a_missing_param_as_a_dash(store_uri):
+    """Runs logged before every dataset option was logged lack the param: the variant name says '–',
+    never 'nan'; runs logged now carry the loader's default on both sides."""
+    tr = Tracker(store_uri)
+    exp = tr.ensure_experiment("synthtalk")
+    for h, params in (("h0", {"dataset.options.style_coupling": 0.0}), ("h1", {})):
+        rid = tr.create_run(exp, h, {"talkbench.method": "memorytalker", "talkbench.config_hash": h,
+                                     "talkbench.seed": 0})
+        tr.log_params(rid, {"seed": 0, "memorytalker.stage2": False, **params})
+        tr.log_metrics(rid, {"test/lve": 1.0})
+        tr.finish_run(rid)
+    variants = sorted(r.variant for r in lb.build(tr.search_runs("synthtalk"), "synthtalk").rows)
+    assert variants == ["style_coupling=0.0", "style_coupling=–"]

@@ -68,7 +68,7 @@ def test_template_run_logs_everything(store_uri, synthtalk_tiny, tmp_path):
     assert run.info.status == "FINISHED"
     assert tr.client.get_experiment(run.info.experiment_id).name == "synthtalk"
     # params = the flattened resolved config
-    assert run.data.params == {k: tracking._fmt(v) for k, v in cfg.flatten().items()}
+    assert run.data.params == {k: tracking._fmt(v) for k, v in cfg.params().items()}
     tags = run.data.tags
     assert tags["talkbench.method"] == "template" and tags["talkbench.seed"] == "3"
     assert tags["talkbench.preset"] == "tiny" and tags["talkbench.device"] == pipeline.resolved_device(cfg)

@@ -227,7 +227,7 @@ def build(
                 params={
                     k.removeprefix(_PARAM_COLUMN): str(v)
                     for k, v in first.items()
-                    if k.startswith(_PARAM_COLUMN)
+                    if k.startswith(_PARAM_COLUMN) and not pd.isna(v)  # NaN: a param this run lacks
                 },
             )
         )

@@ -451,9 +451,8 @@ def _ablation_section(tracker, dataset: str, board: lb.Leaderboard, fig_dir: Pat
 def _setting_labels(runs: pd.DataFrame, params: list[str]) -> pd.Series:
     """Per run, the settings that tell its series apart, as ``name=value`` (``stage2=True``)."""
     short = {p: p.removeprefix(param_column("")).split(".")[-1] for p in params}
-    return (
-        runs[params].astype(str).apply(lambda r: ", ".join(f"{short[k]}={v}" for k, v in r.items()), axis=1)
-    )
+    values = runs[params].fillna("–").astype(str)  # NaN: a param this run lacks
+    return values.apply(lambda r: ", ".join(f"{short[k]}={v}" for k, v in r.items()), axis=1)
 
 
 def _mouth_section(
