@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -27,6 +26,7 @@ from talkbench import distributed
 from talkbench.config import RunConfig
 from talkbench.errors import ConfigError, Interrupted, TalkbenchError
 from talkbench.methods.base import Method, Stage
+from talkbench.progress import TerminalBar
 from talkbench.stop_signals import StopSignals
 
 OPTIMIZERS = ("adam", "adamw")
@@ -175,7 +175,7 @@ def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
-class _Progress:
+class _Progress(TerminalBar):
     """One bar per stage (epochs) and one per epoch (steps, running loss) on a terminal's stderr.
 
     Without a terminal (or disabled) every call is a no-op: no rich objects, no device syncs.
@@ -185,43 +185,13 @@ class _Progress:
     REFRESH_S = 0.25
 
     def __init__(self, enabled: bool):
-        self.bar = None
-        if not (enabled and sys.stderr.isatty()):
-            return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        console = Console(stderr=True)
-        if not console.is_terminal:
-            return
-        self.bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[unit]}  loss {task.fields[loss]}  {task.fields[extra]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=console,
-        )
+        super().__init__(enabled, lambda rp: (
+            rp.TextColumn("[bold]{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(),
+            rp.TextColumn("{task.fields[unit]}  loss {task.fields[loss]}  {task.fields[extra]}"),
+            rp.TimeElapsedColumn(), rp.TextColumn("ETA"), rp.TimeRemainingColumn(),
+        ))  # fmt: skip
         self._stage = self._epoch = None
         self._shown = 0.0
-
-    def __enter__(self):
-        if self.bar is not None:
-            self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
 
     def stage(self, description: str, epochs: int, done: int) -> None:
         if self.bar is not None:

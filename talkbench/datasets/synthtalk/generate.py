@@ -8,7 +8,6 @@ import logging
 import os
 import pickle
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -20,6 +19,7 @@ import soundfile as sf
 
 from talkbench.errors import ConfigError, DataError
 from talkbench.paths import synthtalk_cache
+from talkbench.progress import TerminalBar
 
 from .articulation import animate, weights
 from .blendshapes import fields
@@ -372,31 +372,19 @@ def remove_stale_tmp(root: Path) -> list[Path]:
     return removed
 
 
-class _Progress:
+class _Progress(TerminalBar):
     """First-use generation progress on stderr: a rich bar on a terminal, else a log line per 10%."""
 
     def __init__(self, preset: str, total: int, final: Path):
-        self.total, self.bar, self.logged = total, None, 0
         log.info("SynthTalk '%s': generating %d clips into %s (first use; cached afterwards)",
                  preset, total, final)  # fmt: skip
-        if sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            console = Console(stderr=True)
-            if console.is_terminal:
-                self.bar = Progress(TextColumn(f"SynthTalk {preset}"), BarColumn(), MofNCompleteColumn(),
-                                    TextColumn("clips"), TimeRemainingColumn(), console=console)  # fmt: skip
-                self.task = self.bar.add_task("generate", total=total)
-
-    def __enter__(self):
+        super().__init__(True, lambda rp: (
+            rp.TextColumn(f"SynthTalk {preset}"), rp.BarColumn(), rp.MofNCompleteColumn(),
+            rp.TextColumn("clips"), rp.TimeRemainingColumn(),
+        ))  # fmt: skip
+        self.total, self.logged = total, 0
         if self.bar is not None:
-            self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
+            self.task = self.bar.add_task("generate", total=total)
 
     def __call__(self, done: int, total: int) -> None:
         if self.bar is not None:
