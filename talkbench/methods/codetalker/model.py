@@ -359,10 +359,13 @@ class CodeTalker(Method):
                 max_len=n,
             )
             token = first[:, 0]
+            quantizer = self.vqvae.quantizer
             for i in range(n):
                 f = stepper.step(token, i)[:, None]
                 feats.append(f)
                 if i == n - 1:
                     break
-                token = decoder.push(self.vqvae.quantize(f).z_q)[:, 0] + style  # = embed(offsets, style)
+                # nearest codes only: no loss/usage statistics per step (z_q equals quantize's to rounding)
+                codes = quantizer.embedding(quantizer.nearest(self.vqvae.to_tokens(f)))
+                token = decoder.push(self.vqvae.from_tokens(codes))[:, 0] + style  # = embed(offsets, style)
         return torch.cat(feats, dim=1)  # outside inference mode: a normal tensor

