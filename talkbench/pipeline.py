@@ -89,7 +89,19 @@ def config_overrides(cfg: RunConfig) -> dict[str, Any]:
     flat = cfg.flatten()
     out = {k: v for k, v in mine.items() if base.get(k, object()) != v}
     out.update({k: flat.get(k, "default") for k in base if k not in mine})
+    for key in [k for k, v in out.items() if isinstance(v, dict) and isinstance(base.get(k), dict)]:
+        out.update(_changed_entries(key, base[key], out.pop(key)))  # a dict field: only what changed
     return dict(sorted(out.items()))
+
+
+def _changed_entries(key: str, base: dict, mine: dict) -> dict[str, Any]:
+    """``key.entry`` -> value for the entries of a dict-valued setting that differ from the preset's."""
+    missing = object()
+    return {
+        f"{key}.{k}": mine.get(k, "default")
+        for k in sorted({*base, *mine}, key=str)
+        if base.get(k, missing) != mine.get(k, missing)
+    }
 
 
 def _short_key(cfg: RunConfig, key: str) -> str:

@@ -109,6 +109,9 @@ def test_run_names_carry_the_overrides(synthtalk_tiny):
     assert pipeline.run_name(a) == "memorytalker/tiny/seed0 memory=False"
     assert pipeline.run_name(b) == "memorytalker/tiny/seed0 memory_slots=32,triplet_margin=1"
     assert pipeline.run_name(plain) == "memorytalker/tiny/seed0"  # the preset's own values are no overrides
+    # a dict-valued setting (CodeTalker's audio) names only the entries that changed
+    ct = _cfg(synthtalk_tiny, "codetalker.audio.n_mels=80", method="codetalker")
+    assert pipeline.run_name(ct) == "codetalker/tiny/seed0 audio.n_mels=80"
 
 
 def test_existing_experiment_gets_the_kind(store_uri):
