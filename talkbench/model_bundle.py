@@ -170,9 +170,12 @@ class Bundle:
         from talkbench.registry import METHODS
 
         method_config = copy.deepcopy(self.config.method_config)
+        # the weights below hold the encoder: build it, never download or read a cached checkpoint
         audio = getattr(method_config, "audio", None)
-        if audio is not None and getattr(audio, "pretrained", False):
-            audio.pretrained = False  # the weights below hold the encoder: build it, never download it
+        if isinstance(audio, dict):  # CodeTalker keeps its encoder settings as a plain dict
+            audio["pretrained"] = False
+        elif audio is not None and getattr(audio, "pretrained", False):
+            audio.pretrained = False
         model = METHODS.get(self.config.method)(method_config, self.spec)
         path = self.root / WEIGHTS_FILE
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -144,3 +144,30 @@ def test_bundle_round_trips_the_spec(trained, synthtalk_tiny, tmp_path):
     assert back.region_digest() == spec.region_digest()
     np.testing.assert_array_equal(back.faces, spec.faces)
     assert back.frames_for_samples(16000) == spec.frames_for_samples(16000)
+
+
+@pytest.mark.parametrize("method", ["codetalker", "faceformer"])
+def test_bundle_builds_without_the_pretrained_encoder_it_holds(method, synthtalk_tiny, tmp_path, monkeypatch):
+    """A bundle holds its speech encoder's weights: rebuilding it needs no cached SynthTalk encoder
+    (CodeTalker keeps its audio settings as a dict, FaceFormer as a dataclass)."""
+    import torch
+
+    from talkbench.config import load_config
+    from talkbench.errors import ConfigError
+    from talkbench.model_bundle import read_bundle, write_bundle
+    from talkbench.pipeline import build_method
+
+    monkeypatch.setenv("TALKBENCH_HOME", str(tmp_path / "home-without-encoder"))
+    spec = load_dataset("synthtalk", synthtalk_tiny).spec
+
+    def cfg(*extra):
+        return load_config(method, preset="tiny", data_root=synthtalk_tiny,
+                           overrides=[f"{method}.audio.kind=synthtalk", *extra])
+
+    with pytest.raises(ConfigError, match="pretrain-encoder"):  # the run's config needs the cache
+        build_method(cfg(), spec)
+    model = build_method(cfg(f"{method}.audio.pretrained=false"), spec)  # stands for trained weights
+    write_bundle(tmp_path / "bundle", cfg(), model, spec, {})
+    rebuilt = read_bundle(tmp_path / "bundle").method()
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(rebuilt.state_dict()[key], value)
