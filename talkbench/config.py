@@ -366,6 +366,14 @@ _SCHEMA_FIELDS = [f for f in dataclasses.fields(RunConfig) if f.init and f.name 
 _TOP_LEVEL = {f.name for f in _SCHEMA_FIELDS}
 _DATASET_FIELDS = {f.name for f in dataclasses.fields(DatasetConfig)}
 _OPTIONS = "dataset.options."
+
+
+def canonical_key(key: str) -> str:
+    """The dotted key as runs log it: the shorthand ``dataset.X`` is ``dataset.options.X``."""
+    parts = key.split(".")
+    if parts[0] == "dataset" and len(parts) > 1 and parts[1] not in _DATASET_FIELDS:
+        return _OPTIONS + ".".join(parts[1:])
+    return key
 _LEGACY_SYNTHTALK_OPTIONS = ("preset", "seed", "style_coupling")  # dataset.* keys of talkbench 0.1.0
 
 
@@ -406,8 +414,8 @@ class _Builder:
                 f"{source}: 'method' cannot be changed here (this run's method is '{self.method}'; "
                 f"its settings go under '{self.method}.')"
             )
-        if parts[0] == "dataset" and len(parts) > 1 and parts[1] not in _DATASET_FIELDS:
-            given, key = key, f"{_OPTIONS}{'.'.join(parts[1:])}"  # shorthand: dataset.X = dataset.options.X
+        if canonical_key(key) != key:  # shorthand: dataset.X = dataset.options.X
+            given, key = key, canonical_key(key)
             self.shorthand[key] = given
             parts = key.split(".")
         if key == "dataset.options" and isinstance(value, Mapping):

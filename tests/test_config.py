@@ -353,6 +353,15 @@ def test_configs_saved_by_0_1_0_load_as_the_same_run(name):
     assert "preset" not in again.to_dict()["dataset"] and again.config_hash() == old.config_hash()
 
 
+def test_canonical_key_spells_the_dataset_shorthand_as_runs_log_it():
+    from talkbench.config import canonical_key
+
+    assert canonical_key("dataset.style_coupling") == "dataset.options.style_coupling"
+    assert canonical_key("dataset.options.style_coupling") == "dataset.options.style_coupling"
+    assert canonical_key("dataset.name") == "dataset.name"
+    assert canonical_key("memorytalker.stage2") == "memorytalker.stage2"
+
+
 def test_params_log_the_dataset_options_that_made_generated_data(presets, tmp_path):
     """MLflow params: generated data (no root) logs every loader option, defaults included, so a run
     at the default style coupling shows 0.8 next to one at 0; with a root the options made nothing."""

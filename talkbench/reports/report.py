@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from talkbench.config import canonical_key
 from talkbench.contract import (
     SPEED_METRIC,
     Kind,
@@ -404,10 +405,11 @@ def _ablation_section(tracker, dataset: str, board: lb.Leaderboard, fig_dir: Pat
             continue
         grid = json.loads(parent.get(column(Tag.GRID)) or "{}")
         for key in grid:
-            param = param_column(key)
+            param = param_column(canonical_key(key))  # a grid may name dataset.X, runs log dataset.options.X
             if param not in children:
                 continue
-            others = [param_column(k) for k in grid if k != key and param_column(k) in children]
+            others = [param_column(canonical_key(k)) for k in grid if k != key]
+            others = [o for o in others if o in children]
             named = _setting_labels(children, others) if others else ""
             frame = children.assign(series=named)
             table = frame.groupby([param, "series"])[metric_col].agg(["mean", "std", "count"]).reset_index()
