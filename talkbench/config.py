@@ -203,7 +203,7 @@ class RunConfig:
         if self.dataset.root is None:
             flat.pop("dataset.options", None)  # "{}" when nothing was set
             for key, value in self.dataset.effective_options().items():
-                flat.setdefault(f"dataset.options.{key}", value)
+                flat.setdefault(_OPTIONS + key, value)
         return flat
 
     # -- identity -------------------------------------------------------------------------------
@@ -366,6 +366,7 @@ _SCHEMA_FIELDS = [f for f in dataclasses.fields(RunConfig) if f.init and f.name 
 _TOP_LEVEL = {f.name for f in _SCHEMA_FIELDS}
 _DATASET_FIELDS = {f.name for f in dataclasses.fields(DatasetConfig)}
 _OPTIONS = "dataset.options."
+_LEGACY_SYNTHTALK_OPTIONS = ("preset", "seed", "style_coupling")  # dataset.* keys of talkbench 0.1.0
 
 
 def canonical_key(key: str) -> str:
@@ -374,7 +375,6 @@ def canonical_key(key: str) -> str:
     if parts[0] == "dataset" and len(parts) > 1 and parts[1] not in _DATASET_FIELDS:
         return _OPTIONS + ".".join(parts[1:])
     return key
-_LEGACY_SYNTHTALK_OPTIONS = ("preset", "seed", "style_coupling")  # dataset.* keys of talkbench 0.1.0
 
 
 class _Builder:

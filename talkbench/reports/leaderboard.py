@@ -72,10 +72,10 @@ class Row:
         return len(self.run_ids)
 
 
-
 def metric_title(name: str) -> str:
     """Acronyms (LVE, MVE, FDD) in capitals, longer names as words (articulation log err)."""
     return name.upper() if "_" not in name else name.replace("_", " ")
+
 
 @dataclass
 class MetricColumn:
