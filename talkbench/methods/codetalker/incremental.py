@@ -76,7 +76,7 @@ class IncrementalDecoder:
 
     def __init__(
         self, decoder: MotionDecoder, refresh: str = "doubling", eps: float = 1e-5,
-        feedback: nn.Linear | None = None, max_len: int = 64,
+        feedback: nn.Linear | None = None, max_len: int = 64, weights: tuple[dict, list] | None = None,
     ):
         if refresh not in REFRESH:
             raise ValueError(f"refresh must be one of {', '.join(REFRESH)}, got '{refresh}'")
@@ -88,8 +88,8 @@ class IncrementalDecoder:
         self.half = self.kernel // 2
         t = decoder.transformer
         self.hidden = t.embed.weight.shape[0]
-        self.maps: dict[str, StepLinear] = {}  # built at the first push, for its number of rows
-        self.blocks: list[tuple] = []
+        # step linears (``weights``); built at the first push, for its number of rows, if not given
+        self.maps, self.blocks = weights or ({}, [])
         self.n_heads = t.blocks[0].attn.n_heads
         self.scale = t.blocks[0].attn.scale
         self.inputs: list[torch.Tensor] = []  # pre-conv frames (B, D), kept for refreshes
@@ -103,17 +103,20 @@ class IncrementalDecoder:
         self.pe_table = sinusoid_table(self.capacity if self.pe_fixed else 1, t.pe.dim)
         self.feedback = feedback
 
-    def _prepare(self, rows: int) -> None:
-        dec = self.dec
-        conv = dec.squasher.conv
+    @staticmethod
+    def weights(decoder: MotionDecoder, feedback: nn.Linear | None, rows: int) -> tuple[dict, list]:
+        """The step's linears for ``rows`` rows: (maps by name, per block). They depend on the weights
+        and the number of rows only, so a caller may keep them across clips (``weights=``)."""
+        conv = decoder.squasher.conv
         # (k * D_out, D_in): all k tap products of a frame in one matmul
         taps = conv.weight.detach().permute(2, 0, 1).reshape(-1, conv.in_channels)
-        self.maps["taps"] = StepLinear(taps, None, rows)
-        if dec.pre is not None:
-            self.maps["pre"] = StepLinear(dec.pre.weight, dec.pre.bias, rows)
-        self.maps["embed"] = StepLinear(dec.transformer.embed.weight, dec.transformer.embed.bias, rows)
-        self.maps["out"] = StepLinear(*self._output(dec.vertice_map_reverse, self.feedback), rows)
-        self.blocks = [_block_weights(b, rows) for b in dec.transformer.blocks]
+        maps = {"taps": StepLinear(taps, None, rows)}
+        if decoder.pre is not None:
+            maps["pre"] = StepLinear(decoder.pre.weight, decoder.pre.bias, rows)
+        t = decoder.transformer
+        maps["embed"] = StepLinear(t.embed.weight, t.embed.bias, rows)
+        maps["out"] = StepLinear(*IncrementalDecoder._output(decoder.vertice_map_reverse, feedback), rows)
+        return maps, [_block_weights(b, rows) for b in t.blocks]
 
     @staticmethod
     @torch.no_grad()
@@ -173,7 +176,7 @@ class IncrementalDecoder:
         """Append one quantised frame z_q (B, 1, H*C); -> offsets of the prefix's last frame (B, 1, V*3)."""
         x = z_q[:, 0]
         if not self.maps:
-            self._prepare(x.shape[0])
+            self.maps, self.blocks = self.weights(self.dec, self.feedback, x.shape[0])
         if "pre" in self.maps:
             x = self.maps["pre"](x)
         i = self.length

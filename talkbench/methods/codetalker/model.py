@@ -16,6 +16,7 @@ from talkbench.errors import ConfigError
 from talkbench.methods.base import Method, Stage
 from talkbench.methods.codetalker.incremental import REFRESH, IncrementalDecoder
 from talkbench.methods.codetalker.predictor import Predictor, PredictorStepper
+from talkbench.methods.codetalker.steplinear import reuse
 from talkbench.methods.codetalker.vqvae import VQVAE, VQShape
 
 CHOICES = {
@@ -353,10 +354,15 @@ class CodeTalker(Method):
         incremental.py for what is exact and what is approximated)."""
         feats = []
         with torch.inference_mode():
-            stepper = PredictorStepper(self.predictor, memory, n)
+            rows = memory.shape[0]
+            stepper_weights, decoder_weights = reuse(self, ("incremental", rows), lambda: (
+                PredictorStepper.weights(self.predictor, rows),
+                IncrementalDecoder.weights(self.vqvae.decoder, self.predictor.vertice_map, rows),
+            ))
+            stepper = PredictorStepper(self.predictor, memory, n, stepper_weights)
             decoder = IncrementalDecoder(
                 self.vqvae.decoder, self.config.incremental_refresh, feedback=self.predictor.vertice_map,
-                max_len=n,
+                max_len=n, weights=decoder_weights,
             )
             token = first[:, 0]
             quantizer = self.vqvae.quantizer

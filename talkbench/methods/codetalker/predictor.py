@@ -126,7 +126,11 @@ class PredictorStepper:
     - the memory projected once for all conditions when they share it.
     """
 
-    def __init__(self, predictor: Predictor, memory: torch.Tensor, max_len: int):
+    def __init__(
+        self, predictor: Predictor, memory: torch.Tensor, max_len: int, weights: list | None = None
+    ):
+        """``weights``: ``PredictorStepper.weights(predictor, rows)`` prepared earlier (they depend
+        on the weights and the number of rows only, so a caller may keep them across clips)."""
         if predictor.training:
             raise ValueError("PredictorStepper needs the predictor in eval mode (dropout off)")
         b = memory.shape[0]
@@ -134,35 +138,47 @@ class PredictorStepper:
         d = memory.shape[2]
         mem = _unique_rows(memory)
         self.pairs = predictor.alignment == "pairs"
+        *per_layer, self.feat_map = weights or self.weights(predictor, b)
         self.layers = []
-        for layer in predictor.decoder.layers:
-            sa, ca = layer.self_attn, layer.multihead_attn
+        for layer, (qkv_map, out_map, lin1, lin2, cross_maps) in zip(predictor.decoder.layers, per_layer):
+            ca = layer.multihead_attn
             wv, bv = ca.in_proj_weight[2 * d :], ca.in_proj_bias[2 * d :]
             if self.pairs:
                 k = F.linear(mem, ca.in_proj_weight[d : 2 * d], ca.in_proj_bias[d : 2 * d])
                 v = F.linear(mem, wv, bv)
                 split = (mem.shape[0], -1, h, d // h)
                 cross = (k.view(split).transpose(1, 2).expand(b, -1, -1, -1),
-                         v.view(split).transpose(1, 2).expand(b, -1, -1, -1),
-                         StepLinear(ca.in_proj_weight[:d], ca.in_proj_bias[:d], b),
-                         StepLinear(ca.out_proj.weight, ca.out_proj.bias, b))
+                         v.view(split).transpose(1, 2).expand(b, -1, -1, -1), *cross_maps)
             else:
                 rows = F.linear(F.linear(mem[:, :max_len], wv, bv), ca.out_proj.weight, ca.out_proj.bias)
                 cross = rows.expand(b, -1, -1)
             kv = memory.new_empty(b, 2, h, max_len, d // h)
-            self.layers.append((
-                StepLinear(sa.in_proj_weight, sa.in_proj_bias, b),
-                StepLinear(sa.out_proj.weight, sa.out_proj.bias, b),
-                layer.norm1, cross, layer.norm2, StepLinear(layer.linear1.weight, layer.linear1.bias, b),
-                StepLinear(layer.linear2.weight, layer.linear2.bias, b), layer.norm3, kv,
-            ))
+            self.layers.append((qkv_map, out_map, layer.norm1, cross, layer.norm2, lin1, lin2,
+                                layer.norm3, kv))
         # row i of the self-attention bias over keys 0..i is rev[:, max_len - 1 - i :]
         dist = torch.arange(max_len, device=memory.device).div(predictor.period, rounding_mode="floor")
         slopes = alibi_slopes(h).to(memory)
         self.rev = (-slopes[:, None] * dist.to(memory)[None]).flip(1)[None, :, None]  # (1, H, 1, L)
         self.ppe = predictor.ppe.table.to(memory)
-        self.feat_map = StepLinear(predictor.feat_map.weight, None, b)
         self.b, self.h, self.d, self.max_len = b, h, d, max_len
+
+    @staticmethod
+    def weights(predictor: Predictor, rows: int) -> list:
+        """The step's linears for ``rows`` rows: per layer (self q/k/v, self out, linear1, linear2,
+        cross query and out (pairs alignment) or ()), then feat_map."""
+        d = predictor.decoder.layers[0].self_attn.embed_dim
+        out: list = []
+        for layer in predictor.decoder.layers:
+            sa, ca = layer.self_attn, layer.multihead_attn
+            cross = ()
+            if predictor.alignment == "pairs":
+                cross = (StepLinear(ca.in_proj_weight[:d], ca.in_proj_bias[:d], rows),
+                         StepLinear(ca.out_proj.weight, ca.out_proj.bias, rows))
+            out.append((StepLinear(sa.in_proj_weight, sa.in_proj_bias, rows),
+                        StepLinear(sa.out_proj.weight, sa.out_proj.bias, rows),
+                        StepLinear(layer.linear1.weight, layer.linear1.bias, rows),
+                        StepLinear(layer.linear2.weight, layer.linear2.bias, rows), cross))
+        return [*out, StepLinear(predictor.feat_map.weight, None, rows)]
 
     def step(self, token: torch.Tensor, i: int) -> torch.Tensor:
         """Position ``i`` (0, 1, ... in order): embedded token (B, d) without PPE -> features (B, feat)."""
