@@ -6,8 +6,9 @@ thread: 8 rows x 480 MB of weights 98 ms against 40 ms for one row). oneDNN with
 once ahead of the loop gets 8 rows to 55 ms; where that kernel is missing, W @ x^T (the weight as the
 big left operand) gets 75 ms. Results equal F.linear's to float rounding (different summation order).
 
-Reordering the weights costs about as much as 60 steps (paper-vocaset, eight rows: 1.9 s against
-the 25 s of a 10 s clip), so ``reuse`` keeps what a loop prepared for the next clip of the same model.
+Reordering the weights costs about as much as 60 steps (paper-vocaset, eight rows: 1.7 s against
+the 23 s of a 10 s clip), so ``reuse`` keeps what a loop prepared for the next clip of the same model
+(a second copy of the step weights, held while the model lives).
 """
 
 from __future__ import annotations
