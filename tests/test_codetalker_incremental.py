@@ -12,7 +12,7 @@ from test_codetalker import V, make_model
 from talkbench.errors import ConfigError
 from talkbench.methods.codetalker.incremental import IncrementalDecoder
 from talkbench.methods.codetalker.predictor import PredictorStepper
-from talkbench.methods.codetalker.steplinear import StepLinear
+from talkbench.methods.codetalker.steplinear import StepLinear, reuse
 
 
 def quantised_frames(model, n: int, seed: int = 5, batch: int = 2) -> torch.Tensor:
@@ -199,8 +199,6 @@ def test_step_weights_are_prepared_once_per_model_and_follow_weight_updates():
     """The reordered step weights are kept across clips (steplinear.reuse); an in-place update of any
     parameter (an optimiser step, load_state_dict) or a replaced one rebuilds them, so a prediction
     never uses stale weights."""
-    from talkbench.methods.codetalker.steplinear import reuse
-
     model = make_model()
     built = []
     for _ in range(2):
@@ -208,18 +206,22 @@ def test_step_weights_are_prepared_once_per_model_and_follow_weight_updates():
     assert built == [1]
     audio, template = torch.randn(20000), torch.randn(V, 3)
     conditions = [0, 1, 2, 1]  # 4 rows: the reordered (packed) kernel where this torch has it
-    model.predict_conditions(audio, template, conditions, "incremental")
+
+    def predict(m):
+        return m.predict_conditions(audio, template, conditions, "incremental")
+
+    def predict_fresh():
+        fresh = make_model()
+        fresh.load_state_dict(model.state_dict())
+        return predict(fresh)
+
+    predict(model)
     with torch.no_grad():
         model.vqvae.decoder.transformer.blocks[0].mlp[0].weight.mul_(1.5)  # in place: version bump
         model.predictor.decoder.layers[0].linear1.weight.add_(0.05)
-    got = model.predict_conditions(audio, template, conditions, "incremental")
-    fresh = make_model()
-    fresh.load_state_dict(model.state_dict())
-    assert torch.allclose(got, fresh.predict_conditions(audio, template, conditions, "incremental"), atol=1e-5)
+    assert torch.allclose(predict(model), predict_fresh(), atol=1e-5)
     feat_map = model.predictor.feat_map.weight
     feat_map.data = feat_map.data * 2  # replaced storage, same version (as Module.to/.double do)
-    got = model.predict_conditions(audio, template, conditions, "incremental")
-    fresh.load_state_dict(model.state_dict())
-    assert torch.allclose(got, fresh.predict_conditions(audio, template, conditions, "incremental"), atol=1e-5)
+    assert torch.allclose(predict(model), predict_fresh(), atol=1e-5)
     reuse(model, "probe", lambda: built.append(1) or len(built))
     assert built == [1, 1]  # the parameters changed since: rebuilt
