@@ -111,6 +111,28 @@ def test_incremental_config_validation():
         model.predict_conditions(torch.randn(8000), torch.zeros(V, 3), [0], "quick")
     with pytest.raises(ValueError, match="refresh"):
         IncrementalDecoder(model.vqvae.decoder, refresh="sometimes")
+    with pytest.raises(ConfigError, match="incremental_exact_frames must be >= 0, got -1"):
+        make_model(incremental_exact_frames=-1)
+
+
+def test_the_first_exact_frames_are_decoded_as_exact_then_doubling():
+    model = make_model()
+    z = quantised_frames(model, 13)
+    dec = IncrementalDecoder(model.vqvae.decoder, refresh="doubling", exact_frames=6)
+    with torch.no_grad():
+        for n in range(1, 14):
+            got, exact = dec.push(z[:, n - 1 : n]), full_last(model, z[:, :n])
+            if n <= 6 or n == 8:
+                assert torch.allclose(got, exact, atol=1e-5), n
+            else:  # 7, 9-13: cached, as without exact_frames
+                assert not torch.allclose(got, exact, atol=1e-4), n
+    audio, template = torch.randn(12000), torch.randn(V, 3)  # 22 frames
+    exact = model.predict_conditions(audio, template, [0, 2], "exact")
+    model.config.incremental_exact_frames = 22
+    assert torch.allclose(model.predict_conditions(audio, template, [0, 2], "incremental"), exact, atol=1e-5)
+    model.config.incremental_exact_frames = 4
+    inc = model.predict_conditions(audio, template, [0, 2], "incremental")
+    assert not torch.allclose(inc, exact, atol=1e-4)
 
 
 BEFORE = Path(__file__).parent / "fixtures" / "codetalker_incremental_before.pt"
@@ -122,7 +144,8 @@ def test_incremental_predictions_equal_those_saved_before_the_speed_change():
     cases = torch.load(BEFORE)
     state = None
     for case in cases:
-        model = make_model(alignment=case["alignment"], incremental_refresh=case["refresh"], **case["kw"])
+        model = make_model(alignment=case["alignment"], incremental_refresh=case["refresh"],
+                           incremental_exact_frames=0, **case["kw"])  # the schedule saved then
         state = case["state"] if case["state"] is not None else state
         model.load_state_dict(state)
         got = model.predict_conditions(case["audio"], case["template"], [0, 2], "incremental")

@@ -18,7 +18,10 @@ step (plus attention over the cached keys, negligible next to the 1024-d project
   which is then what `exact` computes at that step. ``doubling`` (prefix lengths 1, 2, 4, 8, ...)
   bounds the staleness of the cache to half the prefix and costs about one extra frame per frame
   (amortised O(1)); ``every`` reproduces `exact` (O(T) per step, a reference for tests); ``none``
-  never rebuilds.
+  never rebuilds. ``exact_frames`` N: also at each of the first N steps, a cost of O(N^2) once per
+  clip: a young cache is the stalest (its frames saw a small share of the prefix and noisy
+  statistics; measured, the fed-back frame's error grows fastest over the first steps after a
+  refresh while the prefix is short).
 - ``feedback``: the predictor's ``vertice_map``. The fed-back token is vertice_map(vertice_map_reverse(x)),
   two V*3-wide linears in a row; they are fused into one hidden x hidden linear, computed once per
   decoder. At batch 1 a step is bound by streaming the weights, and these two are a quarter of them.
@@ -72,16 +75,19 @@ class IncrementalDecoder:
     """Feeds quantised frames (B, 1, H*C) one at a time; ``push`` returns the offsets (B, 1, V*3) that
     the last frame of a full decode of the prefix gives (exactly, or approximately: module docstring),
     or with ``feedback`` that linear applied to them (B, 1, out). Eval mode only (no dropout).
-    ``max_len``: the number of frames to come, if known (the key/value buffers are sized once)."""
+    ``max_len``: the number of frames to come, if known (the key/value buffers are sized once);
+    ``exact_frames``: refresh at each of the first that many steps too (module docstring)."""
 
     def __init__(
         self, decoder: MotionDecoder, refresh: str = "doubling", eps: float = 1e-5,
         feedback: nn.Linear | None = None, max_len: int = 64, weights: tuple[dict, list] | None = None,
+        exact_frames: int = 0,
     ):
         if refresh not in REFRESH:
             raise ValueError(f"refresh must be one of {', '.join(REFRESH)}, got '{refresh}'")
         self.dec = decoder
         self.refresh = refresh
+        self.exact_frames = exact_frames
         self.eps = eps
         conv = decoder.squasher.conv
         self.kernel = conv.kernel_size[0]
@@ -167,7 +173,7 @@ class IncrementalDecoder:
         return F.leaky_relu(y, self.dec.squasher.slope)
 
     def _should_refresh(self, n: int) -> bool:
-        if n == 1 or self.refresh == "every":  # the first frame follows the release's duplication
+        if n == 1 or n <= self.exact_frames or self.refresh == "every":  # 1: the release's duplication
             return True
         return self.refresh == "doubling" and n & (n - 1) == 0
 
