@@ -13,7 +13,7 @@ Two groups:
   time: incremental >= 30x faster than exact at 10 s with eight conditions, and 20 s at most 2.2x
   10 s with one (the eight-condition growth is reported). `exact` at 10 s costs 5-20 CPU minutes:
   one round. `incremental` is timed with its step weights prepared (once per model and number of
-conditions: a 1 s clip before the timing). Run niced on a shared machine:
+  conditions: a 1 s clip before the timing). Run niced on a shared machine:
 
     nice -n 5 .venv/bin/python -m pytest benchmarks/test_bench_codetalker.py -p no:xdist \
         --benchmark-only -o addopts="" -k paper -s
