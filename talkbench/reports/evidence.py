@@ -13,7 +13,7 @@ from talkbench.metrics.stats import (
     seed_clip_comparison,
     seed_clip_estimate,
 )
-from talkbench.reports.leaderboard import Leaderboard, Row
+from talkbench.reports.rows import Leaderboard, Row
 
 
 def per_sequence_tables(tracker, run_ids: list[str]) -> dict[str, pd.DataFrame | None]:

@@ -18,21 +18,13 @@ import csv
 import hashlib
 import io
 import math
-from dataclasses import dataclass, field
 
 import pandas as pd
 
-from talkbench.contract import (
-    IMPORTED_OFFICIAL,
-    OFFICIAL_LABEL,
-    Tag,
-    column,
-    metric_column,
-    param_column,
-    test_metric,
-)
+from talkbench.contract import IMPORTED_OFFICIAL, Tag, column, metric_column, param_column, test_metric
 from talkbench.errors import ConfigError
-from talkbench.metrics.stats import SeedClipComparison, SeedClipEstimate
+from talkbench.reports import evidence as ev
+from talkbench.reports.rows import Leaderboard, MetricColumn, Row, metric_title
 
 FLOORS = ("template", "mean-motion")
 DEFAULT_METRICS = ("lve", "mve", "fdd")
@@ -40,94 +32,7 @@ FORMATS = ("table", "markdown", "latex", "csv")
 _TEST_COLUMN = metric_column(test_metric(""))  # "metrics.test/"
 _PARAM_COLUMN = param_column("")  # "params."
 _SEED_PARAM = param_column("seed")
-_ARROWS = {"lower": "↓", "higher": "↑", "zero": "→0"}
 _LATEX_ARROWS = {"lower": r"$\downarrow$", "higher": r"$\uparrow$", "zero": r"$\to 0$"}
-_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
-
-
-@dataclass
-class Row:
-    method: str
-    preset: str
-    config_hash: str
-    run_ids: list[str]
-    seeds: list[str]
-    values: dict[str, tuple[float, float, int]]  # metric -> (mean, std over seeds, n)
-    floor: bool = False
-    highlighted: bool = False
-    params: dict[str, str] = field(default_factory=dict)  # params of the group's newest run
-    variant: str = ""  # what sets this row apart from other rows of the same method
-    imported: bool = False  # an official checkpoint (bench import), not a talkbench training
-    estimates: dict[str, SeedClipEstimate] = field(default_factory=dict)  # metric -> seeds x clips
-
-    @property
-    def label(self) -> str:
-        name = f"{self.method} ({self.variant})" if self.variant else self.method
-        if self.imported:
-            name = f"{name} ({OFFICIAL_LABEL})"
-        return f"{name} (floor)" if self.floor else name
-
-    @property
-    def n_seeds(self) -> int:
-        return len(self.run_ids)
-
-
-def metric_title(name: str) -> str:
-    """Acronyms (LVE, MVE, FDD) in capitals, longer names as words (articulation log err)."""
-    return name.upper() if "_" not in name else name.replace("_", " ")
-
-
-@dataclass
-class MetricColumn:
-    name: str
-    direction: str
-    scale: float
-    unit: str
-
-    def header(self, arrows: dict[str, str] = _ARROWS, latex: bool = False) -> str:
-        head = f"{metric_title(self.name)} {arrows.get(self.direction, '')}".strip()
-        if self.scale != 1.0:
-            exp = math.log10(self.scale)
-            if abs(exp - round(exp)) < 1e-9:
-                e = int(round(exp))
-                head += f" ($\\times 10^{{{e}}}$)" if latex else f" (×10{str(e).translate(_SUPERSCRIPT)})"
-            else:
-                head += f" (×{self.scale:g})"
-        return head
-
-
-@dataclass
-class Leaderboard:
-    dataset: str
-    columns: list[MetricColumn]
-    rows: list[Row] = field(default_factory=list)
-    # metric -> (config hash of the significantly best row, its comparison with the runner-up)
-    best_claims: dict[str, tuple[str, SeedClipComparison]] = field(default_factory=dict)
-    evidence: bool = False  # per-sequence tables were attached (estimates and best claims)
-
-    def best(self, metric: str) -> float | None:
-        """The best group mean of one metric (by its direction), or None without values."""
-        col = next(c for c in self.columns if c.name == metric)
-        means = [r.values[metric][0] for r in self.rows if metric in r.values]
-        if not means:
-            return None
-        if col.direction == "higher":
-            return max(means)
-        if col.direction == "zero":
-            return min(means, key=abs)
-        return min(means)
-
-    def ranked(self, metric: str) -> list[Row]:
-        """Rows with a value of ``metric``, best first by its direction."""
-        col = next(c for c in self.columns if c.name == metric)
-        rows = [r for r in self.rows if metric in r.values]
-        key = {"higher": lambda r: -r.values[metric][0], "zero": lambda r: abs(r.values[metric][0])}
-        return sorted(rows, key=key.get(col.direction, lambda r: r.values[metric][0]))
-
-    def is_best(self, row: Row, metric: str) -> bool:
-        """Only a significantly best value counts (see ``reports.evidence``)."""
-        claim = self.best_claims.get(metric)
-        return claim is not None and claim[0] == row.config_hash
 
 
 # -- building -----------------------------------------------------------------------------------
@@ -433,7 +338,5 @@ def leaderboard(
     tracker = open_run_reader(tracking_uri)  # sqlite3 on a local store: cheaper than MLflow's store
     board = build(tracker.search_runs(dataset), dataset, metrics, highlight)
     if evidence:
-        from talkbench.reports import evidence as ev
-
         ev.attach(board, ev.per_sequence_tables(tracker, [i for r in board.rows for i in r.run_ids]))
     return board
