@@ -144,6 +144,7 @@ RENDERS_DIR = "renders"
 CHECKPOINTS_DIR = "checkpoints"
 GIT_DIFF_ARTIFACT = "provenance/git.diff"
 MODEL_ARTIFACT = "model"  # the MLflow model (pyfunc): runs:/<run id>/model
+RUNS_SCHEME, MODELS_SCHEME = "runs:/", "models:/"  # model references: runs:/ID/model, models:/NAME/V
 IMPORTED_OFFICIAL = "official"  # Tag.IMPORTED value; the leaderboard labels such rows OFFICIAL_LABEL
 OFFICIAL_LABEL = "official checkpoint"
 

@@ -15,8 +15,9 @@ pyfunc interface (the logged signature)::
 ``condition``: "" = the first training speaker (audio-only methods: no condition, C = 1), "all" =
 every training speaker in training order, or one speaker's name.
 
-Model references accepted wherever a run id is: ``RUN_ID``, ``runs:/RUN_ID[/model]``,
-``models:/NAME/VERSION``, ``models:/NAME@ALIAS`` (:func:`resolve`).
+Model references (``RUN_ID``, ``runs:/RUN_ID[/model]``, ``models:/NAME/VERSION``, ``models:/NAME@ALIAS``)
+are resolved to a model URI by :func:`talkbench.runs.model_address`, which reads the store; :func:`load`
+loads what it names.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from talkbench.errors import TalkbenchError
 log = logging.getLogger(__name__)
 
 BUNDLE_ARTIFACT = "bundle"  # the pyfunc artifact name of the model folder
-RUNS_SCHEME, MODELS_SCHEME = "runs:/", "models:/"
 
 
 # MLflow warns at subclassing that predict() has no type hints: the signature is explicit instead
@@ -162,82 +162,23 @@ def log_model(tracker, run_id: str, bundle_dir: str | Path, n_vertices: int, reg
     registered = None
     if register:
         version = getattr(info, "registered_model_version", None)
-        registered = f"{MODELS_SCHEME}{register}/{version}"
-    return LoggedModel(f"{RUNS_SCHEME}{run_id}/{contract.MODEL_ARTIFACT}", info.model_id, registered)
+        registered = f"{contract.MODELS_SCHEME}{register}/{version}"
+    return LoggedModel(f"{contract.RUNS_SCHEME}{run_id}/{contract.MODEL_ARTIFACT}", info.model_id, registered)
 
 
-# ------------------------------------------------------------------------------------------ reading
-@dataclass
-class Resolved:
-    run_id: str
-    model_uri: str
-
-
-def is_model_uri(ref: str) -> bool:
-    return ref.startswith((RUNS_SCHEME, MODELS_SCHEME))
-
-
-def resolve(ref: str, tracking_uri: str) -> Resolved:
-    """(run id, model URI) of ``RUN_ID``, ``runs:/RUN_ID[/path]``, ``models:/NAME/V``, ``models:/NAME@A``."""
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    if ref.startswith(RUNS_SCHEME):
-        run_id, _, path = ref[len(RUNS_SCHEME) :].partition("/")
-        return Resolved(run_id, _run_model_uri(client, run_id, path or contract.MODEL_ARTIFACT, tracking_uri))
-    if not ref.startswith(MODELS_SCHEME):
-        return Resolved(ref, _run_model_uri(client, ref, contract.MODEL_ARTIFACT, tracking_uri))
-    body = ref[len(MODELS_SCHEME) :]
-    try:
-        if "@" in body:
-            name, alias = body.split("@", 1)
-            version = client.get_model_version_by_alias(name, alias)
-        else:
-            name, _, number = body.partition("/")
-            if not number.isdigit():
-                raise TalkbenchError(
-                    f"model URI '{ref}': expected models:/NAME/VERSION or models:/NAME@ALIAS"
-                )
-            version = client.get_model_version(name, number)
-    except TalkbenchError:
-        raise
-    except Exception as exc:
-        raise TalkbenchError(
-            f"model '{ref}' is not in the registry of '{tracking_uri}': {str(exc).splitlines()[0][:200]}"
-        ) from None
-    if not version.run_id:
-        raise TalkbenchError(f"model '{ref}' was not logged by a talkbench run (no run id)")
-    return Resolved(version.run_id, ref)
-
-
-def _run_model_uri(client, run_id: str, name: str, tracking_uri: str) -> str:
-    """``models:/<model id>`` of the model ``name`` a run logged (MLflow 3 keeps logged models
-    outside the run's artifacts, so ``runs:/<id>/model`` does not download them)."""
-    try:
-        run = client.get_run(run_id)
-    except Exception:
-        raise TalkbenchError(f"run '{run_id}' does not exist in tracking store '{tracking_uri}'") from None
-    outputs = run.outputs.model_outputs if run.outputs else []
-    for out in reversed(outputs):  # the newest first
-        if client.get_logged_model(out.model_id).name == name:
-            return f"{MODELS_SCHEME}{out.model_id}"
-    raise TalkbenchError(
-        f"run '{run_id}' logged no MLflow model '{name}' (runs logged before talkbench 0.2 carry only "
-        "checkpoints; train it again or `bench import` its weights)"
-    )
-
-
-def load(ref: str, tracking_uri: str):
-    """``(pyfunc model, TalkbenchModel)`` of a model reference (see :func:`resolve`)."""
-    target = resolve(ref, tracking_uri)
+# ------------------------------------------------------------------------------------------ loading
+def load(model_uri: str, tracking_uri: str):
+    """``(pyfunc model, TalkbenchModel)`` at a model URI (a run's: ``talkbench.runs.model_address``)."""
     with _store(tracking_uri):
         try:
-            model = mlflow.pyfunc.load_model(target.model_uri)
+            model = mlflow.pyfunc.load_model(model_uri)
         except Exception as exc:
             raise TalkbenchError(
-                f"'{ref}' has no loadable MLflow model ({target.model_uri}): {str(exc).splitlines()[0][:200]}"
+                f"'{model_uri}' is no loadable MLflow model: {str(exc).splitlines()[0][:200]}"
             ) from None
     python_model = model.unwrap_python_model()
     if not isinstance(python_model, TalkbenchModel):
-        raise TalkbenchError(f"'{ref}' is an MLflow model but not a talkbench one")
+        raise TalkbenchError(f"'{model_uri}' is an MLflow model but not a talkbench one")
     return model, python_model
 
 

@@ -1,4 +1,5 @@
-"""Read a finished run back: its resolved config, its dataset and its saved test predictions."""
+"""Read a finished run back: its resolved config, its dataset, its saved test predictions, and the
+address of its MLflow model (loading that model is the caller's: :func:`talkbench.mlflow_model.load`)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,72 @@ from functools import cached_property
 import numpy as np
 
 from talkbench import contract
+from talkbench.contract import MODELS_SCHEME, RUNS_SCHEME
 from talkbench.errors import TalkbenchError
 
-MODEL_SCHEMES = ("runs:/", "models:/")
+
+@dataclass(frozen=True)
+class ModelAddress:
+    """A model reference resolved: the run that logged the model and the URI it loads from."""
+
+    run_id: str
+    model_uri: str  # models:/<logged model id> or models:/NAME/VERSION | models:/NAME@ALIAS
 
 
-def resolve_run_id(ref: str, tracking_uri: str) -> str:
-    """The run id behind ``RUN_ID``, ``runs:/RUN_ID[/...]``, ``models:/NAME/VERSION`` or
+def model_address(ref: str, tracking_uri: str | None = None, tracker=None) -> ModelAddress:
+    """The address of ``RUN_ID``, ``runs:/RUN_ID[/name]``, ``models:/NAME/VERSION`` or
     ``models:/NAME@ALIAS`` (a registered model version names the run that logged it)."""
-    if not ref.startswith(MODEL_SCHEMES):
-        return ref
-    from talkbench.mlflow_model import resolve
+    if tracker is None:
+        from talkbench.tracking import Tracker
 
-    return resolve(ref, tracking_uri).run_id
+        tracker = Tracker(tracking_uri, create=False)  # readers never create a store
+    if ref.startswith(RUNS_SCHEME):
+        run_id, _, name = ref[len(RUNS_SCHEME) :].partition("/")
+        return ModelAddress(run_id, _logged_model_uri(tracker, run_id, name or contract.MODEL_ARTIFACT))
+    if not ref.startswith(MODELS_SCHEME):
+        return ModelAddress(ref, _logged_model_uri(tracker, ref, contract.MODEL_ARTIFACT))
+    body = ref[len(MODELS_SCHEME) :]
+    try:
+        if "@" in body:
+            name, alias = body.split("@", 1)
+            version = tracker.client.get_model_version_by_alias(name, alias)
+        else:
+            name, _, number = body.partition("/")
+            if not number.isdigit():
+                raise TalkbenchError(
+                    f"model URI '{ref}': expected models:/NAME/VERSION or models:/NAME@ALIAS"
+                )
+            version = tracker.client.get_model_version(name, number)
+    except TalkbenchError:
+        raise
+    except Exception as exc:
+        raise TalkbenchError(
+            f"model '{ref}' is not in the registry of '{tracker.uri}': {str(exc).splitlines()[0][:200]}"
+        ) from None
+    if not version.run_id:
+        raise TalkbenchError(f"model '{ref}' was not logged by a talkbench run (no run id)")
+    return ModelAddress(version.run_id, ref)
+
+
+def _logged_model_uri(tracker, run_id: str, name: str) -> str:
+    """``models:/<model id>`` of the model ``name`` a run logged (MLflow 3 keeps logged models
+    outside the run's artifacts, so ``runs:/<id>/model`` does not download them)."""
+    run = tracker.get_run(run_id)  # a run that does not exist -> one line naming the store
+    outputs = run.outputs.model_outputs if run.outputs else []
+    for out in reversed(outputs):  # the newest first
+        if tracker.client.get_logged_model(out.model_id).name == name:
+            return f"{MODELS_SCHEME}{out.model_id}"
+    raise TalkbenchError(
+        f"run '{run_id}' logged no MLflow model '{name}' (runs logged before talkbench 0.2 carry only "
+        "checkpoints; train it again or `bench import` its weights)"
+    )
+
+
+def resolve_run_id(ref: str, tracking_uri: str | None = None, tracker=None) -> str:
+    """The run id behind a run id or a model reference (see :func:`model_address`)."""
+    if not ref.startswith((RUNS_SCHEME, MODELS_SCHEME)):
+        return ref
+    return model_address(ref, tracking_uri, tracker).run_id
 
 
 @dataclass
@@ -35,7 +89,7 @@ class TrackedRun:
         from talkbench.tracking import Tracker
 
         tracker = Tracker(tracking_uri, create=False)  # readers never create a store
-        run_id = resolve_run_id(run_id, tracker.uri)  # runs:/ and models:/ URIs name a run too
+        run_id = resolve_run_id(run_id, tracker=tracker)  # runs:/ and models:/ URIs name a run too
         tracker.get_run(run_id)  # a run that does not exist -> clear error
         return cls(run_id, tracker)
 

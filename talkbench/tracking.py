@@ -255,7 +255,7 @@ class Tracker:
             if self._db is not None and create:
                 client = self._init_sqlite(self._db, MlflowClient)
             else:
-                client = MlflowClient(tracking_uri=self.uri)
+                client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)  # models beside runs
         except TalkbenchError:
             raise
         except Exception as exc:
@@ -274,7 +274,7 @@ class Tracker:
         with open(db.absolute().parent / f".{db.name}.init-lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                client = client_cls(tracking_uri=self.uri)  # may build the store right here
+                client = client_cls(tracking_uri=self.uri, registry_uri=self.uri)  # may build the store
                 retry_locked(client.search_experiments)(max_results=1)
                 return client
             finally:

@@ -62,8 +62,9 @@ def test_import_with_data_is_evaluated_and_on_the_leaderboard(checkpoint):
     assert contract.test_metric("lve") in run.data.metrics
     # the logged model predicts like the weights that were exported
     from talkbench import mlflow_model
+    from talkbench.runs import model_address
 
-    pyfunc, _ = mlflow_model.load(run_id, uri)
+    pyfunc, _ = mlflow_model.load(model_address(run_id, uri).model_uri, uri)
     from talkbench.datasets import vocaset
 
     speaker = vocaset.TRAIN_SUBJECTS[1]

@@ -18,7 +18,7 @@ from talkbench import contract
 from talkbench.cli import app
 from talkbench.datasets import load_dataset
 from talkbench.errors import TalkbenchError
-from talkbench.runs import TrackedRun, resolve_run_id
+from talkbench.runs import ModelAddress, TrackedRun, model_address, resolve_run_id
 
 NAME = "tiny-faceformer"
 
@@ -97,7 +97,8 @@ def test_registered_version_predicts_the_same(trained):
 def test_model_carries_spec_templates_version_and_signature(trained):
     from talkbench import mlflow_model
 
-    pyfunc, python_model = mlflow_model.load(trained["run_id"], trained["uri"])
+    address = model_address(trained["run_id"], trained["uri"])
+    pyfunc, python_model = mlflow_model.load(address.model_uri, trained["uri"])
     bundle = python_model.bundle
     assert list(bundle.spec.train_subjects) == trained["speakers"]
     assert set(bundle.templates) == set(trained["speakers"])
@@ -131,6 +132,24 @@ def test_models_uris_resolve_to_the_run(trained):
         assert TrackedRun.open(ref, trained["uri"]).run_id == trained["run_id"]
     with pytest.raises(TalkbenchError, match="not in the registry"):
         resolve_run_id(f"models:/{NAME}/7", trained["uri"])
+
+
+def test_a_run_id_addresses_the_model_it_logged_and_only_a_logged_model(trained):
+    """runs.model_address reads the store (no model loaded); a run without a model says so."""
+    client = mlflow.MlflowClient(trained["uri"])
+    model_id = client.get_run(trained["run_id"]).outputs.model_outputs[0].model_id
+    for ref in (trained["run_id"], f"runs:/{trained['run_id']}/model"):
+        assert model_address(ref, trained["uri"]).model_uri == f"models:/{model_id}"
+    registered = model_address(f"models:/{NAME}/1", trained["uri"])
+    assert registered == ModelAddress(trained["run_id"], f"models:/{NAME}/1")
+    with pytest.raises(TalkbenchError, match="logged no MLflow model 'other'"):
+        model_address(f"runs:/{trained['run_id']}/other", trained["uri"])
+    with pytest.raises(TalkbenchError, match="does not exist"):
+        model_address("0" * 32, trained["uri"])
+    missing = trained["tmp"] / "none.db"
+    with pytest.raises(TalkbenchError, match="no tracking store"):
+        model_address(trained["run_id"], f"sqlite:///{missing}")
+    assert not missing.exists()  # a reader creates no store
 
 
 def test_bundle_round_trips_the_spec(trained, synthtalk_tiny, tmp_path):

@@ -39,10 +39,11 @@ def animate_command(
     with one_line_errors():
         from talkbench import mlflow_model
         from talkbench.animate import animate, load_audio
+        from talkbench.runs import model_address
         from talkbench.tracking import resolve_tracking_uri
 
         uri = resolve_tracking_uri(tracking_uri)
-        _, python_model = mlflow_model.load(model, uri)
+        _, python_model = mlflow_model.load(model_address(model, uri).model_uri, uri)
         bundle = python_model.bundle
         samples, note = load_audio(audio)
         typer.echo(note)
