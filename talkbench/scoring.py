@@ -1,5 +1,5 @@
 """A method scored on its evaluation split and the scores logged: the part of a run after training,
-shared by trained runs (pipeline) and imported checkpoints (importing).
+shared by trained runs (pipeline) and imported checkpoints (official_import).
 
 One explicit loop over the clips: each clip is predicted with one ``method.predict_conditions`` call
 for all its speaker conditions (methods with ``uses_speaker_id``: every training speaker, or only its

@@ -16,14 +16,14 @@ from _paper_encoder import ENCODER
 from datasets_fakes import make_vocaset_like
 from typer.testing import CliRunner
 
-from talkbench import contract
+from talkbench import contract, official_import
 from talkbench.cli import app
 from talkbench.methods import official
 from talkbench.methods.memorytalker import official as mt_official
 
 
 def encoder_set(method: str) -> str:
-    items = ", ".join(f"{k}: {official._yaml(v)}" for k, v in ENCODER.items())
+    items = ", ".join(f"{k}: {official_import._yaml(v)}" for k, v in ENCODER.items())
     return f"{method}.audio.hf_overrides={{{items}}}"
 
 
@@ -35,7 +35,7 @@ def bench(*args: str):
 def checkpoint(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("import")
     torch.manual_seed(0)
-    model = official.build_model("faceformer", "paper-vocaset", encoder_overrides=ENCODER)
+    model = official_import.paper_model("faceformer", "paper-vocaset", encoder_overrides=ENCODER)
     torch.nn.init.normal_(model.vertice_map_r.weight, std=0.05)  # zero head: give the import signal
     path = official.converter("faceformer").save_official(model.eval(), tmp / "vocaset.pth")
     audio = torch.randn(16000, generator=torch.Generator().manual_seed(3))
@@ -80,7 +80,7 @@ def test_import_with_data_is_evaluated_and_on_the_leaderboard(checkpoint):
 
 def test_checkpoint_of_another_method_is_one_line(checkpoint, tmp_path):
     torch.manual_seed(0)
-    other = official.build_model("memorytalker", "paper-vocaset", encoder_overrides=ENCODER)
+    other = official_import.paper_model("memorytalker", "paper-vocaset", encoder_overrides=ENCODER)
     path = mt_official.save_official(other, tmp_path / "memorytalker.pth")
     out = bench(
         "import", "--method", "faceformer", "--checkpoint", str(path), "--preset", "paper-vocaset",

@@ -7,6 +7,7 @@ import pytest
 import torch
 from _paper_encoder import ENCODER
 
+from talkbench import official_import
 from talkbench.errors import TalkbenchError
 from talkbench.methods import official as common
 from talkbench.methods.codetalker import official as ct_official
@@ -27,7 +28,7 @@ SMALL_CODETALKER = [
 
 def build(method: str, preset: str, seed: int, overrides=()):
     torch.manual_seed(seed)
-    model = common.build_model(method, preset, overrides=overrides, encoder_overrides=ENCODER)
+    model = official_import.paper_model(method, preset, overrides=overrides, encoder_overrides=ENCODER)
     # zero-initialised output heads would make every prediction the template: give them signal
     head = {
         "faceformer": lambda m: m.vertice_map_r.weight,
@@ -184,4 +185,4 @@ def test_unreadable_and_unknown_files(tmp_path):
     with pytest.raises(TalkbenchError, match="no official checkpoint format for method 'mean-motion'"):
         common.converter("mean-motion")
     with pytest.raises(TalkbenchError, match="expected one of paper-vocaset, paper-biwi"):
-        common.dataset_of("paper")
+        official_import.dataset_of("paper")

@@ -30,7 +30,7 @@ def import_command(
     """Load an official checkpoint (weights_only), log it as a run tagged imported with an MLflow
     model, and evaluate it on the test split when --data-root is given (no training)."""
     with one_line_errors():
-        from talkbench.importing import import_official
+        from talkbench.official_import import import_official
 
         result = import_official(
             method,

@@ -8,8 +8,9 @@ Each method's ``official.py`` (``talkbench.methods.<name>.official``) holds its 
 
 This module has what they share: reading a file with ``torch.load(weights_only=True)`` in either
 official layout (a bare state dict, or a dict whose ``state_dict`` entry holds it), the one-line
-error for missing / unexpected / mis-shaped keys, the HF speech-encoder naming of older
-transformers releases, and building a paper-preset model without any pretrained download.
+error for missing / unexpected / mis-shaped keys and the HF speech-encoder naming of older
+transformers releases. Pure weight conversions: which preset's model to build, on which dataset's
+spec, is :mod:`talkbench.official_import`'s (``bench import``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import torch
 
 from talkbench.errors import TalkbenchError
 
-PRESETS = {"paper-vocaset": "vocaset", "paper-biwi": "biwi"}
 OFFICIAL_METHODS = ("faceformer", "codetalker", "memorytalker")
 # keys that identify the method whose official code wrote a file (checked in this order)
 _SIGNATURES = (
@@ -49,14 +49,6 @@ def converter(method: str):
             f"expected one of {', '.join(OFFICIAL_METHODS)}"
         )
     return importlib.import_module(f"talkbench.methods.{method}.official")
-
-
-def dataset_of(preset: str) -> str:
-    if preset not in PRESETS:
-        raise TalkbenchError(
-            f"preset '{preset}' has no official checkpoints; expected one of {', '.join(PRESETS)}"
-        )
-    return PRESETS[preset]
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -195,88 +187,3 @@ def periodic_table(d_model: int, period: int, max_len: int = 600) -> torch.Tenso
 
     table = sinusoid_table(period, d_model)
     return table.repeat(max_len // period + 1, 1)[None, :max_len]
-
-
-# ------------------------------------------------------------------------------------------ models
-def build_model(
-    method: str,
-    preset: str,
-    overrides: Iterable[str] = (),
-    spec=None,
-    encoder_overrides: Mapping | None = None,
-    data_root: str | Path | None = None,
-):
-    """A paper-preset model for ``preset`` (paper-vocaset / paper-biwi) without downloading anything.
-
-    The speech encoder is a randomly initialised one of the preset's architecture
-    (``audio.pretrained=false``): importing a checkpoint overwrites it. ``encoder_overrides`` changes
-    its transformers config (tests use a one-layer encoder; a real import must not, since the
-    official checkpoints hold the full encoder). ``spec`` defaults to :func:`dataset_spec`
-    (of ``data_root`` when given).
-    """
-    from talkbench.config import load_config
-    from talkbench.registry import METHODS
-
-    dataset = dataset_of(preset)
-    sets = [f"{method}.audio.pretrained=false"]
-    if encoder_overrides:
-        items = ", ".join(f"{k}: {_yaml(v)}" for k, v in encoder_overrides.items())
-        sets.append(f"{method}.audio.hf_overrides={{{items}}}")
-    cfg = load_config(method, dataset=dataset, preset="paper", overrides=[*sets, *overrides])
-    return METHODS.get(method)(
-        cfg.method_config, spec if spec is not None else dataset_spec(dataset, data_root)
-    )
-
-
-def _yaml(value) -> str:
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(str(v) for v in value) + "]"
-    return str(value)
-
-
-def dataset_spec(dataset: str, data_root: str | Path | None = None):
-    """The VOCASET / BIWI spec. With ``data_root``, the prepared dataset's own spec; without, the
-    published protocol's (no faces; BIWI's packaged regions; VOCASET has no packaged regions, so its
-    ``lips`` set is empty: enough to build and run a model, not to evaluate or to train the
-    MemoryTalker lip loss)."""
-    import numpy as np
-
-    from talkbench.datasets import biwi, vocaset
-    from talkbench.datasets.spec import DatasetSpec
-
-    if data_root is not None:
-        from talkbench.datasets import load_dataset
-
-        return load_dataset(dataset, data_root).spec
-    if dataset == "vocaset":
-        return DatasetSpec(
-            name="vocaset",
-            fps=vocaset.FPS,
-            capture_fps=vocaset.CAPTURE_FPS,
-            n_vertices=vocaset.N_VERTICES,
-            splits=dict(vocaset.SPLITS),
-            train_subjects=vocaset.TRAIN_SUBJECTS,
-            regions={"lips": np.zeros(0, np.int64)},
-            audio_alignment="interpolate",
-            period=30,
-            unit="m",
-            table_scales=dict(vocaset.TABLE_SCALES),
-            mouth_pair=vocaset.MOUTH_PAIR,
-        )
-    if dataset == "biwi":
-        regions, source = biwi.load_regions(biwi.PACKAGED_REGIONS, biwi.N_VERTICES)
-        return DatasetSpec(
-            name="biwi",
-            fps=biwi.FPS,
-            capture_fps=biwi.FPS,
-            n_vertices=biwi.N_VERTICES,
-            splits=biwi.splits(),
-            train_subjects=biwi.TRAIN_SUBJECTS,
-            regions=regions,
-            audio_alignment="pairs",
-            period=25,
-            unit="codetalker-normalised",
-            table_scales=dict(biwi.TABLE_SCALES),
-            meta={"preprocessing": "codetalker", "region_source": source},
-        )
-    raise TalkbenchError(f"no built-in spec for dataset '{dataset}'; expected vocaset or biwi")

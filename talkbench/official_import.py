@@ -9,17 +9,23 @@ with its speech encoder built from the preset's architecture without downloading
 With the dataset (``data_root``), the test split is predicted, evaluated, saved and logged exactly
 as a trained run's (pipeline helpers, same metric names and tags); without it, the run holds the
 model only (no metrics: it is not on the leaderboard until evaluated).
+
+The method's ``official`` module converts the weights (:mod:`talkbench.methods.official`: pure
+conversions); this module picks what they are loaded into: the paper preset's config and the
+dataset's spec (:func:`paper_model`, :func:`dataset_spec`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from talkbench import contract, paths, pipeline, scoring, tracking
 from talkbench.contract import Tag
+from talkbench.errors import TalkbenchError
 
 log = logging.getLogger(__name__)
 
@@ -42,23 +48,119 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+PRESETS = {"paper-vocaset": "vocaset", "paper-biwi": "biwi"}  # preset -> dataset of its checkpoints
+
+
+def dataset_of(preset: str) -> str:
+    if preset not in PRESETS:
+        raise TalkbenchError(
+            f"preset '{preset}' has no official checkpoints; expected one of {', '.join(PRESETS)}"
+        )
+    return PRESETS[preset]
+
+
+def paper_config(method: str, preset: str, overrides: Iterable[str] = (), data_root=None):
+    """The resolved config of a paper preset (paper-vocaset / paper-biwi), its speech encoder built
+    without a download (``audio.pretrained=false``): an official file holds the whole encoder."""
+    from talkbench.config import load_config
+
+    return load_config(
+        method,
+        dataset=dataset_of(preset),  # unknown preset -> one line
+        preset="paper",
+        overrides=[f"{method}.audio.pretrained=false", *overrides],
+        data_root=data_root,
+        device="cpu",
+    )
+
+
+def paper_model(
+    method: str,
+    preset: str,
+    overrides: Iterable[str] = (),
+    spec=None,
+    encoder_overrides: Mapping | None = None,
+    data_root: str | Path | None = None,
+):
+    """A paper-preset model for ``preset`` without downloading anything, its speech encoder randomly
+    initialised: importing a checkpoint overwrites it. ``encoder_overrides`` changes the encoder's
+    transformers config (tests use a one-layer encoder; a real import must not, since the official
+    checkpoints hold the full encoder). ``spec`` defaults to :func:`dataset_spec` (of ``data_root``
+    when given)."""
+    from talkbench.registry import METHODS
+
+    sets = []
+    if encoder_overrides:
+        items = ", ".join(f"{k}: {_yaml(v)}" for k, v in encoder_overrides.items())
+        sets.append(f"{method}.audio.hf_overrides={{{items}}}")
+    cfg = paper_config(method, preset, [*sets, *overrides])
+    if spec is None:
+        spec = dataset_spec(dataset_of(preset), data_root)
+    return METHODS.get(method)(cfg.method_config, spec)
+
+
+def _yaml(value) -> str:
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    return str(value)
+
+
+def dataset_spec(dataset: str, data_root: str | Path | None = None):
+    """The VOCASET / BIWI spec. With ``data_root``, the prepared dataset's own spec; without, the
+    published protocol's (no faces; BIWI's packaged regions; VOCASET has no packaged regions, so its
+    ``lips`` set is empty: enough to build and run a model, not to evaluate or to train the
+    MemoryTalker lip loss)."""
+    import numpy as np
+
+    from talkbench.datasets import biwi, vocaset
+    from talkbench.datasets.spec import DatasetSpec
+
+    if data_root is not None:
+        from talkbench.datasets import load_dataset
+
+        return load_dataset(dataset, data_root).spec
+    if dataset == "vocaset":
+        return DatasetSpec(
+            name="vocaset",
+            fps=vocaset.FPS,
+            capture_fps=vocaset.CAPTURE_FPS,
+            n_vertices=vocaset.N_VERTICES,
+            splits=dict(vocaset.SPLITS),
+            train_subjects=vocaset.TRAIN_SUBJECTS,
+            regions={"lips": np.zeros(0, np.int64)},
+            audio_alignment="interpolate",
+            period=30,
+            unit="m",
+            table_scales=dict(vocaset.TABLE_SCALES),
+            mouth_pair=vocaset.MOUTH_PAIR,
+        )
+    if dataset == "biwi":
+        regions, source = biwi.load_regions(biwi.PACKAGED_REGIONS, biwi.N_VERTICES)
+        return DatasetSpec(
+            name="biwi",
+            fps=biwi.FPS,
+            capture_fps=biwi.FPS,
+            n_vertices=biwi.N_VERTICES,
+            splits=biwi.splits(),
+            train_subjects=biwi.TRAIN_SUBJECTS,
+            regions=regions,
+            audio_alignment="pairs",
+            period=25,
+            unit="codetalker-normalised",
+            table_scales=dict(biwi.TABLE_SCALES),
+            meta={"preprocessing": "codetalker", "region_source": source},
+        )
+    raise TalkbenchError(f"no built-in spec for dataset '{dataset}'; expected vocaset or biwi")
+
+
 def load_official(method: str, preset: str, checkpoint, vqvae=None, overrides=(), data=None):
     """(resolved config, model with the official weights) for a paper preset."""
-    from talkbench.config import load_config
     from talkbench.methods import official
     from talkbench.registry import METHODS
 
     converter = official.converter(method)  # unknown method -> one line
-    dataset = official.dataset_of(preset)  # unknown preset -> one line
-    cfg = load_config(
-        method,
-        dataset=dataset,
-        preset="paper",
-        overrides=[f"{method}.audio.pretrained=false", *overrides],
-        data_root=getattr(data, "root", None),
-        device="cpu",
-    )
-    spec = data.spec if data is not None else official.dataset_spec(dataset)
+    cfg = paper_config(method, preset, overrides, data_root=getattr(data, "root", None))
+    spec = data.spec if data is not None else dataset_spec(dataset_of(preset))
     model = METHODS.get(method)(cfg.method_config, spec)
     state = converter.import_checkpoint(model, checkpoint, vqvae=vqvae)
     model.load_state_dict(state)
@@ -77,10 +179,9 @@ def import_official(
 ) -> ImportResult:
     from talkbench import mlflow_model
     from talkbench.datasets import load_dataset
-    from talkbench.methods import official
 
     tracker = tracking.Tracker(tracking_uri)  # the store first: a bad URI fails before any loading
-    dataset = official.dataset_of(preset)
+    dataset = dataset_of(preset)
     data = load_dataset(dataset, data_root) if data_root is not None else None
     cfg, model = load_official(method, preset, checkpoint, vqvae, overrides, data)
     if register:
