@@ -105,7 +105,7 @@ def test_codetalker_paper_vocaset_inference(benchmark, paper_model, mode, second
     benchmark.group = "codetalker-paper-vocaset-inference"
     cpu = []
     if mode == "incremental":
-        # the step weights are prepared once per model and number of conditions (steplinear.reuse),
+        # the step weights are prepared once per model and number of conditions (few_row_linear.reuse),
         # as a test set's first clip pays them: prepare them on a 1 s clip, outside the timing
         t0 = time.process_time()
         paper_model.predict_conditions(audio[:16000], template, list(range(n_conditions)), mode)

@@ -6,13 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 from test_codetalker import V, make_model
 
 from talkbench.errors import ConfigError
+from talkbench.methods.codetalker.few_row_linear import reuse
 from talkbench.methods.codetalker.incremental import IncrementalDecoder
 from talkbench.methods.codetalker.predictor import PredictorStepper
-from talkbench.methods.codetalker.steplinear import StepLinear, reuse
 
 
 def quantised_frames(model, n: int, seed: int = 5, batch: int = 2) -> torch.Tensor:
@@ -153,23 +152,10 @@ def test_incremental_predictions_equal_those_saved_before_the_speed_change():
         assert torch.allclose(got, case["pred"], atol=1e-5, rtol=1e-5), (case["alignment"], case["refresh"])
 
 
-@pytest.mark.parametrize("mode", ["linear", "packed", "wxt"])
-@pytest.mark.parametrize("bias", [True, False])
-def test_step_linear_equals_f_linear_in_every_kernel(mode, bias):
-    g = torch.Generator().manual_seed(0)
-    w, b, x = torch.randn(70, 30, generator=g), torch.randn(70, generator=g), torch.randn(6, 30, generator=g)
-    lin = StepLinear(w, b if bias else None, rows=6)
-    if mode == "packed" and lin.mode != "packed":
-        pytest.skip("this torch has no oneDNN prepacked linear")
-    lin.mode = mode
-    assert torch.allclose(lin(x), F.linear(x, w, b if bias else None), atol=1e-5)
-    assert StepLinear(w, b, rows=1).mode == "linear"
-
-
 @pytest.mark.parametrize("alignment", ["interpolate", "pairs"])
 @pytest.mark.parametrize("rows", [2, 5])
 def test_predictor_stepper_equals_cached_step(alignment, rows):
-    """The inference stepper (weights through StepLinear, in-place KV buffers, precomputed or
+    """The inference stepper (weights through FewRowLinear, in-place KV buffers, precomputed or
     two-key cross-attention) equals Predictor.step, with a shared (expanded) memory as inference has."""
     model = make_model(alignment=alignment)
     pred = model.predictor
@@ -187,7 +173,7 @@ def test_predictor_stepper_equals_cached_step(alignment, rows):
 
 def test_cache_buffers_grow_without_changing_the_result():
     model = make_model(pe_quirk="fixed")
-    z = quantised_frames(model, 13, batch=5)  # 5 rows: the StepLinear kernel for several conditions
+    z = quantised_frames(model, 13, batch=5)  # 5 rows: the FewRowLinear kernel for several conditions
     small = IncrementalDecoder(model.vqvae.decoder, refresh="doubling", max_len=1)
     sized = IncrementalDecoder(model.vqvae.decoder, refresh="doubling", max_len=13)
     with torch.no_grad():
@@ -198,7 +184,7 @@ def test_cache_buffers_grow_without_changing_the_result():
 
 
 def test_incremental_with_many_conditions_equals_one_at_a_time():
-    """5 conditions run with the few-rows kernels (steplinear.py), one condition with F.linear."""
+    """5 conditions run with the few-rows kernels (few_row_linear.py), one condition with F.linear."""
     audio, template = torch.randn(20000), torch.randn(V, 3)
     conditions = [0, 1, 2, 1, 0]
     batched = make_model().predict_conditions(audio, template, conditions, "incremental")
@@ -207,19 +193,8 @@ def test_incremental_with_many_conditions_equals_one_at_a_time():
     assert torch.allclose(batched[0], batched[4], atol=1e-5)
 
 
-def test_kernel_probe_leaves_the_global_random_stream_alone():
-    from talkbench.methods.codetalker import steplinear
-
-    steplinear._onednn_packed.cache_clear()
-    torch.manual_seed(0)
-    steplinear._onednn_packed()
-    after_probe = torch.rand(3)
-    torch.manual_seed(0)
-    assert torch.equal(torch.rand(3), after_probe)
-
-
 def test_step_weights_are_prepared_once_per_model_and_follow_weight_updates():
-    """The reordered step weights are kept across clips (steplinear.reuse); an in-place update of any
+    """The reordered step weights are kept across clips (few_row_linear.reuse); an in-place update of any
     parameter (an optimiser step, load_state_dict) or a replaced one rebuilds them, so a prediction
     never uses stale weights."""
     model = make_model()

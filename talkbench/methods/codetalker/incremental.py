@@ -27,7 +27,7 @@ step (plus attention over the cached keys, negligible next to the 1024-d project
   decoder. At batch 1 a step is bound by streaming the weights, and these two are a quarter of them.
 
 Speed of a step (issue 16): its cost is streaming the weights once, so the step calls the weights
-through ``StepLinear`` (steplinear.py: the fastest CPU kernel for a few rows), q/k/v in one matmul,
+through ``FewRowLinear`` (few_row_linear.py: the fastest CPU kernel for a few rows), q/k/v in one matmul,
 and keys/values written in place into buffers that grow by doubling (no torch.cat of the whole cache
 per step). Refreshes (many frames at once, compute-bound) keep the modules.
 """
@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from talkbench.methods.codetalker.steplinear import StepLinear
+from talkbench.methods.codetalker.few_row_linear import FewRowLinear
 from talkbench.methods.codetalker.vqvae import MotionDecoder, PreNormBlock
 from talkbench.methods.layers import sinusoid_table
 
@@ -65,10 +65,10 @@ def _attend_block(
 
 def _block_weights(block: PreNormBlock, rows: int) -> tuple:
     a = block.attn
-    qkv = StepLinear(torch.cat([a.q.weight, a.k.weight, a.v.weight]), None, rows)
-    return (block.norm1, qkv, StepLinear(a.out.weight, a.out.bias, rows), block.norm2,
-            StepLinear(block.mlp[0].weight, block.mlp[0].bias, rows), block.mlp[1].approximate,
-            StepLinear(block.mlp[3].weight, block.mlp[3].bias, rows))
+    qkv = FewRowLinear(torch.cat([a.q.weight, a.k.weight, a.v.weight]), None, rows)
+    return (block.norm1, qkv, FewRowLinear(a.out.weight, a.out.bias, rows), block.norm2,
+            FewRowLinear(block.mlp[0].weight, block.mlp[0].bias, rows), block.mlp[1].approximate,
+            FewRowLinear(block.mlp[3].weight, block.mlp[3].bias, rows))
 
 
 class IncrementalDecoder:
@@ -116,12 +116,12 @@ class IncrementalDecoder:
         conv = decoder.squasher.conv
         # (k * D_out, D_in): all k tap products of a frame in one matmul
         taps = conv.weight.detach().permute(2, 0, 1).reshape(-1, conv.in_channels)
-        maps = {"taps": StepLinear(taps, None, rows)}
+        maps = {"taps": FewRowLinear(taps, None, rows)}
         if decoder.pre is not None:
-            maps["pre"] = StepLinear(decoder.pre.weight, decoder.pre.bias, rows)
+            maps["pre"] = FewRowLinear(decoder.pre.weight, decoder.pre.bias, rows)
         t = decoder.transformer
-        maps["embed"] = StepLinear(t.embed.weight, t.embed.bias, rows)
-        maps["out"] = StepLinear(*IncrementalDecoder._output(decoder.vertice_map_reverse, feedback), rows)
+        maps["embed"] = FewRowLinear(t.embed.weight, t.embed.bias, rows)
+        maps["out"] = FewRowLinear(*IncrementalDecoder._output(decoder.vertice_map_reverse, feedback), rows)
         return maps, [_block_weights(b, rows) for b in t.blocks]
 
     @staticmethod

@@ -14,9 +14,9 @@ from talkbench.datasets.spec import DatasetSpec
 from talkbench.errors import ConfigError
 from talkbench.methods.base import Method, Stage
 from talkbench.methods.codetalker.config import CHOICES, CodeTalkerConfig
+from talkbench.methods.codetalker.few_row_linear import reuse
 from talkbench.methods.codetalker.incremental import IncrementalDecoder
 from talkbench.methods.codetalker.predictor import Predictor, PredictorStepper
-from talkbench.methods.codetalker.steplinear import reuse
 from talkbench.methods.codetalker.vqvae import VQVAE, VQShape
 
 

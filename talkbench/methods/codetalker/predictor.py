@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from talkbench.methods.codetalker.steplinear import StepLinear
+from talkbench.methods.codetalker.few_row_linear import FewRowLinear
 from talkbench.methods.decoder import DecoderCache, TransformerDecoder
 from talkbench.methods.layers import (
     PeriodicPositionalEncoding,
@@ -116,7 +116,7 @@ class PredictorStepper:
     """Inference-only twin of ``Predictor.step`` (eval mode, to float tolerance), for loops of one
     tiny step per frame whose cost is streaming weights and dispatch:
 
-    - weights called through ``StepLinear`` (steplinear.py), q/k/v in one matmul, keys/values
+    - weights called through ``FewRowLinear`` (few_row_linear.py), q/k/v in one matmul, keys/values
       written in place into buffers preallocated for ``max_len`` positions (no per-step torch.cat
       of the whole cache);
     - the self-attention bias row (ALiBi, per period) sliced from a table built once;
@@ -172,13 +172,13 @@ class PredictorStepper:
             sa, ca = layer.self_attn, layer.multihead_attn
             cross = ()
             if predictor.alignment == "pairs":
-                cross = (StepLinear(ca.in_proj_weight[:d], ca.in_proj_bias[:d], rows),
-                         StepLinear(ca.out_proj.weight, ca.out_proj.bias, rows))
-            out.append((StepLinear(sa.in_proj_weight, sa.in_proj_bias, rows),
-                        StepLinear(sa.out_proj.weight, sa.out_proj.bias, rows),
-                        StepLinear(layer.linear1.weight, layer.linear1.bias, rows),
-                        StepLinear(layer.linear2.weight, layer.linear2.bias, rows), cross))
-        return [*out, StepLinear(predictor.feat_map.weight, None, rows)]
+                cross = (FewRowLinear(ca.in_proj_weight[:d], ca.in_proj_bias[:d], rows),
+                         FewRowLinear(ca.out_proj.weight, ca.out_proj.bias, rows))
+            out.append((FewRowLinear(sa.in_proj_weight, sa.in_proj_bias, rows),
+                        FewRowLinear(sa.out_proj.weight, sa.out_proj.bias, rows),
+                        FewRowLinear(layer.linear1.weight, layer.linear1.bias, rows),
+                        FewRowLinear(layer.linear2.weight, layer.linear2.bias, rows), cross))
+        return [*out, FewRowLinear(predictor.feat_map.weight, None, rows)]
 
     def step(self, token: torch.Tensor, i: int) -> torch.Tensor:
         """Position ``i`` (0, 1, ... in order): embedded token (B, d) without PPE -> features (B, feat)."""
