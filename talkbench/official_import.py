@@ -29,6 +29,8 @@ from talkbench.errors import TalkbenchError
 
 log = logging.getLogger(__name__)
 
+PRESETS = {"paper-vocaset": "vocaset", "paper-biwi": "biwi"}  # preset -> dataset of its checkpoints
+
 
 @dataclass
 class ImportResult:
@@ -46,9 +48,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-PRESETS = {"paper-vocaset": "vocaset", "paper-biwi": "biwi"}  # preset -> dataset of its checkpoints
 
 
 def dataset_of(preset: str) -> str:
