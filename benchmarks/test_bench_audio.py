@@ -90,7 +90,8 @@ def test_predict(benchmark, case):
 def test_training_forward_frozen_cnn(benchmark, cached):
     """wav2vec2-base in training mode with its CNN frozen (the paper presets), two 4 s clips: every
     epoch after the first reads the CNN's features from the cache (`audio.cache_frozen_cnn`)."""
-    from talkbench.methods.audio import AudioEncoderConfig, build_audio_encoder
+    from talkbench.audio.build import build_audio_encoder
+    from talkbench.audio.config import AudioEncoderConfig
 
     torch.manual_seed(0)
     cfg = AudioEncoderConfig(kind="wav2vec2", pretrained=False, cache_frozen_cnn=cached)

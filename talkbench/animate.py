@@ -36,8 +36,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from talkbench.audio.signal import read_audio_raw, resample
 from talkbench.contract import prediction_file
-from talkbench.datasets.io import read_audio_raw, resample
 from talkbench.errors import ConfigError, DataError, TalkbenchError
 from talkbench.meshio import read_vertices
 

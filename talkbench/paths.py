@@ -30,3 +30,8 @@ def run_dir(run_id: str) -> Path:
 
 def synthtalk_cache() -> Path:
     return home() / "synthtalk"
+
+
+def feature_cache() -> Path:
+    """Frozen speech-encoder features per clip, shared by runs (talkbench.audio.feature_cache)."""
+    return home() / "features"

@@ -55,7 +55,7 @@ def build_method(cfg: RunConfig, spec):
 def ensure_encoder(cfg: RunConfig, tracker) -> dict[str, Any]:
     """Make the default pretrained speech encoder on first use (its own MLflow run), before the method
     loads it; returns provenance tags (cache key, pretraining run id), empty for other encoders."""
-    from talkbench.methods.audio import AudioEncoderConfig
+    from talkbench.audio.config import AudioEncoderConfig
     from talkbench.speech_pretrain.cache import ensure_for_audio
 
     audio = getattr(cfg.method_config, "audio", None)

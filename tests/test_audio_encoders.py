@@ -8,17 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from talkbench.audio.build import build_audio_encoder
+from talkbench.audio.config import AudioEncoderConfig
+from talkbench.audio.mel import time_mask_indices
+from talkbench.audio.signal import align_features, log_mel, mel_filterbank, normalize_audio
 from talkbench.datasets.spec import DatasetSpec
 from talkbench.errors import ConfigError, DataError
-from talkbench.methods.audio import (
-    AudioEncoderConfig,
-    align_features,
-    build_audio_encoder,
-    log_mel,
-    mel_filterbank,
-    normalize_audio,
-    time_mask_indices,
-)
 
 TINY_HF = dict(
     hidden_size=32,

@@ -12,14 +12,8 @@ import pytest
 import soundfile as sf
 from _shared import DATA
 
-from talkbench.datasets.io import (
-    load_index_file,
-    load_pickle,
-    load_templates,
-    read_audio,
-    read_ply_faces,
-    resample,
-)
+from talkbench.audio.signal import read_audio, resample
+from talkbench.datasets.io import load_index_file, load_pickle, load_templates, read_ply_faces
 from talkbench.errors import DataError
 
 SPEECH = str(DATA / "speech/faceformer_demo.wav")
@@ -33,7 +27,7 @@ def _peak_hz(audio: np.ndarray, rate: int) -> float:
 def test_real_speech_is_resampled_to_16k_with_a_note(caplog):
     info = sf.info(SPEECH)
     assert info.samplerate == 44100
-    with caplog.at_level(logging.WARNING, logger="talkbench.datasets"):
+    with caplog.at_level(logging.WARNING, logger="talkbench.audio"):
         audio = read_audio(SPEECH)
     assert "resampled" in caplog.text and "44100" in caplog.text
     assert audio.dtype == np.float32 and audio.ndim == 1
@@ -64,7 +58,7 @@ def test_resampling_keeps_frequency_and_mixes_stereo_down(tmp_path):
 def test_16k_audio_is_read_without_resampling(tmp_path, caplog):
     x = (np.random.default_rng(0).standard_normal(1600) * 0.1).astype(np.float32)
     sf.write(tmp_path / "a.wav", x, 16000, subtype="FLOAT")
-    with caplog.at_level(logging.WARNING, logger="talkbench.datasets"):
+    with caplog.at_level(logging.WARNING, logger="talkbench.audio"):
         y = read_audio(tmp_path / "a.wav")
     assert caplog.text == ""
     np.testing.assert_array_equal(x, y)

@@ -37,7 +37,7 @@ def _build(name: str):
     if name == "wav2vec2-small":
         from test_audio_encoders import tiny_cfg
 
-        from talkbench.methods.audio import build_audio_encoder
+        from talkbench.audio.build import build_audio_encoder
 
         return build_audio_encoder(tiny_cfg("wav2vec2"), _spec()).eval()
     cfg = load_config(name, preset="tiny").method_config

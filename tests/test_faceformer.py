@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from talkbench.audio.config import AudioEncoderConfig
 from talkbench.datasets.batch import collate
 from talkbench.datasets.clip import Clip
 from talkbench.datasets.spec import DatasetSpec
 from talkbench.errors import ConfigError, DataError, TalkbenchError
-from talkbench.methods.audio import AudioEncoderConfig
 from talkbench.methods.faceformer import FaceFormer, FaceFormerConfig
 from talkbench.registry import METHODS
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from test_audio_encoders import make_spec, tiny_cfg
 
-from talkbench.methods.audio import build_audio_encoder
+from talkbench.audio.build import build_audio_encoder
 
 
 def _encoder(kind="wav2vec2", norm=None, **kw):

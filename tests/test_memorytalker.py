@@ -11,12 +11,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from talkbench.audio.config import AudioEncoderConfig
 from talkbench.datasets.batch import Batch, collate
 from talkbench.datasets.clip import Clip
 from talkbench.datasets.spec import DatasetSpec, Split
 from talkbench.engine import freeze_for  # the engine's own freezing by Stage.trainable
 from talkbench.errors import ConfigError, DataError
-from talkbench.methods.audio import AudioEncoderConfig
 from talkbench.methods.memorytalker import MemoryTalker, MemoryTalkerConfig
 from talkbench.methods.memorytalker.frontend import style_log_mel
 from talkbench.methods.memorytalker.losses import masked_mse, velocity_mse

@@ -10,21 +10,19 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from talkbench.audio.build import build_audio_encoder
+from talkbench.audio.config import AudioEncoderConfig
+from talkbench.audio.mel import MelEncoder
+from talkbench.audio.synthtalk import CNN_MODULES, load_checkpoint, phoneme_head_weights
 from talkbench.cli import app
 from talkbench.datasets.spec import DatasetSpec
 from talkbench.datasets.synthtalk import PRESETS, speaker
 from talkbench.datasets.synthtalk.speakers import make_speaker
 from talkbench.errors import ConfigError
-from talkbench.methods.audio import AudioEncoderConfig, MelEncoder, build_audio_encoder
 from talkbench.speech_pretrain import data
 from talkbench.speech_pretrain.cache import EXPERIMENT, ensure_pretrained_encoder
 from talkbench.speech_pretrain.config import PretrainConfig, preset_config
-from talkbench.speech_pretrain.encoder import (
-    CNN_MODULES,
-    PhonemeEncoder,
-    load_checkpoint,
-    phoneme_head_weights,
-)
+from talkbench.speech_pretrain.encoder import PhonemeEncoder
 from talkbench.speech_pretrain.train import PER_METRIC
 from talkbench.tracking import Tracker
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from talkbench.audio.signal import read_audio_raw
 from talkbench.datasets import biwi, synthtalk_loader, vocaset
-from talkbench.datasets.io import load_index_file, load_templates, read_audio_raw
+from talkbench.datasets.io import load_index_file, load_templates
 from talkbench.datasets.prepared import (
     TEMPLATES,
     VERTS_DIR,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SAMPLE_RATE = 16_000
+from talkbench.audio.signal import SAMPLE_RATE  # noqa: F401 (the dataset layer's rate is the speech layer's)
 
 
 @dataclass(frozen=True)

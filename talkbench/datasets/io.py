@@ -1,4 +1,4 @@
-"""File readers of the dataset layer: audio (any rate -> 16 kHz), safe pickles, region files, PLY faces.
+"""File readers of the dataset layer: safe pickles, region files, PLY faces.
 
 Everything here turns a bad file into one ``DataError`` that names the file and what was expected.
 """
@@ -6,69 +6,13 @@ Everything here turns a bad file into one ``DataError`` that names the file and 
 from __future__ import annotations
 
 import io
-import logging
-import math
 import pickle
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
-from scipy.signal import resample_poly
 
-from talkbench.datasets.clip import SAMPLE_RATE
 from talkbench.errors import DataError
-
-log = logging.getLogger("talkbench.datasets")
-
-
-# ----------------------------------------------------------------------------------------------- audio
-def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
-    """Polyphase resampling (exact rational ratio, anti-aliased); float32 out."""
-    if rate == target:
-        return np.asarray(audio, np.float32)
-    g = math.gcd(int(rate), int(target))
-    out = resample_poly(np.asarray(audio, np.float32), target // g, int(rate) // g)
-    return out.astype(np.float32)
-
-
-def audio_info(path: str | Path) -> tuple[int, int]:
-    """(frames, sample rate) from the header, without decoding the samples."""
-    path = Path(path)
-    try:
-        info = sf.info(str(path))
-    except Exception as exc:  # soundfile raises RuntimeError/LibsndfileError/OSError
-        raise DataError(f"{path}: unreadable audio file ({exc}); expected a WAV file") from exc
-    if info.frames <= 0:
-        raise DataError(f"{path}: empty audio file (0 samples)")
-    return int(info.frames), int(info.samplerate)
-
-
-def read_audio_raw(path: str | Path) -> tuple[np.ndarray, int]:
-    """Samples as float32 mono in [-1, 1] at the file's own rate, and that rate."""
-    path = Path(path)
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:
-        raise DataError(f"{path}: unreadable audio file ({exc}); expected a WAV file") from exc
-    if data.shape[0] == 0:
-        raise DataError(f"{path}: empty audio file (0 samples)")
-    # mixing channels down is what librosa.load(mono=True) does in the reference loaders
-    audio = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
-    if not np.isfinite(audio).all():
-        raise DataError(f"{path}: audio contains NaN or inf samples")
-    return np.ascontiguousarray(audio, np.float32), int(rate)
-
-
-def read_audio(path: str | Path, note: bool = True) -> np.ndarray:
-    """Read a WAV as float32 mono at 16 kHz; other rates are resampled (with a log note)."""
-    audio, rate = read_audio_raw(path)
-    if rate != SAMPLE_RATE:
-        if note:
-            log.warning("%s: audio at %d Hz resampled to %d Hz", path, rate, SAMPLE_RATE)
-        audio = resample(audio, rate)
-    return audio
-
 
 # --------------------------------------------------------------------------------------------- pickles
 # What a templates/audio/index pickle may contain: dicts, lists, strings and numbers are built by opcodes

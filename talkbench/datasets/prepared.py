@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from talkbench.audio.signal import audio_info, read_audio_raw, resample
 from talkbench.datasets.clip import SAMPLE_RATE, Clip
-from talkbench.datasets.io import audio_info, read_audio_raw, resample
 from talkbench.datasets.spec import DatasetSpec
 from talkbench.errors import ConfigError, DataError
 

@@ -13,15 +13,7 @@ import math
 import torch
 from torch import nn
 
-
-def sinusoid_table(n_positions: int, d_model: int) -> torch.Tensor:
-    """Standard sinusoidal table (n_positions, d_model): sin on even, cos on odd channels."""
-    position = torch.arange(n_positions, dtype=torch.float32)[:, None]
-    div = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
-    table = torch.zeros(n_positions, d_model)
-    table[:, 0::2] = torch.sin(position * div)
-    table[:, 1::2] = torch.cos(position * div[: d_model // 2])
-    return table
+from talkbench.sequence import lengths_to_mask, sinusoid_table  # noqa: F401 (re-exported)
 
 
 class PeriodicPositionalEncoding(nn.Module):
@@ -100,9 +92,3 @@ def key_padding_to_attn(
     mask = torch.zeros(blocked.shape, dtype=dtype, device=key_valid.device)
     mask = mask.masked_fill(blocked, float("-inf"))
     return mask.repeat_interleave(n_heads, dim=0)
-
-
-def lengths_to_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
-    """(B,) lengths -> (B, T) bool, True on valid positions."""
-    max_len = int(lengths.max()) if max_len is None else max_len
-    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]

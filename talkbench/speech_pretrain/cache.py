@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from talkbench import contract
+from talkbench.audio.synthtalk import CHECKPOINT, DEFAULT_NAMES, DEFAULT_RECORD, KIND, META, encoder_cache
 
 from .config import PretrainConfig
 from .data import PHONEMES
-from .encoder import CHECKPOINT, META, encoder_cache, save_checkpoint
+from .encoder import save_checkpoint
 from .train import pretrain, torch_threads
 
 EXPERIMENT = "synthtalk-encoder"
@@ -59,6 +60,7 @@ def ensure_pretrained_encoder(
     cfg.validate()
     hit = None if force else cached(cfg)
     if hit is not None:
+        _record_default(cfg)
         return hit
     if tracker is None:
         from talkbench.tracking import Tracker
@@ -91,6 +93,7 @@ def ensure_pretrained_encoder(
         if final.exists():  # a stale partial folder, or lost a race to an identical run
             shutil.rmtree(final, ignore_errors=True)
         os.rename(tmp, final)
+        _record_default(cfg)
         status = "FINISHED"
     finally:
         tracker.finish_run(run_id, status)
@@ -99,12 +102,22 @@ def ensure_pretrained_encoder(
     return Result(final / CHECKPOINT, meta, False)
 
 
+def _record_default(cfg: PretrainConfig) -> None:
+    """Name the default settings' checkpoint for talkbench.audio.synthtalk (``audio.name_or_path:
+    synthtalk``), atomically, whenever the default is ensured: so the record follows the code."""
+    key = cfg.cache_key()
+    if key != PretrainConfig().cache_key():
+        return
+    record = encoder_cache() / DEFAULT_RECORD
+    tmp = record.with_name(f".{DEFAULT_RECORD}-{os.getpid()}")
+    tmp.write_text(key + "\n")
+    os.replace(tmp, record)
+
+
 def ensure_for_audio(audio_cfg, tracking_uri: str | None = None, tracker=None) -> Result | None:
     """For a pipeline, before it builds a method: make the default encoder if the method's audio config
     (``<method>.audio``) loads it (``kind: synthtalk``, pretrained, default name) and it is not cached
     yet. Returns the cached or new encoder (its ``meta['run_id']`` is the pretraining run), else None."""
-    from .encoder import DEFAULT_NAMES, KIND
-
     if getattr(audio_cfg, "kind", None) != KIND or not audio_cfg.pretrained:
         return None
     if audio_cfg.name_or_path not in DEFAULT_NAMES:

@@ -6,8 +6,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 
+from talkbench.audio.config import AudioEncoderConfig
 from talkbench.errors import ConfigError
-from talkbench.methods.audio import AudioEncoderConfig
 
 
 def _arch() -> AudioEncoderConfig:

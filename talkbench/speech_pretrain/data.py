@@ -30,7 +30,7 @@ SENTENCE_TAG = 0x5345_4E54  # "SENT"
 TIMING_TAG = 0x5449_4D45  # "TIME"
 VOICE_TAG = 0x564F_4943  # "VOIC"
 HELDOUT_OFFSET = 1_000_000  # held-out speakers are numbered from here: never a training speaker
-WINDOW, HOP = 400, 160  # log-mel window and hop (samples), as methods.audio.log_mel
+WINDOW, HOP = 400, 160  # log-mel window and hop (samples), as talkbench.audio.signal.log_mel
 FEATURE_RATE_HZ = SR // (2 * HOP)  # 50 Hz, the rate of the encoder's conv stack (and of wav2vec2)
 COUPLING = 0.8  # style coupling: irrelevant to the audio (the voice depends on the latent only)
 

@@ -21,7 +21,8 @@ from talkbench.methods.codetalker.vqvae import VQVAE, VQShape
 
 
 def build_audio(cfg: CodeTalkerConfig, spec: DatasetSpec) -> nn.Module:
-    from talkbench.methods.audio import AudioEncoderConfig, build_audio_encoder
+    from talkbench.audio.build import build_audio_encoder
+    from talkbench.audio.config import AudioEncoderConfig
 
     try:
         audio_cfg = AudioEncoderConfig(**cfg.audio)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from talkbench.audio.config import AudioEncoderConfig
 from talkbench.errors import ConfigError
-from talkbench.methods.audio import AudioEncoderConfig
 
 
 @dataclass

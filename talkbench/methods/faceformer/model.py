@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from talkbench.audio.build import build_audio_encoder
 from talkbench.datasets.batch import Batch
 from talkbench.datasets.spec import DatasetSpec
 from talkbench.errors import ConfigError, DataError, TalkbenchError
-from talkbench.methods.audio import build_audio_encoder
 from talkbench.methods.base import Method, Stage
 from talkbench.methods.decoder import InferenceDecoder, TransformerDecoder, additive_mask
 from talkbench.methods.faceformer.config import FaceFormerConfig

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from talkbench.audio.config import AudioEncoderConfig
 from talkbench.errors import ConfigError
-from talkbench.methods.audio import AudioEncoderConfig
 
 
 def _hubert_base() -> AudioEncoderConfig:

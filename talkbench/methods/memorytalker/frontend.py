@@ -16,7 +16,7 @@ import functools
 
 import torch
 
-from talkbench.methods.audio import SAMPLE_RATE, mel_filterbank
+from talkbench.audio.signal import SAMPLE_RATE, mel_filterbank
 
 N_FFT = 400
 HOP = 160

@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from talkbench.audio.build import build_audio_encoder
 from talkbench.datasets.batch import Batch
 from talkbench.datasets.spec import DatasetSpec
 from talkbench.errors import ConfigError, DataError
-from talkbench.methods.audio import build_audio_encoder
 from talkbench.methods.base import Method, Stage
 from talkbench.methods.layers import PeriodicPositionalEncoding, alignment_mask
 from talkbench.methods.memorytalker.config import MemoryTalkerConfig
@@ -92,7 +92,7 @@ class MemoryTalker(Method):
         nn.init.normal_(self.lm_head.weight, mean=0.0, std=0.02)
         nn.init.zeros_(self.lm_head.bias)
         if cfg.text_head_init == "encoder":  # or the pretrained SynthTalk encoder's phoneme head
-            from talkbench.speech_pretrain.encoder import phoneme_head_weights
+            from talkbench.audio.synthtalk import phoneme_head_weights
 
             weight, bias = phoneme_head_weights(n, cfg.audio.name_or_path, self.audio_encoder.out_dim)
             with torch.no_grad():
