@@ -86,6 +86,10 @@ def ctc_head_weights(family: Family, cfg: AudioEncoderConfig) -> tuple[torch.Ten
     return model.lm_head.weight.detach().clone(), model.lm_head.bias.detach().clone()
 
 
+def _last_hidden(out) -> torch.Tensor:
+    return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+
+
 class HFSpeechEncoder(AudioEncoder):
     """A wav2vec2-style model (CNN, feature projection, transformer) with the frozen CNN's features
     cached per clip (``cache_frozen_cnn``), ``frozen_layers`` transformer layers frozen with the
@@ -194,10 +198,30 @@ class HFSpeechEncoder(AudioEncoder):
             hidden = self.model._mask_hidden_states(hidden, attention_mask=None if full else attn.long())
         mask = None if full else attn
         if self.cfg.layer is None:
-            out = self.model.encoder(hidden, attention_mask=mask)
-            h = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+            h = _last_hidden(self.model.encoder(hidden, attention_mask=mask))
         else:
-            h = self.model.encoder(hidden, attention_mask=mask, output_hidden_states=True).hidden_states[
-                self.cfg.layer
-            ]
+            h = self._layer_output(hidden, mask)
         return h * attn[..., None].to(h.dtype), out_len
+
+    def _layer_output(self, hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """The input of transformer layer ``layer`` (0: after the positional conv) or the output of
+        layer ``layer - 1`` counted from 1, as ``hidden_states[layer]``, before any final layer norm;
+        taken with a hook, because transformers 5 fills ``hidden_states`` only at the model level."""
+        k = self.cfg.layer
+        layers = self.model.encoder.layers
+        if k == 0:
+            handle = layers[0].register_forward_pre_hook(
+                lambda _m, args, kwargs: captured.append(args[0] if args else kwargs["hidden_states"]),
+                with_kwargs=True,
+            )
+        else:
+            handle = layers[k - 1].register_forward_hook(lambda _m, _a, out: captured.append(out))
+        captured: list = []
+        try:
+            self.model.encoder(hidden, attention_mask=mask)
+        finally:
+            handle.remove()
+        if not captured:  # layerdrop skipped it
+            raise ConfigError(f"audio.layer {k}: skipped by layerdrop; set audio.hf_overrides.layerdrop=0")
+        out = captured[-1]
+        return out[0] if isinstance(out, tuple) else out
