@@ -46,6 +46,7 @@ class Tag:
     THREADS = "talkbench.threads"  # torch intra-op CPU threads: float sums, hence metrics, depend on it
     # runs made by `bench import` from an official checkpoint (value: contract.IMPORTED_OFFICIAL)
     IMPORTED = "talkbench.imported"
+    LICENCE = "talkbench.licence"  # an imported checkpoint's licence where it restricts use
     CHECKPOINT = "talkbench.checkpoint"  # the imported file(s): name and sha256
     REGISTERED_MODEL = "talkbench.registered_model"  # models:/NAME/VERSION of a run's model
     # sweep parents

@@ -189,6 +189,11 @@ def import_official(
     tags = pipeline.run_tags(cfg, "cpu")
     tags[Tag.IMPORTED] = contract.IMPORTED_OFFICIAL
     tags[Tag.CHECKPOINT] = " ".join(f"{p.name}:sha256={_sha256(p)}" for p in files)
+    from talkbench.methods import official
+
+    licence = getattr(official.converter(method), "LICENCE", None)
+    if licence:
+        tags[Tag.LICENCE] = licence
     tags[Tag.RUN_NAME] = f"{method}/{preset}/{contract.OFFICIAL_LABEL.replace(' ', '-')}"
     experiment_id = tracker.ensure_experiment(cfg.dataset.name)
     run_id = tracker.create_run(experiment_id, tags=tags)

@@ -7,7 +7,7 @@ starts random (spec §2.1): the method keeps that head itself. A CTC-fine-tuned 
 
 from __future__ import annotations
 
-from talkbench.audio.huggingface import Family, HFSpeechEncoder
+from talkbench.audio.huggingface import LARGE, Family, HFSpeechEncoder
 
 HUBERT = Family(
     kind="hubert",
@@ -18,6 +18,7 @@ HUBERT = Family(
         "facebook/hubert-large-ll60k": "large, self-supervised on Libri-Light 60k h",
         "facebook/hubert-large-ls960-ft": "large, CTC-fine-tuned on LibriSpeech 960 h (32 tokens)",
     },
+    architectures={"facebook/hubert-large-ll60k": LARGE, "facebook/hubert-large-ls960-ft": LARGE},
 )
 
 

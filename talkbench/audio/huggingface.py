@@ -9,6 +9,7 @@ local Hugging Face cache, never the network.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +22,10 @@ from talkbench.audio.signal import align_features, normalize_audio, pad_stack
 from talkbench.errors import ConfigError
 from talkbench.sequence import lengths_to_mask
 
+# the large architecture (24 layers, 1024-d, pre-LN transformer, layer-norm CNN with biases)
+LARGE = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+             do_stable_layer_norm=True, feat_extract_norm="layer", conv_bias=True)
+
 
 @dataclass(frozen=True)
 class Family:
@@ -30,6 +35,9 @@ class Family:
     model_class: str
     ctc_class: str
     checkpoints: dict[str, str]  # name -> what it is and who uses it
+    # the transformers config fields of a known checkpoint that differ from the library default (the
+    # base architecture), so that a randomly initialised model has the paper's shapes offline
+    architectures: dict[str, dict] = dataclasses.field(default_factory=dict)
 
     @property
     def default(self) -> str:
@@ -70,8 +78,8 @@ def load_model(family: Family, cfg: AudioEncoderConfig, ctc: bool = False) -> nn
     config_cls = cls.config_class
     try:
         config = config_cls.from_pretrained(cfg.name_or_path, local_files_only=True)
-    except (OSError, ValueError):
-        config = config_cls()  # the library default is the base architecture
+    except (OSError, ValueError):  # not cached: the library default (base) with the known shapes
+        config = config_cls(**family.architectures.get(cfg.name_or_path, {}))
     for key, value in overrides.items():
         if not hasattr(config, key):
             raise ConfigError(f"audio.hf_overrides: '{key}' is not a {config_cls.__name__} field")
@@ -93,13 +101,19 @@ def _last_hidden(out) -> torch.Tensor:
 class HFSpeechEncoder(AudioEncoder):
     """A wav2vec2-style model (CNN, feature projection, transformer) with the frozen CNN's features
     cached per clip (``cache_frozen_cnn``), ``frozen_layers`` transformer layers frozen with the
-    projection, and the output of transformer layer ``layer`` (default: the last)."""
+    projection, and the output of transformer layer ``layer`` (default: the last). With
+    ``ctc_head`` it is built from the family's CTC class and keeps its ``lm_head`` as ``ctc_head``."""
 
     family: Family
 
-    def __init__(self, cfg: AudioEncoderConfig, spec: MotionClock):
+    def __init__(self, cfg: AudioEncoderConfig, spec: MotionClock, ctc_head: bool = False):
         super().__init__(cfg, spec)
-        self.model = load_model(self.family, cfg)
+        if ctc_head:  # a recognizer: the CTC checkpoint's encoder and its head, loaded once
+            full = load_model(self.family, cfg, ctc=True)
+            self.model = getattr(full, full.base_model_prefix)
+            self.ctc_head = full.lm_head
+        else:
+            self.model = load_model(self.family, cfg)
         conf = self.model.config
         n_layers = int(conf.num_hidden_layers)
         if not 0 <= cfg.frozen_layers <= n_layers:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from talkbench.audio.huggingface import Family, HFSpeechEncoder
+from talkbench.audio.huggingface import LARGE, Family, HFSpeechEncoder
 
 WAV2VEC2 = Family(
     kind="wav2vec2",
@@ -13,6 +13,10 @@ WAV2VEC2 = Family(
         "facebook/wav2vec2-base-960h": "base, CTC-fine-tuned on LibriSpeech 960 h; FaceFormer, CodeTalker",
         "facebook/wav2vec2-large-xlsr-53": "large, 53 languages, self-supervised; UniTalker-L",
         "jonatasgrosman/wav2vec2-large-xlsr-53-english": "large xlsr-53 fine-tuned for English CTC; SelfTalk",
+    },
+    architectures={
+        "facebook/wav2vec2-large-xlsr-53": LARGE,
+        "jonatasgrosman/wav2vec2-large-xlsr-53-english": {**LARGE, "vocab_size": 33},
     },
 )
 

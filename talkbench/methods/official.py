@@ -23,9 +23,10 @@ import torch
 
 from talkbench.errors import TalkbenchError
 
-OFFICIAL_METHODS = ("faceformer", "codetalker", "memorytalker")
+OFFICIAL_METHODS = ("faceformer", "codetalker", "memorytalker", "selftalk")
 # keys that identify the method whose official code wrote a file (checked in this order)
 _SIGNATURES = (
+    ("selftalk", ("text_encoder.lm_head.weight", "lip_map.weight")),
     ("memorytalker", ("memory_net.M_m", "E_aud.lm_head.weight")),
     ("codetalker", ("learnable_style_emb.weight", "feat_map.weight")),
     ("codetalker (stage-1 VQ-VAE file)", ("quantize.embedding.weight",)),
