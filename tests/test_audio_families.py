@@ -129,3 +129,15 @@ def test_the_ctc_head_of_a_fine_tuned_checkpoint(tmp_path):
     assert weight.shape == (7, TINY_HF["hidden_size"]) and bias.shape == (7,)
     enc = build_audio_encoder(cfg, make_spec())  # the same checkpoint as a plain encoder
     assert enc.out_dim == weight.shape[1]
+
+
+def test_mel_and_synthtalk_encoders_declare_what_they_freeze():
+    mel = build_audio_encoder(AudioEncoderConfig(kind="mel", n_mels=40, conv_dim=16, d_model=16, n_layers=1,
+                                                 n_heads=2), make_spec())
+    assert mel.declaration()["frozen"] == [] and mel.declaration()["layer"] == "last"
+    cfg = AudioEncoderConfig(kind="synthtalk", pretrained=False, n_mels=40, conv_dim=16, d_model=16,
+                             n_layers=1, n_heads=2)
+    synth = build_audio_encoder(cfg, make_spec())
+    frozen = synth.declaration()["frozen"]
+    assert frozen and all(n.split(".")[0] in ("conv1", "conv2") for n in frozen)
+    assert set(frozen) == {n for n, p in synth.named_parameters() if not p.requires_grad}

@@ -10,7 +10,7 @@ from talkbench.commands import one_line_errors
 
 
 def import_command(
-    method: str = typer.Option(..., "--method", "-m", help="faceformer, codetalker or memorytalker."),
+    method: str = typer.Option(..., "--method", "-m", help="faceformer, codetalker, memorytalker or selftalk."),
     checkpoint: Path = typer.Option(
         ..., "--checkpoint", help="The official checkpoint file (.pth / .pth.tar)."
     ),
