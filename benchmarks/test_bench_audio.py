@@ -102,3 +102,28 @@ def test_training_forward_frozen_cnn(benchmark, cached):
     benchmark.pedantic(enc, args=(audio, lengths), rounds=2, iterations=1)
     if cached:
         assert enc.front_end_cache.hits >= 4
+
+
+@pytest.mark.benchmark(timer=time.perf_counter)
+@pytest.mark.parametrize("source", ["computed", "disk"])
+def test_frozen_cnn_features_of_another_run(benchmark, source, tmp_path):
+    """wav2vec2-base's frozen CNN on two 4 s clips in a run's first epoch: computed, or read from the
+    files an earlier run with the same frozen weights left in the feature cache (another process,
+    another seed or method). Wall time: the disk read is I/O. Compare the two rows' means."""
+    from talkbench.audio.build import build_audio_encoder
+    from talkbench.audio.config import AudioEncoderConfig
+    from talkbench.audio.feature_cache import FrozenFeatureCache
+
+    torch.manual_seed(0)
+    enc = build_audio_encoder(AudioEncoderConfig(kind="wav2vec2", pretrained=False), _spec()).train()
+    audio, lengths = torch.randn(2, 64000), torch.tensor([64000, 56000])
+    enc.front_end_cache = FrozenFeatureCache(directory=tmp_path)
+    enc.cnn(audio, lengths)  # the earlier run
+
+    def first_epoch():
+        enc.front_end_cache = FrozenFeatureCache(directory=tmp_path, disk=source == "disk")
+        return enc.cnn(audio, lengths)
+
+    benchmark.group = "wav2vec2-frozen-cnn-first-epoch-4s-x2"
+    benchmark.pedantic(first_epoch, rounds=3, iterations=1)
+    assert enc.front_end_cache.disk_hits == (2 if source == "disk" else 0)
