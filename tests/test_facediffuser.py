@@ -250,3 +250,30 @@ def test_bad_sampler_and_condition_are_named():
         tiny(steps=12, sampler="ddim-7")
     with pytest.raises(TalkbenchError, match="condition must be 0..2"):
         tiny().predict(torch.randn(8000), torch.randn(20, 3), 5)
+
+
+# ----------------------------------------------------------------------------- official checkpoints
+def test_official_checkpoint_round_trips_with_legacy_names(tmp_path):
+    from talkbench.errors import TalkbenchError
+    from talkbench.methods import official as common
+    from talkbench.methods.facediffuser import official
+
+    model = tiny()
+    path = official.save_official(model, tmp_path / "pretrained_unit.pth")
+    saved = torch.load(path, weights_only=True)
+    assert {k.split(".")[0] for k in saved} == {"audio_encoder", "cond_projection", "input_projection",
+                                               "time_mlp", "norm_cond", "gru", "obj_vector", "final_layer"}
+    assert "audio_encoder.encoder.pos_conv_embed.conv.weight_g" in saved  # the published names
+    assert saved["input_projection.1.weight"].shape == (1, 1, 9)
+    assert common.identify(saved) == "facediffuser"
+    assert official.dims(saved) == {"diff_steps": 12, "latent_dim": 16, "gru_dim": 16, "vertices_x3": 60,
+                                    "speakers": 3}
+    fresh = tiny()
+    torch.nn.init.zeros_(fresh.final_layer.weight)
+    fresh.load_state_dict(official.import_checkpoint(fresh, path))
+    fresh.eval()
+    audio, tpl = torch.randn(9000), torch.randn(20, 3)
+    seeds = [3, 4]
+    assert torch.equal(model.predict_samples(audio, tpl, 0, seeds), fresh.predict_samples(audio, tpl, 0, seeds))
+    with pytest.raises(TalkbenchError, match="diff_steps 12 \\(preset 20\\)"):
+        official.import_checkpoint(tiny(steps=20), path)
