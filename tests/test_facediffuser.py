@@ -273,7 +273,7 @@ def test_official_checkpoint_round_trips_with_legacy_names(tmp_path):
     fresh.load_state_dict(official.import_checkpoint(fresh, path))
     fresh.eval()
     audio, tpl = torch.randn(9000), torch.randn(20, 3)
-    seeds = [3, 4]
-    assert torch.equal(model.predict_samples(audio, tpl, 0, seeds), fresh.predict_samples(audio, tpl, 0, seeds))
+    s = [3, 4]
+    assert torch.equal(model.predict_samples(audio, tpl, 0, s), fresh.predict_samples(audio, tpl, 0, s))
     with pytest.raises(TalkbenchError, match="diff_steps 12 \\(preset 20\\)"):
         official.import_checkpoint(tiny(steps=20), path)
