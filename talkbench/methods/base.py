@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -52,6 +53,9 @@ class Method(nn.Module):
     uses_speaker_id: ClassVar[bool] = False
     # presets this method ships (file stems under talkbench/presets/<name>/)
     presets: ClassVar[tuple[str, ...]] = ("paper", "synthtalk", "tiny")
+    # True for methods that draw a different animation per noise seed (FaceDiffuser); scored with
+    # N samples per clip (specs/stochastic-metrics.md), deterministic ones with N = 1
+    samples: ClassVar[bool] = False
 
     def __init__(self, config, spec: DatasetSpec):
         super().__init__()
@@ -104,6 +108,21 @@ class Method(nn.Module):
             raise ValueError("predict_conditions needs at least one condition (None for audio-only)")
         return torch.stack([self.predict(audio, template, c) for c in conditions])
 
+    @torch.no_grad()
+    def predict_samples(
+        self, audio: torch.Tensor, template: torch.Tensor, condition: int | None, seeds: Sequence[int]
+    ) -> torch.Tensor:
+        """Animate one clip once per seed: audio (S,), template (V, 3) -> (N, T, V, 3).
+
+        Sample k depends on ``seeds[k]`` alone (a generator per sample, see :func:`sample_seed`), never
+        on N, the order of the seeds or the batch. A deterministic method predicts once and returns
+        that prediction N times as a view (no N-fold cost); scoring asks it for one seed.
+        """
+        if len(seeds) == 0:
+            raise ValueError("predict_samples needs at least one seed")
+        one = self.predict(audio, template, condition)
+        return one[None].expand(len(seeds), *one.shape)
+
     # -- helpers --------------------------------------------------------------------------------
     def named_trainable(self, stage: Stage) -> Iterator[tuple[str, nn.Parameter]]:
         for name, p in self.named_parameters():
@@ -123,3 +142,19 @@ class Method(nn.Module):
         for b in self.buffers():
             return b.device
         return torch.device("cpu")
+
+
+def sample_seed(run_seed: int, clip: str, condition: int | str | None, index: int) -> int:
+    """The seed of sample ``index`` of ``clip`` under ``condition`` in a run seeded ``run_seed``.
+
+    A hash (the first 8 bytes of SHA-256, as a non-negative int63) of the four values, so a sample's
+    seed does not depend on which clips, conditions or other samples were drawn before it, on N or
+    on the batch (the reference codes seed once per script, which makes sample k depend on clip order).
+    """
+    key = f"{int(run_seed)}\x1f{clip}\x1f{'' if condition is None else condition}\x1f{int(index)}"
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") >> 1
+
+
+def sample_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A local generator for one sample (global RNG state is never used for sampling)."""
+    return torch.Generator(device=device).manual_seed(int(seed))

@@ -23,13 +23,14 @@ import torch
 
 from talkbench.errors import TalkbenchError
 
-OFFICIAL_METHODS = ("faceformer", "codetalker", "memorytalker", "selftalk")
+OFFICIAL_METHODS = ("faceformer", "codetalker", "memorytalker", "selftalk", "facediffuser")
 # keys that identify the method whose official code wrote a file (checked in this order)
 _SIGNATURES = (
     ("selftalk", ("text_encoder.lm_head.weight", "lip_map.weight")),
     ("memorytalker", ("memory_net.M_m", "E_aud.lm_head.weight")),
     ("codetalker", ("learnable_style_emb.weight", "feat_map.weight")),
     ("codetalker (stage-1 VQ-VAE file)", ("quantize.embedding.weight",)),
+    ("facediffuser", ("time_mlp.0.weight", "norm_cond.weight")),  # before faceformer: both have obj_vector
     ("faceformer", ("obj_vector.weight",)),
 )
 # transformers < 4.3x stored the positional conv's weight norm as weight_g / weight_v

@@ -139,3 +139,29 @@ def metric_info(name: str) -> MetricInfo:
 
 def metric_versions() -> dict[str, int]:
     return {name: metric_info(name).version for name in METRIC_ORDER}
+
+
+# the stochastic protocol (specs/stochastic-metrics.md, talkbench.metrics.stochastic): asked of
+# methods that sample (``requires="samples"``), N = 10 samples per clip, deterministic ones N = 1.
+# Kept out of METRIC_ORDER until the evaluator draws samples (issue 26, "through the stack").
+STOCHASTIC_METRICS = (
+    MetricInfo("mee", 1, "u^2", "lower",
+               "per frame the max over lip vertices of the squared L2 error of the vertex-wise mean of "
+               "the N samples, frames pooled over sequences (ProbTalk3D evaluation.py)",
+               "frame-pooled", ("mee_sum", "n_frames"), {"vocaset": 1e-5, "biwi": 1e-4}, requires="samples",
+               scale_key="lve"),
+    MetricInfo("ce_n10", 1, "u^2", "lower",
+               "LVE of the best of N = 10 samples per sequence (smallest summed per-frame lip error), "
+               "frames pooled over sequences (ProbTalk3D's 'closest' sample)",
+               "frame-pooled", ("ce_sum", "n_frames"), {"vocaset": 1e-5, "biwi": 1e-4}, requires="samples",
+               scale_key="lve"),
+    MetricInfo("diversity_pt3d", 1, "u", "higher",
+               "per sequence the N = 10 samples shuffled (seeded per clip), 5 disjoint pairs (i, i + 5), "
+               "mean over frames and all vertices of the unsquared L2; mean over sequences (ProbTalk3D)",
+               "sequence-mean", ("div_pt3d",), requires="samples"),
+    MetricInfo("diversity", 1, "u", "higher",
+               "as diversity_pt3d over all N(N-1)/2 pairs of the N samples; mean over sequences",
+               "sequence-mean", ("div_all",), requires="samples"),
+)
+for _m in STOCHASTIC_METRICS:
+    METRICS.register(_m.name, _m)

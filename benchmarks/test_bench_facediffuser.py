@@ -1,0 +1,70 @@
+"""FaceDiffuser sampling costs as ratios (issue 26): N = 10 samples against one with the encoder's
+output cached (the N samples run as one batch), and DDIM-50 on 10 s of audio against the speech
+encoder alone on the same clip. A SynthTalk-scale model (latent 64, 100 steps, 5,023 vertices).
+
+    .venv/bin/python -m pytest benchmarks/test_bench_facediffuser.py -p no:xdist --benchmark-only \
+        -o addopts="" -s
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from talkbench.audio.config import AudioEncoderConfig
+from talkbench.datasets.spec import DatasetSpec
+from talkbench.methods.facediffuser import FaceDiffuser
+from talkbench.methods.facediffuser.config import FaceDiffuserConfig
+
+COSTS: dict[str, float] = {}
+SECONDS = 10
+
+
+def _model(sampler: str) -> FaceDiffuser:
+    spec = DatasetSpec(name="bench", fps=30.0, n_vertices=5023, splits={}, train_subjects=("a", "b"),
+                       regions={"lips": np.arange(10)})
+    audio = AudioEncoderConfig(kind="hubert", pretrained=False, frozen_layers=2)  # HuBERT-base shapes
+    cfg = FaceDiffuserConfig(latent_dim=64, gru_dim=64, diff_steps=100, sampler=sampler, audio=audio)
+    torch.manual_seed(0)
+    return FaceDiffuser(cfg, spec).eval()
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return torch.randn(16000 * SECONDS), torch.zeros(5023, 3)
+
+
+def _run(benchmark, fn, key):
+    benchmark.pedantic(fn, rounds=2, iterations=1, warmup_rounds=1)
+    COSTS[key] = benchmark.stats.stats.min
+
+
+@pytest.mark.benchmark(timer=time.process_time)
+@pytest.mark.parametrize("n", [1, 10])
+def test_samples_with_cached_audio(benchmark, one_thread, clip, n):
+    model = _model("ddim-10")
+    cond, tpl = model._clip(*clip)
+    benchmark.group = "facediffuser-samples"
+    _run(benchmark, lambda: model.sample(cond, tpl, 0, list(range(n))), f"n{n}")
+    if "n1" in COSTS and "n10" in COSTS:
+        ratio = COSTS["n10"] / COSTS["n1"]
+        print(f"\nN = 10 / N = 1 with the audio cached: {ratio:.2f}x (target <= 3x)")
+
+
+@pytest.mark.benchmark(timer=time.process_time)
+@pytest.mark.parametrize("what", ["encoder", "ddim-50"])
+def test_animate_against_the_encoder(benchmark, one_thread, clip, what):
+    model = _model("ddim-50")
+    audio, tpl = clip
+    lengths = torch.tensor([audio.shape[0]])
+    benchmark.group = f"facediffuser-{SECONDS}s"
+    with torch.no_grad():
+        if what == "encoder":
+            _run(benchmark, lambda: model.audio_encoder(audio[None], lengths, None), what)
+        else:
+            _run(benchmark, lambda: model.predict(audio, tpl, 0), what)
+    if len({"encoder", "ddim-50"} & COSTS.keys()) == 2:
+        print(f"\nDDIM-50 animate / encoder alone: {COSTS['ddim-50'] / COSTS['encoder']:.2f}x (target <= 5x)")
