@@ -12,7 +12,7 @@ import pytest
 from talkbench.errors import ConfigError
 from talkbench.registry import METHODS, Registry, RegistryWarning
 
-BUILT_IN = {"template", "mean-motion", "faceformer", "codetalker", "memorytalker", "selftalk"}
+BUILT_IN = {"template", "mean-motion", "faceformer", "codetalker", "memorytalker", "selftalk", "facediffuser"}
 
 
 def test_built_in_names_are_registered():

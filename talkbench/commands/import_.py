@@ -10,7 +10,9 @@ from talkbench.commands import one_line_errors
 
 
 def import_command(
-    method: str = typer.Option(..., "--method", "-m", help="faceformer, codetalker, memorytalker or selftalk."),
+    method: str = typer.Option(
+        ..., "--method", "-m", help="faceformer, codetalker, memorytalker, selftalk or facediffuser."
+    ),
     checkpoint: Path = typer.Option(
         ..., "--checkpoint", help="The official checkpoint file (.pth / .pth.tar)."
     ),

@@ -165,6 +165,9 @@ class FaceDiffuser(Method):
             bad = sorted({s for s, k in zip(batch.subjects, batch.speaker.tolist()) if k < 0})
             raise DataError(f"FaceDiffuser trains on training speakers only; got {bad} "
                             f"(training speakers: {', '.join(self.spec.train_subjects)})")
+        return self._loss(batch, batch.speaker, generator)
+
+    def _loss(self, batch: Batch, speaker: torch.Tensor, generator: torch.Generator | None):
         cond, frames = self.encode_audio(batch.audio, batch.audio_lengths, batch.lengths)
         n = int(frames.max())
         x0 = batch.vertices[:, :n].flatten(2)
@@ -172,7 +175,7 @@ class FaceDiffuser(Method):
         t = torch.randint(0, self.config.diff_steps, (b,), device=x0.device, generator=generator)
         eps = torch.randn(x0.shape, device=x0.device, generator=generator)
         pred = self.denoise(self.diffusion.q_sample(x0, t, eps), t, cond, batch.template.flatten(1),
-                            self.one_hot(batch.speaker))
+                            self.one_hot(speaker))
         mask = lengths_to_mask(frames, n)[..., None].to(pred.dtype)
         if self.config.loss == "huber":  # nn.HuberLoss(): delta 1, the mean over every element
             per = F.huber_loss(pred, x0, reduction="none", delta=1.0)
@@ -183,10 +186,20 @@ class FaceDiffuser(Method):
 
     def validation_loss(self, stage: str, batch: Batch) -> dict[str, torch.Tensor]:
         """The loss at a t and noise fixed per validation set (seeded by its clip names), so the
-        value does not jump with random draws as the release's does."""
-        gen = torch.Generator(device=batch.audio.device)
-        gen.manual_seed(sample_seed(0, "|".join(batch.names), "validation", 0))
-        return self.loss(stage, batch, generator=gen)
+        value does not jump with random draws as the release's does; a clip of an unseen speaker
+        (the validation speakers) is scored under every training condition and averaged, as the
+        release's validation loop (FaceFormer's) does."""
+        seed = sample_seed(0, "|".join(batch.names), "validation", 0)
+        unseen = batch.speaker < 0
+        conditions = range(self.n_speakers) if bool(unseen.any()) else [None]
+        totals: dict[str, torch.Tensor] = {}
+        for c in conditions:
+            gen = torch.Generator(device=batch.audio.device)
+            gen.manual_seed(seed)  # the same t and noise under every condition
+            speaker = batch.speaker if c is None else torch.where(unseen, c, batch.speaker)
+            for key, value in self._loss(batch, speaker, gen).items():
+                totals[key] = totals.get(key, 0) + value / len(conditions)
+        return totals
 
     # -- inference --------------------------------------------------------------------------------
     @torch.no_grad()
