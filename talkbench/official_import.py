@@ -197,9 +197,7 @@ def import_official(
     tags[Tag.RUN_NAME] = f"{method}/{preset}/{contract.OFFICIAL_LABEL.replace(' ', '-')}"
     experiment_id = tracker.ensure_experiment(cfg.dataset.name)
     run_id = tracker.create_run(experiment_id, tags=tags)
-    rdir = tracking.write_run_record(
-        run_id, tracking_uri=tracker.uri, experiment=cfg.dataset.name, method=method, finished=False
-    )
+    rdir = tracking.write_run_record(run_id, tracking_uri=tracker.uri)
     try:
         config_path = cfg.save(rdir / paths.RUN_CONFIG)
         tracker.log_params(run_id, cfg.params())
@@ -215,7 +213,6 @@ def import_official(
         tracker.finish_run(run_id, "FAILED")
         raise
     tracker.finish_run(run_id, "FINISHED")
-    tracking.write_run_record(run_id, finished=True)
     return ImportResult(run_id, cfg.dataset.name, tracker.uri, metrics, logged.uri, logged.registered)
 
 

@@ -2,8 +2,9 @@
 
 The tracking store is checked (and the dataset's experiment created) before any data is loaded or
 any epoch is trained, so a bad ``--tracking-uri`` fails in a second with the reason. Every run gets a
-directory ``$TALKBENCH_HOME/runs/<MLflow run id>/`` with its config, ``run.json`` and the engine's
-checkpoints; ``--resume`` reads both back and reopens the same MLflow run.
+directory ``$TALKBENCH_HOME/runs/<MLflow run id>/`` with its config, ``run.json`` (its store) and the
+engine's checkpoints; ``--resume`` reads them back and reopens the same MLflow run, whose status is
+the one record of how the run stands.
 
 After training, talkbench.scoring predicts the evaluation split (one predict_conditions call per
 clip), scores it and logs the scores; importing an official checkpoint shares that step.
@@ -172,17 +173,20 @@ def run_tags(cfg: RunConfig, device: str, overrides: dict[str, Any] | None = Non
 
 
 # -- resume -------------------------------------------------------------------------------------
-def resume_target(run_id: str) -> tuple[str, RunConfig, str]:
-    """``(run id, saved config, tracking URI)`` for ``--resume RUN_ID`` or ``--resume last``."""
+def resume_target(run_id: str, tracking_uri: str | None = None) -> tuple[str, RunConfig, str]:
+    """``(run id, saved config, tracking URI)`` for ``--resume RUN_ID`` or ``--resume last`` (the newest
+    interrupted run); ``tracking_uri`` replaces the store saved in the run's record (a moved store).
+    The run's MLflow status decides: a FINISHED run has nothing left to resume."""
     if run_id == "last":
-        run_id = tracking.last_unfinished_run(resumable=_has_checkpoint)
+        run_id = tracking.last_interrupted_run(resumable=_has_checkpoint, tracking_uri=tracking_uri)
     record = tracking.read_run_record(run_id)
-    if record.get("finished"):
+    uri = tracking.resolve_tracking_uri(tracking_uri or record.get("tracking_uri"))
+    if tracking.Tracker(uri, create=False).get_run(run_id).info.status == "FINISHED":
         raise TalkbenchError(f"nothing to resume: run {run_id} already finished")
     config_path = paths.run_dir(run_id) / paths.RUN_CONFIG
     if not config_path.is_file():
         raise TalkbenchError(f"--resume {run_id}: {config_path} is missing; cannot rebuild the run's config")
-    return run_id, RunConfig.load(config_path), record.get("tracking_uri") or tracking.resolve_tracking_uri()
+    return run_id, RunConfig.load(config_path), uri
 
 
 def _has_checkpoint(run_id: str) -> bool:
@@ -243,8 +247,6 @@ def _end_run(tracker, run_id: str, status: str, exc: BaseException) -> None:
         return
     with contextlib.suppress(Exception):
         tracker.finish_run(run_id, status)
-    with contextlib.suppress(Exception):
-        tracking.write_run_record(run_id, status=status)
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -259,9 +261,9 @@ def run(
 
     ``resume``: the MLflow run id to continue (its run directory must exist; the engine continues
     from the last checkpoint there). ``parent_run_id`` nests the run (sweeps). On SIGINT/SIGTERM the
-    engine raises ``errors.Interrupted`` after saving a checkpoint: the run is marked KILLED, its
-    run directory stays unfinished (``--resume`` picks it up) and the exception propagates with
-    ``run_id`` set (a plain KeyboardInterrupt outside the engine is turned into one).
+    engine raises ``errors.Interrupted`` after saving a checkpoint: the MLflow run is marked KILLED
+    (``--resume last`` picks it up) and the exception propagates with ``run_id`` set (a plain
+    KeyboardInterrupt outside the engine is turned into one).
 
     Under ``torchrun`` every rank calls this: rank 0 creates (or reopens) the one MLflow run and
     shares its id; the other ranks train their shard under that id and log nothing (``_follow``).
@@ -337,14 +339,7 @@ def _run(cfg: RunConfig, tracking_uri, resume, parent_run_id, progress: bool, an
     try:
         if resume is not None:
             tracker.set_tags(run_id, {Tag.DEVICE: device, Tag.RESUMED: "true"})
-        rdir = tracking.write_run_record(
-            run_id,
-            tracking_uri=tracker.uri,
-            experiment=experiment,
-            method=cfg.method,
-            finished=False,
-            status="RUNNING",
-        )
+        rdir = tracking.write_run_record(run_id, tracking_uri=tracker.uri)
         with tracker.system_metrics(run_id, resumed=resume is not None):
             result = _run_inside(tracker, run_id, rdir, cfg, data, spec, method, resume is not None, progress)
         tracker.set_tags(run_id, {Tag.NOTE: run_note(cfg, config_overrides(cfg), result.metrics)})
@@ -364,7 +359,6 @@ def _run(cfg: RunConfig, tracking_uri, resume, parent_run_id, progress: bool, an
     except BaseException as exc:
         _end_run(tracker, run_id, "FAILED", exc)
         raise
-    tracking.write_run_record(run_id, finished=True, status="FINISHED")
     result.experiment = experiment
     return result
 

@@ -165,7 +165,7 @@ def run(
 ) -> pd.DataFrame:
     """Run the missing points (``jobs`` at a time as local subprocesses, or through ``backend``, e.g.
     ``sweep_ray.RayBackend``) and return the summary table of all points."""
-    from talkbench.tracking import Tracker, run_dir
+    from talkbench.tracking import Tracker
 
     if jobs < 1:
         raise ConfigError("--jobs must be at least 1")
@@ -178,7 +178,7 @@ def run(
     parent = _parent_run(tracker, sweep, experiment_id)
     # the grid as params (the UI shows and compares them); keys already logged are skipped on a restart
     tracker.log_params(parent, {sweep_grid_param(a.key): ",".join(a.values) for a in sweep.axes})
-    log_dir = Path(log_dir) if log_dir else run_dir(parent) / "points"
+    log_dir = Path(log_dir) if log_dir else paths.run_dir(parent) / "points"
     log_dir.mkdir(parents=True, exist_ok=True)
     todo = [p for p in sweep.points if p.status == "pending"]
     echo(

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,11 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import _mlflow_store
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from talkbench import tracking
+from talkbench import paths, tracking
 from talkbench.cli import app
 from talkbench.methods.base import Stage
 from talkbench.methods.reference import TemplateMethod
@@ -142,13 +144,19 @@ def _offset_run(root, uri: str, *extra: str):
     )  # fmt: skip
 
 
-def test_resume_reopens_the_same_run(store_uri, synthtalk_tiny, offset_method):
+@pytest.fixture
+def own_home(tmp_path, monkeypatch):
+    """A TALKBENCH_HOME of this test's own: ``--resume last`` looks at every run directory there, and
+    the session's home holds the runs of other tests."""
+    monkeypatch.setenv("TALKBENCH_HOME", str(tmp_path / "home"))
+
+
+def test_resume_reopens_the_same_run(store_uri, synthtalk_tiny, offset_method, own_home):
     out = _offset_run(synthtalk_tiny, store_uri)
     assert out.exit_code == 0, out.output
     tr = tracking.Tracker(store_uri)
     (run_id,) = tr.search_runs("synthtalk")["run_id"]
-    # pretend it was killed: the run dir says unfinished, the store says KILLED
-    tracking.write_run_record(run_id, finished=False, created=time.time() + 10)
+    # pretend it was killed: the store says KILLED (MLflow's status is the only record of it)
     tr.finish_run(run_id, "KILLED")
     bad = bench("run", "--resume", "last", "--seed", "3")
     _assert_one_line_error(bad, "--resume reuses the run's saved config", "--seed")
@@ -158,7 +166,6 @@ def test_resume_reopens_the_same_run(store_uri, synthtalk_tiny, offset_method):
     runs = tr.search_runs("synthtalk", finished_only=False)
     assert runs["run_id"].tolist() == [run_id] and runs.loc[0, "status"] == "FINISHED"
     assert runs.loc[0, "tags.talkbench.resumed"] == "true"
-    assert tracking.read_run_record(run_id)["finished"] is True
     # a finished run has nothing left to resume
     _assert_one_line_error(bench("run", "--resume", run_id), "nothing to resume", run_id, "already finished")
 
@@ -182,15 +189,52 @@ def test_sigint_saves_a_checkpoint_and_prints_the_resume_command(
         line,
     ), line
     assert tr.get_run(run_id).info.status == "KILLED"
-    assert tracking.read_run_record(run_id)["finished"] is False
-    assert (tracking.run_dir(run_id) / "checkpoints" / "last.pt").is_file()
+    assert tracking.read_run_record(run_id) == {"run_id": run_id, "tracking_uri": tr.uri}  # no status
+    assert (paths.run_dir(run_id) / "checkpoints" / "last.pt").is_file()
 
     monkeypatch.setattr(OffsetTemplate, "interrupt_at", None)
     resumed = bench("run", "--resume", run_id, "--no-progress", "--no-leaderboard")
     assert resumed.exit_code == 0, resumed.output
     run, ref = tr.get_run(run_id), tr.get_run(ref_id)
-    assert run.info.status == "FINISHED" and tracking.read_run_record(run_id)["finished"] is True
+    assert run.info.status == "FINISHED"
     assert run.data.metrics["test/lve"] == ref.data.metrics["test/lve"]  # as if never interrupted
+
+
+def test_resume_last_picks_the_interrupted_run_not_a_newer_failed_one(
+    store_uri, synthtalk_tiny, offset_method, own_home, monkeypatch, tmp_path
+):
+    """MLflow's status decides what ``--resume last`` is: the newest KILLED run. A newer run that has
+    a checkpoint too but FAILED (its data went bad) is passed over; run.json holds no status."""
+    monkeypatch.setattr(OffsetTemplate, "interrupt_at", 3)  # Ctrl-C in the second epoch
+    bad_data = tmp_path / "bad-data"
+    shutil.copytree(synthtalk_tiny, bad_data)
+    tr = tracking.Tracker(store_uri)
+    ids = []
+    for root in (synthtalk_tiny, bad_data):
+        assert _offset_run(root, store_uri).exit_code == 130
+        (new,) = set(tr.search_runs("synthtalk", finished_only=False)["run_id"]) - set(ids)
+        ids.append(new)
+    interrupted, failing = ids
+    for npy in (bad_data / "vertices_npy").glob("*.npy"):  # the newer run's data goes bad ...
+        vertices = np.load(npy)
+        vertices[0] = np.nan
+        np.save(npy, vertices)
+    monkeypatch.setattr(OffsetTemplate, "interrupt_at", None)
+    out = bench("run", "--resume", failing, "--no-progress", "--no-leaderboard")
+    assert out.exit_code != 0 and "NaN" in out.output, out.output  # ... so its resume fails on it
+    assert tr.get_run(failing).info.status == "FAILED"
+    assert (paths.run_dir(failing) / "checkpoints" / "last.pt").is_file()  # resumable, but not "last"
+    assert tr.get_run(interrupted).info.start_time < tr.get_run(failing).info.start_time
+    for run_id in ids:
+        assert tracking.read_run_record(run_id) == {"run_id": run_id, "tracking_uri": tr.uri}
+
+    out = bench("run", "--resume", "last", "--no-progress", "--no-leaderboard")
+    assert out.exit_code == 0, out.output
+    assert interrupted in out.stdout and failing not in out.stdout
+    assert tr.get_run(interrupted).info.status == "FINISHED"
+    assert tr.get_run(failing).info.status == "FAILED"
+    # nothing interrupted is left; the failed run is named in the error, resumable by id
+    _assert_one_line_error(bench("run", "--resume", "last"), "no interrupted (KILLED) run", "1 FAILED")
 
 
 def test_ctrl_c_outside_training_marks_the_run_killed(store_uri, synthtalk_tiny, monkeypatch):
@@ -206,7 +250,6 @@ def test_ctrl_c_outside_training_marks_the_run_killed(store_uri, synthtalk_tiny,
     (run_id,) = tracking.Tracker(store_uri).search_runs("synthtalk", finished_only=False)["run_id"]
     assert out.stderr.strip() == f"interrupted (SIGINT): no checkpoint saved; run {run_id} is marked killed"
     assert tracking.Tracker(store_uri).get_run(run_id).info.status == "KILLED"
-    assert tracking.read_run_record(run_id)["finished"] is False
 
 
 def test_ctrl_c_before_the_run_exists_logs_nothing(store_uri, synthtalk_tiny, monkeypatch):
@@ -225,7 +268,9 @@ def test_ctrl_c_before_the_run_exists_logs_nothing(store_uri, synthtalk_tiny, mo
     assert tracking.Tracker(store_uri).search_runs("synthtalk", finished_only=False).empty
 
 
-def test_resume_without_a_checkpoint_is_refused_before_anything_is_logged(store_uri, synthtalk_tiny):
+def test_resume_without_a_checkpoint_is_refused_before_anything_is_logged(
+    store_uri, synthtalk_tiny, own_home
+):
     out = bench(
         "run", "--method", "template", "--preset", "tiny", "--data-root", str(synthtalk_tiny),
         "--tracking-uri", store_uri, "--no-progress", "--no-leaderboard",
@@ -233,14 +278,12 @@ def test_resume_without_a_checkpoint_is_refused_before_anything_is_logged(store_
     assert out.exit_code == 0, out.output
     tr = tracking.Tracker(store_uri)
     (run_id,) = tr.search_runs("synthtalk")["run_id"]
-    tracking.write_run_record(run_id, finished=False, created=time.time() + 10)
     tr.finish_run(run_id, "KILLED")
     before = tr.get_run(run_id)
     _assert_one_line_error(bench("run", "--resume", "last"), "nothing to resume", "none with a checkpoint")
     after = tr.get_run(run_id)
     assert after.info.status == "KILLED" and after.data.tags == before.data.tags
     assert after.data.metrics == before.data.metrics
-    assert tracking.read_run_record(run_id)["finished"] is False
 
 
 def test_corrupt_checkpoint_on_resume(store_uri, synthtalk_tiny):
@@ -259,8 +302,8 @@ def test_corrupt_checkpoint_on_resume(store_uri, synthtalk_tiny):
     assert out.exit_code == 0, out.output
     tr = tracking.Tracker(store_uri)
     (run_id,) = tr.search_runs("synthtalk")["run_id"]
-    tracking.write_run_record(run_id, finished=False)
-    last = tracking.run_dir(run_id) / "checkpoints" / "last.pt"
+    tr.finish_run(run_id, "KILLED")
+    last = paths.run_dir(run_id) / "checkpoints" / "last.pt"
     last.write_bytes(b"not a checkpoint")
     _assert_one_line_error(bench("run", "--resume", run_id, "--no-progress"), str(last), "corrupt")
     assert tr.get_run(run_id).info.status == "FAILED"
@@ -370,7 +413,7 @@ def test_unwritable_sqlite_location(tmp_path):
 def test_resume_unknown_run(tmp_path, monkeypatch):
     monkeypatch.setenv("TALKBENCH_HOME", str(tmp_path))
     _assert_one_line_error(bench("run", "--resume", "0123abcd"), "no run directory")
-    _assert_one_line_error(bench("run", "--resume", "last"), "no unfinished run")
+    _assert_one_line_error(bench("run", "--resume", "last"), "no run directory")
 
 
 @pytest.mark.slow
@@ -534,7 +577,7 @@ def test_sigkill_then_resume_continues_the_same_mlflow_run(store_uri, synthtalk_
     while killed_id is None:
         assert proc.poll() is None, "the run finished before it could be killed"
         assert time.monotonic() < deadline
-        for rec in tracking.runs_root().glob("*/checkpoints/last.pt"):
+        for rec in paths.runs_root().glob("*/checkpoints/last.pt"):
             if rec.parent.parent.name != reference:
                 killed_id = rec.parent.parent.name
         time.sleep(0.05)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from talkbench import config as config_mod
 from talkbench.config import RunConfig, available_presets, find_preset, load_config
+from talkbench.config import sources as config_sources
 from talkbench.errors import ConfigError
 from talkbench.methods.base import Method
 from talkbench.registry import METHODS
@@ -47,14 +47,14 @@ def presets(tmp_path, monkeypatch):
     root = tmp_path / "presets"
     root.mkdir()
     for method in ("template", "mean-motion"):
-        (root / method).symlink_to(config_mod.PRESET_DIR / method)
+        (root / method).symlink_to(config_sources.PRESET_DIR / method)
     toy = root / "toy-config"
     toy.mkdir()
     (toy / "synthtalk.yaml").write_text("toy-config:\n  epochs: 5\n  inner:\n    n_layers: 3\n")
     (toy / "paper.yaml").write_text("toy-config:\n  epochs: 100\n  lr: 1.0e-4\n")
     (toy / "paper-biwi.yaml").write_text("toy-config:\n  epochs: 200\n")
     (toy / "tiny.yaml").write_text("dataset:\n  preset: tiny\ntoy-config.epochs: 1\n")
-    monkeypatch.setattr(config_mod, "PRESET_DIR", root)
+    monkeypatch.setattr(config_sources, "PRESET_DIR", root)
     return toy
 
 
@@ -309,7 +309,7 @@ def test_paper_presets_share_their_common_lines():
     for method in ("faceformer", "codetalker", "memorytalker"):
         biwi = find_preset(method, "paper", "biwi")
         assert yaml.safe_load(biwi.read_text())["base"] == "paper-vocaset"
-        layers = config_mod.preset_layers(biwi)
+        layers = config_sources.preset_layers(biwi)
         assert [src for _, src in layers] == [
             f"preset {find_preset(method, 'paper', 'vocaset')}",
             f"preset {biwi}",

@@ -64,7 +64,7 @@ def package_copy(tmp_path_factory) -> Path:
         ("methods/memorytalker/__init__.py", "import talkbench.pipeline", "methods"),
         ("pipeline.py", "import talkbench.reports.leaderboard", "runs-before-readers"),
         ("runs.py", "import talkbench.pipeline", "readers-after-runs"),
-        ("config.py", "import talkbench.commands.run", "cli-on-top"),
+        ("config/schema.py", "import talkbench.commands.run", "cli-on-top"),
         ("render/camera.py", "import talkbench.cli", "cli-on-top"),
         ("study/record.py", "import mlflow", "mlflow-in-tracking"),
         ("methods/base.py", "import talkbench.datasets", "methods-load-no-data"),

@@ -14,8 +14,10 @@ import yaml
 from talkbench import pipeline, scoring, tracking
 from talkbench.config import RunConfig, load_config
 from talkbench.datasets import load_dataset
+from talkbench.errors import TalkbenchError
 from talkbench.methods.reference import TemplateMethod
 from talkbench.registry import METHODS
+from talkbench.tracking import tracker as tracker_module
 
 _migrated_db = _mlflow_store._migrated_db
 store_uri = _mlflow_store.store_uri
@@ -68,7 +70,7 @@ def test_template_run_logs_everything(store_uri, synthtalk_tiny, tmp_path):
     assert run.info.status == "FINISHED"
     assert tr.client.get_experiment(run.info.experiment_id).name == "synthtalk"
     # params = the flattened resolved config
-    assert run.data.params == {k: tracking._fmt(v) for k, v in cfg.params().items()}
+    assert run.data.params == {k: tracker_module._fmt(v) for k, v in cfg.params().items()}
     tags = run.data.tags
     assert tags["talkbench.method"] == "template" and tags["talkbench.seed"] == "3"
     assert tags["talkbench.preset"] == "tiny" and tags["talkbench.device"] == pipeline.resolved_device(cfg)
@@ -108,7 +110,8 @@ def test_template_run_logs_everything(store_uri, synthtalk_tiny, tmp_path):
     saved = yaml.safe_load(open(tr.download_artifacts(result.run_id, "config.yaml", tmp_path)))
     assert saved == cfg.to_dict()
     assert RunConfig.load(result.run_dir / "config.yaml").config_hash() == cfg.config_hash()
-    assert tracking.read_run_record(result.run_id)["finished"] is True
+    # the run directory's record keeps only the store (MLflow keeps the status)
+    assert tracking.read_run_record(result.run_id) == {"run_id": result.run_id, "tracking_uri": tr.uri}
     # the final weights are logged as a checkpoint
     assert "checkpoints/model.pt" in tr.list_artifacts(result.run_id, "checkpoints")
 
@@ -154,7 +157,8 @@ def test_conditions_for_seen_and_unseen_speakers(synthtalk_tiny):
     assert scoring.conditions_for(plain, spec, "unseen") == [None]
 
 
-def test_failed_run_is_marked_failed(store_uri, synthtalk_tiny, monkeypatch):
+def test_failed_run_is_marked_failed(store_uri, synthtalk_tiny, monkeypatch, tmp_path):
+    monkeypatch.setenv("TALKBENCH_HOME", str(tmp_path / "home"))  # no other test's run directories
     class Boom(RuntimeError):
         pass
 
@@ -167,12 +171,13 @@ def test_failed_run_is_marked_failed(store_uri, synthtalk_tiny, monkeypatch):
     runs = tracking.Tracker(store_uri).search_runs("synthtalk", finished_only=False)
     assert runs["status"].tolist() == ["FAILED"]
     rid = runs.loc[0, "run_id"]
-    assert tracking.read_run_record(rid)["finished"] is False
-    assert tracking.last_unfinished_run() == rid
+    assert "status" not in tracking.read_run_record(rid)
+    # a failed run is not "last"
+    with pytest.raises(TalkbenchError, match=r"no interrupted \(KILLED\) run .*1 FAILED"):
+        tracking.last_interrupted_run()
 
 
 def test_bad_prediction_shape_is_a_clear_error(store_uri, synthtalk_tiny, monkeypatch):
-    from talkbench.errors import TalkbenchError
 
     monkeypatch.setattr(TemplateMethod, "predict", lambda self, a, t, c=None: torch.zeros(5, 3))
     shape = r"predict_conditions\(\) for clip .* returned shape \(1, 5, 3\)"

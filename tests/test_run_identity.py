@@ -56,7 +56,6 @@ def test_a_0_1_0_run_resumes_from_its_config_and_checkpoint(store_uri):
     last = ckpt.last_checkpoint(rdir / contract.CHECKPOINTS_DIR)
     _as_0_1_0_checkpoint(last, fingerprint, old_hash)
     assert ckpt.load(last).fingerprint == fingerprint
-    tracking.write_run_record(run_id, finished=False)
     tracking.Tracker(store_uri).finish_run(run_id, "KILLED")
 
     rid, cfg, uri = pipeline.resume_target(run_id)
@@ -68,7 +67,6 @@ def test_a_0_1_0_run_resumes_from_its_config_and_checkpoint(store_uri):
     assert runs["run_id"].tolist() == [run_id] and runs.loc[0, "status"] == "FINISHED"
 
     # a checkpoint of other training settings is still refused
-    tracking.write_run_record(run_id, finished=False)
     _as_0_1_0_checkpoint(last, "0123456789abcdef", old_hash)
     with pytest.raises(ConfigError, match="other training settings"):
         pipeline.run(cfg, tracking_uri=uri, resume=run_id, progress=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import _mlflow_store
@@ -215,24 +216,44 @@ def test_reopen_run_sets_running(store_uri):
 
 
 # -- run directories and provenance -------------------------------------------------------------
-def test_run_records_and_resume_last(monkeypatch, tmp_path):
+def test_run_records_and_resume_last(store_uri, monkeypatch, tmp_path):
+    """run.json keeps the store only; MLflow's status says which run ``--resume last`` is: the newest
+    KILLED one (by start time), never a FAILED, RUNNING or FINISHED one."""
     monkeypatch.setenv("TALKBENCH_HOME", str(tmp_path / "home"))
-    with pytest.raises(TalkbenchError, match="no unfinished run"):
-        tracking.last_unfinished_run()
-    tracking.write_run_record("old", finished=False, created=1.0)
-    tracking.write_run_record("done", finished=True, created=3.0)
-    d = tracking.write_run_record("new", finished=False, created=2.0)
-    assert d == tmp_path / "home" / "runs" / "new"
-    assert tracking.last_unfinished_run() == "new"
-    tracking.write_run_record("new", finished=True)
-    assert tracking.read_run_record("new")["finished"] is True
-    assert tracking.last_unfinished_run() == "old"
+    with pytest.raises(TalkbenchError, match="no run directory"):
+        tracking.last_interrupted_run()
+    tr = Tracker(store_uri)
+    statuses = {"old": "KILLED", "done": "FINISHED", "new": "KILLED", "failed": "FAILED", "live": "RUNNING"}
+    ids = {}
+    for name, status in statuses.items():  # in this order of start time, two experiments
+        ids[name] = tr.create_run(tr.ensure_experiment("synthtalk" if name != "new" else "biwi"))
+        if status != "RUNNING":
+            tr.finish_run(ids[name], status)
+        d = tracking.write_run_record(ids[name], tracking_uri=tr.uri)
+        assert d == tmp_path / "home" / "runs" / ids[name]
+        time.sleep(0.002)  # distinct start times (ms)
+    assert tracking.read_run_record(ids["new"]) == {"run_id": ids["new"], "tracking_uri": tr.uri}
+    assert tr.run_statuses([*ids.values(), "not-a-run"]) == {
+        ids[name]: (status, tr.get_run(ids[name]).info.start_time) for name, status in statuses.items()
+    }
+    assert tracking.last_interrupted_run() == ids["new"]
+    assert tracking.last_interrupted_run(resumable=lambda run_id: run_id != ids["new"]) == ids["old"]
+    tr.reopen_run(ids["new"])
+    tr.finish_run(ids["new"])
+    assert tracking.last_interrupted_run() == ids["old"]
+    # a record naming a store that is gone is reported, not fatal
+    tracking.write_run_record("0" * 32, tracking_uri=f"sqlite:///{tmp_path}/gone.db")
+    assert tracking.last_interrupted_run() == ids["old"]
+    tr.finish_run(ids["old"])
+    with pytest.raises(TalkbenchError, match=r"no interrupted \(KILLED\) run .*1 FAILED, 1 RUNNING.*gone.db"):
+        tracking.last_interrupted_run()
     with pytest.raises(TalkbenchError, match="no run directory"):
         tracking.read_run_record("missing")
 
 
 def test_git_info_matches_repository():
-    repo = Path(tracking.__file__).resolve().parent.parent
+    repo = tracking.provenance.SOURCE_TREE
+    assert (repo / "talkbench" / "tracking" / "provenance.py").is_file()
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True)
     info = tracking.git_info()
     if head.returncode != 0:

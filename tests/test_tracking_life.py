@@ -169,15 +169,21 @@ def test_sigterm_outside_training_kills_the_run(store_uri, synthtalk_tiny, monke
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
 
 
-def test_resume_last_skips_folders_it_cannot_resume(tmp_path, monkeypatch):
+def test_resume_last_skips_runs_it_cannot_resume(store_uri, tmp_path, monkeypatch):
     monkeypatch.setenv("TALKBENCH_HOME", str(tmp_path))
-    tracking.write_run_record("older", finished=False)
-    (paths.run_dir("older") / contract.CHECKPOINTS_DIR).mkdir()
+    tr = tracking.Tracker(store_uri)
+    older = tr.create_run(tr.ensure_experiment("synthtalk"))
     time.sleep(0.01)
-    tracking.write_run_record("newer", finished=False, status="FAILED")  # no checkpoint
-    assert tracking.last_unfinished_run() == "newer"
-    with pytest.raises(TalkbenchError, match="older"):  # only older is resumable: it is picked ...
-        pipeline.resume_target("last")  # ... and fails later only because it has no config.yaml
+    newer = tr.create_run(tr.ensure_experiment("synthtalk"))  # no checkpoint
+    for run_id in (older, newer):
+        tr.finish_run(run_id, "KILLED")
+        tracking.write_run_record(run_id, tracking_uri=tr.uri)
+    (paths.run_dir(older) / contract.CHECKPOINTS_DIR).mkdir()
+    (paths.run_dir(older) / contract.CHECKPOINTS_DIR / "last.pt").write_bytes(b"")
+    assert tracking.last_interrupted_run() == newer
+    # only older is resumable: it is picked, and fails later only because it has no config.yaml
+    with pytest.raises(TalkbenchError, match=rf"--resume {older}: .*config.yaml is missing"):
+        pipeline.resume_target("last")
 
 
 # -- --resume from any directory ----------------------------------------------------------------
@@ -205,7 +211,7 @@ def test_pipeline_saves_absolute_uri(_migrated_db, synthtalk_tiny, tmp_path, mon
     monkeypatch.chdir(tmp_path)
     result = pipeline.run(_cfg(synthtalk_tiny), tracking_uri="sqlite:///rel.db", progress=False)
     record = json.loads((result.run_dir / paths.RUN_RECORD).read_text())
-    assert record["tracking_uri"] == f"sqlite:///{tmp_path / 'rel.db'}" and record["status"] == "FINISHED"
+    assert record == {"run_id": result.run_id, "tracking_uri": f"sqlite:///{tmp_path / 'rel.db'}"}
 
 
 # -- a tracking server that dies mid-run --------------------------------------------------------

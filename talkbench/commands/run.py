@@ -42,7 +42,9 @@ def run_command(
     ),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     resume: str | None = typer.Option(
-        None, "--resume", help="Continue a run from its last checkpoint: a run id, or 'last'."
+        None,
+        "--resume",
+        help="Continue a run from its last checkpoint: a run id, or 'last' (the newest interrupted run).",
     ),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
     parent_run: str | None = typer.Option(
@@ -75,13 +77,11 @@ def run_command(
             ]
             if given:
                 raise ConfigError(f"--resume reuses the run's saved config; drop {', '.join(given)}")
-            run_id, cfg, saved_uri = pipeline.resume_target(resume)
+            run_id, cfg, uri = pipeline.resume_target(resume, tracking_uri)
             if method is not None and method != cfg.method:
                 raise ConfigError(f"--resume {run_id}: that run is method '{cfg.method}', not '{method}'")
             with _report_interruption():
-                result = pipeline.run(
-                    cfg, tracking_uri=tracking_uri or saved_uri, resume=run_id, progress=not no_progress
-                )
+                result = pipeline.run(cfg, tracking_uri=uri, resume=run_id, progress=not no_progress)
         else:
             if method is None:
                 raise ConfigError("--method is required (see `bench methods`)")
