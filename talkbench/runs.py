@@ -143,3 +143,27 @@ class TrackedRun:
 
     def has_prediction(self, clip: str) -> bool:
         return bool(self._files_for(clip))
+
+    def test_clip(self, name: str):
+        """One clip of the run's test split, by name (a name not in it -> one error with an example)."""
+        test = self.test_clips
+        by_name = {c.name: i for i, c in enumerate(test.refs)}
+        if name not in by_name:
+            raise TalkbenchError(
+                f"--clip '{name}' is not a test clip of '{self.dataset.spec.name}'; "
+                f"e.g. {next(iter(by_name))}"
+            )
+        return test[by_name[name]]
+
+
+def same_dataset(runs: list[TrackedRun]) -> None:
+    """Raise unless every run was evaluated on the same dataset (name, root and options)."""
+    datasets = {(r.config.dataset.name, r.config.dataset.root, str(r.config.dataset.options)) for r in runs}
+    if len(datasets) > 1:
+        raise TalkbenchError(f"the runs were evaluated on different datasets: {sorted(map(str, datasets))}")
+
+
+def run_labels(runs: list[TrackedRun]) -> list[str]:
+    """Each run's method name, with the start of its run id where two runs share a method."""
+    methods = [r.method for r in runs]
+    return [m if methods.count(m) == 1 else f"{m} ({r.run_id[:8]})" for m, r in zip(methods, runs)]

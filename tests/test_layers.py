@@ -73,6 +73,9 @@ def package_copy(tmp_path_factory) -> Path:
         ("runs.py", "import talkbench.mlflow_model", "readers-load-no-model"),
         ("reports/report.py", "import talkbench.model_bundle", "readers-load-no-model"),
         ("render/video.py", "import talkbench.methods.faceformer", "readers-load-no-model"),
+        ("viewer/write.py", "import talkbench.checkpoint", "readers-load-no-model"),
+        ("viewer/runs.py", "import talkbench.engine", "readers-after-runs"),
+        ("metrics/core.py", "import talkbench.viewer", "data-and-metrics"),
     ],
 )
 def test_a_forbidden_import_breaks_its_contract(package_copy, module, bad_import, contract):

@@ -57,7 +57,8 @@ def serve(
     ),
 ) -> None:
     """Serve the study page; every answer is stored in <study>/answers.db as it is given."""
-    from talkbench.study.app import WILDCARDS, allowed_hosts, create_app
+    from talkbench.hosts import WILDCARDS, allowed_hosts
+    from talkbench.study.app import create_app
 
     hosts = allowed_hosts(host, allow_host)
     app = create_app(study_dir, hosts)

@@ -150,19 +150,16 @@ def make_study_from_runs(
 ) -> Path:
     """A study comparing the test predictions saved by tracked runs (all on the same dataset)."""
     from talkbench.render import camera_for
-    from talkbench.runs import TrackedRun
+    from talkbench.runs import TrackedRun, run_labels, same_dataset
 
     if len(set(run_ids)) < 2:
         raise TalkbenchError("bench study make needs at least two different --runs")
     runs = [TrackedRun.open(r, tracking_uri) for r in dict.fromkeys(run_ids)]
-    datasets = {(r.config.dataset.name, r.config.dataset.root, str(r.config.dataset.options)) for r in runs}
-    if len(datasets) > 1:
-        raise TalkbenchError(f"the runs were evaluated on different datasets: {sorted(map(str, datasets))}")
+    same_dataset(runs)
     data = runs[0].dataset
     if data.spec.faces is None:
         raise TalkbenchError(f"dataset '{data.spec.name}' has no faces (triangles): cannot render a study")
-    labels = [r.method for r in runs]
-    labels = [m if labels.count(m) == 1 else f"{m} ({r.run_id[:8]})" for m, r in zip(labels, runs)]
+    labels = run_labels(runs)
     clips, predictions = [], {label: {} for label in labels}
     for clip in runs[0].test_clips:
         if not all(r.has_prediction(clip.name) for r in runs):

@@ -74,7 +74,7 @@ def write_viewer(
     shutil.rmtree(fresh, ignore_errors=True)
     fresh.mkdir()
     entries = []
-    for clip, folder in zip(clips, _folder_names([c.name for c in clips])):
+    for clip, folder in zip(clips, folder_names([c.name for c in clips])):
         entries.append(_write_clip(fresh, folder, clip, heatmap and not study, step))
     manifest = {"format": FORMAT, "title": title, "study": study, "clips": entries}
     (fresh / MANIFEST).write_text(_call("manifest", manifest))
@@ -91,7 +91,7 @@ def write_viewer(
     return out / PAGE
 
 
-def _folder_names(names: list[str]) -> list[str]:
+def folder_names(names: list[str]) -> list[str]:
     """File-safe, unique folder names for clips (clip names come from dataset file names)."""
     used: set[str] = set()
     out = []
@@ -115,7 +115,7 @@ def _write_clip(data_dir: Path, folder: str, clip: ViewerClip, heatmap: bool, st
     n_frames = min(len(t.vertices) for t in tracks)  # every panel shows the same frame of the audio
     offsets = {t.key: np.asarray(t.vertices, np.float64)[:n_frames] - template for t in tracks}
     step = step or quant_step(max(float(np.abs(o).max()) for o in offsets.values()))
-    files = _folder_names([t.key for t in tracks])
+    files = folder_names([t.key for t in tracks])
     where = data_dir / folder
     where.mkdir()
     for track, name in zip(tracks, files):
