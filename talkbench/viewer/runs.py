@@ -19,34 +19,33 @@ TRUTH = "ground_truth"  # the ground truth's track key (run tracks are keyed by 
 
 def clips_from_runs(
     runs: list[tuple[str, TrackedRun]],
-    clip_names: list[str],
+    clips: list,
     condition: str | None = None,
     skip_missing: bool = False,
 ) -> list[ViewerClip]:
-    """``runs`` are (label, TrackedRun) pairs on one dataset; a run without a saved prediction of a clip
+    """Viewer clips of dataset ``clips`` (test clips of the runs' dataset): the ground truth and each
+    run's saved prediction. ``runs`` are (label, TrackedRun) pairs; a run without a prediction of a clip
     is an error, or left out of that clip with ``skip_missing`` (a report over runs that saved different
     clips). Conditioned runs show ``condition`` (default: their first)."""
     if not runs:
         raise TalkbenchError("nothing to view: no runs given")
-    first = runs[0][1]
-    spec = first.dataset.spec
+    spec = runs[0][1].dataset.spec
     if spec.faces is None:
         raise TalkbenchError(f"dataset '{spec.name}' has no faces (triangles) to show")
-    clips = []
-    for name in clip_names:
-        clip = first.test_clip(name)
+    out = []
+    for clip in clips:
         tracks = [Track(TRUTH, "ground truth", np.asarray(clip.vertices))]
         for label, run in runs:
-            if skip_missing and not run.has_prediction(name):
+            if skip_missing and not run.has_prediction(clip.name):
                 continue
-            tracks.append(Track(run.run_id, label, run.prediction(name, condition)))
-        clips.append(
+            tracks.append(Track(run.run_id, label, run.prediction(clip.name, condition)))
+        out.append(
             ViewerClip(
-                name, clip.fps, np.asarray(clip.template), spec.faces, np.asarray(clip.audio), tracks,
+                clip.name, clip.fps, np.asarray(clip.template), spec.faces, np.asarray(clip.audio), tracks,
                 truth=TRUTH, unit=spec.unit,
             )
         )  # fmt: skip
-    return clips
+    return out
 
 
 def view_runs(
@@ -68,6 +67,7 @@ def view_runs(
         if not shared:
             raise TalkbenchError("the runs share no saved test prediction (see eval.save_predictions)")
         clip_names = shared[:1]
-    clips = clips_from_runs(list(zip(run_labels(runs), runs)), clip_names, condition)
+    clips = [runs[0].test_clip(name) for name in clip_names]
+    clips = clips_from_runs(list(zip(run_labels(runs), runs)), clips, condition)
     out = Path(out) if out is not None else Path("views") / folder_names(clip_names[:1])[0]
     return write_viewer(out, clips, title=f"talkbench viewer: {runs[0].dataset.spec.name}")
