@@ -1,7 +1,7 @@
 """The study web app (Flask, already in our dependency tree through MLflow).
 
-Serves the trial page and videos and stores every answer in SQLite the moment it is given, so a
-reload or a server restart loses nothing. Raters never see which method is on which side.
+Serves the trial page and videos (or the 3D viewer) and stores every answer in SQLite the moment it
+is given, so a reload or a server restart loses nothing. Raters never see which method is on which side.
 """
 
 from __future__ import annotations
@@ -33,6 +33,13 @@ def load_manifest(study_dir: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+def _shown(trial: dict) -> dict:
+    """What the rater's page shows for a trial: its video, or its clip in the 3D viewer."""
+    if trial.get("viewer"):
+        return {"viewer": f"viewer/index.html?clip={trial['id']}"}
+    return {"video": f"videos/{Path(trial['video']).name}"}
+
+
 def create_app(study_dir: str | Path, hosts: Iterable[str] | None = None) -> Flask:
     """The study app; ``hosts`` are the Host names it answers to (default: loopback names only)."""
     study_dir = Path(study_dir).resolve()
@@ -54,10 +61,7 @@ def create_app(study_dir: str | Path, hosts: Iterable[str] | None = None) -> Fla
     def public_trials(rater: str) -> list[dict]:
         order = list(manifest["trials"])
         random.Random(f"{manifest['seed']}:{rater}").shuffle(order)  # per-rater order, reproducible
-        return [
-            {"id": t["id"], "video": f"videos/{Path(t['video']).name}", "criteria": t["criteria"]}
-            for t in order
-        ]
+        return [{"id": t["id"], **_shown(t), "criteria": t["criteria"]} for t in order]
 
     def rater_arg(value) -> str:
         if not valid_rater(value):
@@ -75,6 +79,10 @@ def create_app(study_dir: str | Path, hosts: Iterable[str] | None = None) -> Fla
     @app.get("/videos/<path:name>")
     def video(name):
         return send_from_directory(study_dir / "videos", name)  # safe_join: traversal -> 404
+
+    @app.get("/viewer/<path:name>")
+    def viewer(name):
+        return send_from_directory(study_dir / "viewer", name)
 
     @app.get("/api/study")
     def study():
