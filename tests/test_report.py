@@ -3,13 +3,9 @@
 import re
 import shutil
 
-import _report_runs
 import pytest
 
 from talkbench.errors import TalkbenchError
-
-store = _report_runs.store
-report = _report_runs.report
 
 
 def test_report_has_every_section_and_its_figures(report):

@@ -16,8 +16,10 @@
   const $ = (id) => document.getElementById(id);
   const pending = new Map(); // script key -> {resolve, reject, value}
   const state = {
-    manifest: null, clip: null, frame: 0, time: 0, playing: false, loaded: false, loadMs: null,
-    layout: "side", heatmap: false, heatMax: 1, view: "front", shown: [], errors: {}, error: null,
+    manifest: null, clip: null, fps: 0, nFrames: 0, unit: "", frame: 0, time: 0, playing: false, loaded: false,
+    loadMs: null,
+    layout: "side", heatmap: false, heatMax: 1, view: "front", shown: [], loadedTracks: [], errors: {},
+    error: null,
   };
   let three = null; // renderer, camera, controls, scene
   let clip = null; // the open clip: meta, template, faces, tracks (key -> {levels, mesh, ...})
@@ -83,7 +85,10 @@
       const meta = clip.meta;
       track.loading = loadScript(track.file, `track:${meta.name}/${key}`)
         .then((data) => inflate(bytesOf(data)))
-        .then((planes) => { track.levels = levelsOf(planes, meta.n_frames, meta.n_vertices * 3); });
+        .then((planes) => {
+          track.levels = levelsOf(planes, meta.n_frames, meta.n_vertices * 3);
+          state.loadedTracks.push(key);
+        });
     }
     return track.loading;
   }
@@ -419,6 +424,29 @@
     $("legend-unit").textContent = clip.meta.display_unit;
   }
 
+  function setSource(audio, src) {
+    return new Promise((resolve, reject) => {
+      audio.addEventListener("loadedmetadata", resolve, { once: true });
+      audio.addEventListener("error", () => reject(new Error("could not load " + src)), { once: true });
+      audio.src = src;
+      audio.load();
+    });
+  }
+
+  async function loadAudio(src) {
+    const audio = $("audio");
+    if (audio.src.startsWith("blob:")) URL.revokeObjectURL(audio.src);
+    await setSource(audio, src);
+    // a server without HTTP range requests (python -m http.server) gives audio that cannot seek:
+    // then play it from memory (a page from disk, file://, always seeks)
+    const seekable = audio.seekable.length > 0 && audio.seekable.end(0) > 0;
+    if (!seekable && location.protocol.startsWith("http")) {
+      const response = await fetch(src);
+      if (!response.ok) throw new Error(`could not load ${src}: ${response.status}`);
+      await setSource(audio, URL.createObjectURL(await response.blob()));
+    }
+  }
+
   async function openClip(name) {
     const entry = state.manifest.clips.find((c) => c.name === name) || state.manifest.clips[0];
     pause();
@@ -427,12 +455,13 @@
     const meta = await loadScript(entry.file, "clip:" + entry.name);
     if (meta.format !== FORMAT) throw new Error(`${entry.file}: data format ${meta.format}, this page reads ${FORMAT}`);
     clip = { meta, tracks: new Map() };
+    state.loadedTracks = [];
     for (const t of meta.tracks) clip.tracks.set(t.key, { ...t });
     buildMeshes();
     const keys = [...clip.tracks.keys()];
     const runs = keys.filter((k) => k !== meta.truth);
     state.shown = state.manifest.study ? keys : [meta.truth, ...runs.slice(0, INITIAL_RUNS)].filter(Boolean);
-    state.clip = meta.name;
+    Object.assign(state, { clip: meta.name, fps: meta.fps, nFrames: meta.n_frames, unit: meta.display_unit });
     state.heatMax = meta.heat ? meta.heat.max : 1;
     state.frame = -1;
     $("title").textContent = meta.title;
@@ -441,14 +470,7 @@
     buildTrackPicker();
     buildLegend();
     setHeatmap(state.heatmap);
-    const audio = $("audio");
-    const audioReady = new Promise((resolve, reject) => {
-      audio.addEventListener("loadedmetadata", resolve, { once: true });
-      audio.addEventListener("error", () => reject(new Error("could not load " + meta.audio)), { once: true });
-    });
-    audio.src = meta.audio;
-    audio.load();
-    await Promise.all([audioReady, ...state.shown.map(loadTrack)]);
+    await Promise.all([loadAudio(meta.audio), ...state.shown.map(loadTrack)]);
     setView(state.view);
     state.loaded = true;
     dirty = true;
