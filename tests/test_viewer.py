@@ -27,8 +27,7 @@ def test_levels_round_trip_and_bound_the_error_against_the_metric():
     template = rng.standard_normal((50, 3))
     truth = template + 0.01 * rng.standard_normal((20, 50, 3))
     pred = truth + 0.003 * rng.standard_normal(truth.shape)
-    step = quant_step(max(np.abs(truth - template).max(), np.abs(pred - template).max()))
-    assert step == 1e-5  # a few cm of motion -> 0.01 mm steps
+    step = 1e-5
     q_truth, q_pred = quantise(truth - template, step), quantise(pred - template, step)
     for q in (q_truth, q_pred):
         assert np.array_equal(decode_levels(encode_levels(q), *q.shape), q)
@@ -41,10 +40,12 @@ def test_levels_round_trip_and_bound_the_error_against_the_metric():
 
 
 def test_step_choice_and_a_step_too_small_is_a_clear_error():
-    assert quant_step(0.03) == 1e-5 and quant_step(0.2) == 1e-4 and quant_step(15.0) == 1e-3
-    for max_offset in (1e-4, 0.03, 0.16, 3.0):
-        assert MAX_LEVEL / 10 <= max_offset / quant_step(max_offset) <= MAX_LEVEL
-    with pytest.raises(DataError, match="more than 16000 steps of 1e-06; pass a larger step"):
+    assert quant_step(0.2, 0.01) == 1e-5  # a 20 cm face moving 1 cm: 0.01 mm
+    assert quant_step(200.0, 10.0) == 1e-2  # the same face in mm
+    assert quant_step(0.2, 0.3) == 1e-4  # offsets beyond 8,000 steps: coarser
+    for extent, max_offset in ((0.2, 0.0), (0.2, 0.08), (0.2, 0.5), (3.0, 2.0)):
+        assert max_offset / quant_step(extent, max_offset) <= MAX_LEVEL
+    with pytest.raises(DataError, match="more than 8000 steps of 1e-06; pass a larger step"):
         quantise(np.full((2, 3, 3), 0.05), 1e-6, "clip x")
 
 

@@ -3,9 +3,10 @@
 A track (the ground truth, a run's prediction, a study's left face) is stored as integers
 ``q = round((vertices - template) / step)``, one ``step`` per clip shared by all its tracks, so the
 viewer gets the error between two tracks exactly from integer differences (``step * |q_a - q_b|``, within
-``sqrt(3) * step`` of the metric layer's error on the unquantised meshes). The integers are delta-coded over
-time (motion is smooth: frame-to-frame steps are small), laid out coordinate by coordinate, split into low
-and high byte planes and deflated; the viewer inflates them with the browser's DecompressionStream.
+``sqrt(3) * step`` of the metric layer's error on the unquantised meshes). The integers are delta-coded
+over time (motion is smooth: frame-to-frame steps are small), then over vertices (neighbouring vertices,
+which mesh orders mostly keep close in index, move alike), laid out coordinate by coordinate, split into
+low and high byte planes and deflated; the viewer inflates them with the browser's DecompressionStream.
 
 Each file is a script calling the page's loader (``TalkbenchViewer.track(clip, key, "<base64>")``), not a
 binary: a page opened from disk (file://) may not fetch local files but may load local scripts.
@@ -24,7 +25,8 @@ import numpy as np
 from talkbench.errors import DataError
 
 FORMAT = 1  # bumped when the layout below changes; the viewer refuses other versions
-MAX_LEVEL = 16_000  # |q| bound: frame-to-frame deltas (at most 2 * MAX_LEVEL) then fit int16
+MAX_LEVEL = 8_000  # |q| bound: the double deltas (at most 4 * MAX_LEVEL) then fit int16
+STEPS_PER_EXTENT = 20_000  # default step: 1/20,000 of the template's extent (0.01 mm on a 20 cm face)
 COMPRESSION = 6  # zlib level: 9 is ~2x slower to write for ~1 % smaller files
 
 # A rig turns a method's parameter output (e.g. blendshape weights, (T, K)) into vertices (T, V, 3).
@@ -54,12 +56,14 @@ class Track:
         return cls(key, label, vertices)
 
 
-def quant_step(max_offset: float) -> float:
-    """The power of ten that quantises offsets up to ``max_offset`` in 1,600 to 16,000 levels
-    (1e-5 m = 0.01 mm for face motion of a few mm to 16 cm)."""
-    if not math.isfinite(max_offset) or max_offset <= 0:
-        return 1e-5
-    return 10.0 ** math.ceil(math.log10(max_offset / MAX_LEVEL))
+def quant_step(extent: float, max_offset: float) -> float:
+    """The default step: the power of ten at or below ``extent / STEPS_PER_EXTENT`` (a face of 20 cm:
+    1e-5 m, 0.01 mm; the same relative precision in any unit), made coarser by powers of ten until
+    offsets up to ``max_offset`` fit MAX_LEVEL steps."""
+    step = 10.0 ** math.floor(math.log10(extent / STEPS_PER_EXTENT)) if extent > 0 else 1e-5
+    while max_offset / step > MAX_LEVEL:
+        step *= 10
+    return step
 
 
 def quantise(offsets: np.ndarray, step: float, what: str = "track") -> np.ndarray:
@@ -75,9 +79,11 @@ def quantise(offsets: np.ndarray, step: float, what: str = "track") -> np.ndarra
 
 
 def encode_levels(q: np.ndarray) -> bytes:
-    """int16 levels (T, N) -> deflated byte planes of their time deltas, coordinate-major."""
-    deltas = np.diff(q.astype(np.int32), axis=0, prepend=0).astype("<i2")  # |delta| <= 2 * MAX_LEVEL
-    by_coordinate = np.ascontiguousarray(deltas.T).view(np.uint8).reshape(-1, 2)
+    """int16 levels (T, N) -> deflated byte planes of their time-then-vertex deltas, coordinate-major."""
+    t, n = q.shape
+    deltas = np.diff(q.astype(np.int32).reshape(t, n // 3, 3), axis=0, prepend=0)  # over time
+    deltas = np.diff(deltas, axis=1, prepend=0).reshape(t, n)  # over vertices, per coordinate
+    by_coordinate = np.ascontiguousarray(deltas.T.astype("<i2")).view(np.uint8).reshape(-1, 2)
     planes = np.concatenate([by_coordinate[:, 0], by_coordinate[:, 1]])  # low bytes, then high bytes
     return zlib.compress(planes.tobytes(), COMPRESSION)
 
@@ -88,8 +94,9 @@ def decode_levels(blob: bytes, n_frames: int, n_values: int) -> np.ndarray:
     if planes.size != 2 * n_frames * n_values:
         raise DataError(f"track data holds {planes.size} bytes; expected {2 * n_frames * n_values}")
     low, high = planes.reshape(2, -1)
-    deltas = (low.astype(np.uint16) | (high.astype(np.uint16) << 8)).view(np.int16)
-    return np.cumsum(deltas.reshape(n_values, n_frames).astype(np.int32), axis=1).T.astype(np.int16)
+    deltas = (low.astype(np.uint16) | (high.astype(np.uint16) << 8)).view(np.int16).astype(np.int32)
+    deltas = deltas.reshape(n_values // 3, 3, n_frames)
+    return np.cumsum(np.cumsum(deltas, axis=0), axis=2).reshape(n_values, n_frames).T.astype(np.int16)
 
 
 def b64(data: bytes) -> str:

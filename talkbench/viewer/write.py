@@ -114,7 +114,8 @@ def _write_clip(data_dir: Path, folder: str, clip: ViewerClip, heatmap: bool, st
     tracks = _checked_tracks(clip, template, faces)
     n_frames = min(len(t.vertices) for t in tracks)  # every panel shows the same frame of the audio
     offsets = {t.key: np.asarray(t.vertices, np.float64)[:n_frames] - template for t in tracks}
-    step = step or quant_step(max(float(np.abs(o).max()) for o in offsets.values()))
+    extent = float(np.linalg.norm(template.max(axis=0) - template.min(axis=0)))
+    step = step or quant_step(extent, max(float(np.abs(o).max()) for o in offsets.values()))
     files = folder_names([t.key for t in tracks])
     where = data_dir / folder
     where.mkdir()

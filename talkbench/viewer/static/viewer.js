@@ -61,19 +61,24 @@
     return new Uint8Array(await new Response(stream).arrayBuffer());
   }
 
-  // byte planes of coordinate-major int16 time deltas -> frame-major int16 levels (T * N)
+  // byte planes of coordinate-major int16 deltas, over time then over vertices (see data.py)
+  // -> frame-major int16 levels (T * N)
   function levelsOf(planes, nFrames, nValues) {
     const m = nFrames * nValues;
     if (planes.length !== 2 * m) throw new Error(`track data holds ${planes.length} bytes, expected ${2 * m}`);
     const levels = new Int16Array(m);
+    const previous = new Int32Array(3 * nFrames); // the previous vertex's time deltas, per coordinate
     for (let n = 0; n < nValues; n++) {
-      let acc = 0;
-      const base = n * nFrames;
+      const row = (n % 3) * nFrames;
+      let level = 0;
       for (let t = 0; t < nFrames; t++) {
-        let d = planes[base + t] | (planes[m + base + t] << 8);
+        const i = n * nFrames + t;
+        let d = planes[i] | (planes[m + i] << 8);
         if (d & 0x8000) d -= 0x10000;
-        acc += d;
-        levels[t * nValues + n] = acc;
+        d += previous[row + t]; // undo the delta over vertices
+        previous[row + t] = d;
+        level += d; // and over time
+        levels[t * nValues + n] = level;
       }
     }
     return levels;
