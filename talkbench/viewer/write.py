@@ -54,13 +54,12 @@ def write_viewer(
     out: str | Path,
     clips: list[ViewerClip],
     title: str = "talkbench viewer",
-    heatmap: bool = True,
     study: bool = False,
     step: float | None = None,
 ) -> Path:
     """Write the viewer folder for ``clips`` and return its index.html.
 
-    ``study`` hides what a rater must not see or change (track choice, heatmap); ``step`` overrides
+    ``study`` hides what a rater must not see or change (track choice, layout, heatmap); ``step`` overrides
     the quantisation step (dataset unit; default: :func:`~talkbench.viewer.data.quant_step` per clip).
     An existing viewer folder is replaced, data last, so an interrupted write leaves the old one whole.
     """
@@ -75,7 +74,7 @@ def write_viewer(
     fresh.mkdir()
     entries = []
     for clip, folder in zip(clips, folder_names([c.name for c in clips])):
-        entries.append(_write_clip(fresh, folder, clip, heatmap and not study, step))
+        entries.append(_write_clip(fresh, folder, clip, not study, step))
     manifest = {"format": FORMAT, "title": title, "study": study, "clips": entries}
     (fresh / MANIFEST).write_text(_call("manifest", manifest))
     (out / "static").mkdir(exist_ok=True)

@@ -14,12 +14,13 @@
   const FOV = 25;
 
   const $ = (id) => document.getElementById(id);
-  const pending = new Map(); // script key -> {resolve, reject, value}
+  const pending = new Map(); // script key -> {value}: what the loading script handed over
   const state = {
-    manifest: null, clip: null, fps: 0, nFrames: 0, unit: "", frame: 0, time: 0, playing: false, loaded: false,
-    loadMs: null,
-    layout: "side", heatmap: false, heatMax: 1, view: "front", shown: [], loadedTracks: [], errors: {},
-    error: null,
+    manifest: null, clip: null, fps: 0, nFrames: 0, unit: "", // the open clip
+    frame: 0, time: 0, playing: false, // the frame drawn and the audio time it was drawn for
+    loaded: false, loadMs: null, shown: [], loadedTracks: [], error: null,
+    layout: "side", heatmap: false, heatMax: 1, view: "front",
+    errors: {}, // track key -> per-vertex error against the truth at `frame` (display unit)
   };
   let three = null; // renderer, camera, controls, scene
   let clip = null; // the open clip: meta, template, faces, tracks (key -> {levels, mesh, ...})
