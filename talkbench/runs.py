@@ -3,7 +3,7 @@ address of its MLflow model (loading that model is the caller's: :func:`talkbenc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -83,6 +83,7 @@ class TrackedRun:
 
     run_id: str
     tracker: object
+    _loaded: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def open(cls, run_id: str, tracking_uri: str | None = None) -> TrackedRun:
@@ -137,9 +138,13 @@ class TrackedRun:
                 + (f" under condition '{condition}'" if condition else "")
                 + f"; it has {len(self._predictions)} prediction file(s) (eval.save_predictions)"
             )
-        path = f"{contract.PREDICTIONS_DIR}/{files[0]}"
-        arr = np.load(self.tracker.download_artifacts(self.run_id, path))
-        return arr.reshape(len(arr), -1, 3)
+        if files[0] not in self._loaded:  # the report's sections share a clip: load it once
+            path = f"{contract.PREDICTIONS_DIR}/{files[0]}"
+            arr = np.load(self.tracker.download_artifacts(self.run_id, path), allow_pickle=False)
+            arr = arr.reshape(len(arr), -1, 3)
+            arr.flags.writeable = False  # shared by every caller
+            self._loaded[files[0]] = arr
+        return self._loaded[files[0]]
 
     def has_prediction(self, clip: str) -> bool:
         return bool(self._files_for(clip))
