@@ -17,7 +17,8 @@ from talkbench.errors import TalkbenchError
 
 # each module defines register(app) and adds its commands or sub-apps
 COMMAND_MODULES = (
-    "data", "run", "eval", "sweep", "report", "render", "study", "pretrain", "ui", "animate", "import_",
+    "data", "run", "eval", "sweep", "report", "render", "view", "study", "pretrain", "ui", "animate",
+    "import_",
 )  # fmt: skip
 
 # command name -> (module in COMMAND_MODULES, first line of its help), in the order `bench --help` lists
@@ -31,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("sweep", "Run the grid (skipping points that already have a finished run)."),
     "report": ("report", "Comparison report: leaderboard with CIs, paired tests, curves, mouth opening."),
     "render": ("render", "Render predictions saved by tracked runs, muxed with the clip's audio."),
+    "view": ("view", "3D viewer: runs' predictions of a clip beside the ground truth, synced to its audio."),
     "pretrain-encoder": ("pretrain", "Pretrain the SynthTalk encoder on held-apart speakers (or reuse it)."),
     "ui": ("ui", "Open the MLflow UI on the tracking store (loopback only); Ctrl-C stops it."),
     "animate": ("animate", "Animate a WAV with a trained model: vertices as .npy and an MP4 with the audio."),

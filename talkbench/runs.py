@@ -3,7 +3,7 @@ address of its MLflow model (loading that model is the caller's: :func:`talkbenc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -83,6 +83,7 @@ class TrackedRun:
 
     run_id: str
     tracker: object
+    _loaded: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def open(cls, run_id: str, tracking_uri: str | None = None) -> TrackedRun:
@@ -137,9 +138,37 @@ class TrackedRun:
                 + (f" under condition '{condition}'" if condition else "")
                 + f"; it has {len(self._predictions)} prediction file(s) (eval.save_predictions)"
             )
-        path = f"{contract.PREDICTIONS_DIR}/{files[0]}"
-        arr = np.load(self.tracker.download_artifacts(self.run_id, path))
-        return arr.reshape(len(arr), -1, 3)
+        if files[0] not in self._loaded:  # the report's sections share a clip: load it once
+            path = f"{contract.PREDICTIONS_DIR}/{files[0]}"
+            arr = np.load(self.tracker.download_artifacts(self.run_id, path), allow_pickle=False)
+            arr = arr.reshape(len(arr), -1, 3)
+            arr.flags.writeable = False  # shared by every caller
+            self._loaded[files[0]] = arr
+        return self._loaded[files[0]]
 
     def has_prediction(self, clip: str) -> bool:
         return bool(self._files_for(clip))
+
+    def test_clip(self, name: str):
+        """One clip of the run's test split, by name (a name not in it -> one error with an example)."""
+        test = self.test_clips
+        by_name = {c.name: i for i, c in enumerate(test.refs)}
+        if name not in by_name:
+            raise TalkbenchError(
+                f"--clip '{name}' is not a test clip of '{self.dataset.spec.name}'; "
+                f"e.g. {next(iter(by_name))}"
+            )
+        return test[by_name[name]]
+
+
+def same_dataset(runs: list[TrackedRun]) -> None:
+    """Raise unless every run was evaluated on the same dataset (name, root and options)."""
+    datasets = {(r.config.dataset.name, r.config.dataset.root, str(r.config.dataset.options)) for r in runs}
+    if len(datasets) > 1:
+        raise TalkbenchError(f"the runs were evaluated on different datasets: {sorted(map(str, datasets))}")
+
+
+def run_labels(runs: list[TrackedRun]) -> list[str]:
+    """Each run's method name, with the start of its run id where two runs share a method."""
+    methods = [r.method for r in runs]
+    return [m if methods.count(m) == 1 else f"{m} ({r.run_id[:8]})" for m, r in zip(methods, runs)]

@@ -9,6 +9,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
+from _report_runs import report, store  # noqa: E402, F401 (fixtures: built once, read by several modules)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -22,7 +22,7 @@ def grid_face(n: int = 12, width: float = 0.15):
     return verts, faces
 
 
-def make_small_study(out_dir, seed: int = 0, reference: bool = False):
+def make_small_study(out_dir, seed: int = 0, reference: bool = False, viewer: bool = False):
     template, faces = grid_face()
     rng = np.random.default_rng(seed)
     clips, preds = [], {"A": {}, "B": {}}
@@ -49,4 +49,5 @@ def make_small_study(out_dir, seed: int = 0, reference: bool = False):
         seed=seed,
         size=96,
         reference=reference,
+        viewer=viewer,
     )

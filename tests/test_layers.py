@@ -78,6 +78,9 @@ def package_copy(tmp_path_factory) -> Path:
         ("audio/base.py", "import talkbench.datasets.spec", "audio-below"),
         ("audio/synthtalk.py", "import talkbench.speech_pretrain.cache", "audio-below"),
         ("speech_pretrain/encoder.py", "import talkbench.methods.faceformer", "pretraining-on-audio"),
+        ("viewer/write.py", "import talkbench.checkpoint", "readers-load-no-model"),
+        ("viewer/runs.py", "import talkbench.engine", "readers-after-runs"),
+        ("metrics/core.py", "import talkbench.viewer", "data-and-metrics"),
     ],
 )
 def test_a_forbidden_import_breaks_its_contract(package_copy, module, bad_import, contract):

@@ -30,13 +30,7 @@ def render(
     data = runs[0].dataset
     if data.spec.faces is None:
         raise TalkbenchError(f"dataset '{data.spec.name}' has no faces (triangles) to render")
-    test = runs[0].test_clips
-    by_name = {c.name: i for i, c in enumerate(test.refs)}
-    if clip not in by_name:
-        raise TalkbenchError(
-            f"--clip '{clip}' is not a test clip of '{data.spec.name}'; e.g. {next(iter(by_name))}"
-        )
-    gt = test[by_name[clip]]
+    gt = runs[0].test_clip(clip)
     panels = [("ground truth", gt.vertices)] if ground_truth else []
     panels += [(r.method, r.prediction(clip, condition)) for r in runs]
     out = out or Path("renders") / f"{clip}.mp4"

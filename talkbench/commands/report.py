@@ -23,7 +23,10 @@ def report(
         help="Comma-separated metrics for the tables (default: LVE, MVE, FDD, style log errors, "
         "bilabial recall, vowel-open rate).",
     ),
-    clips: int = typer.Option(3, "--clips", help="Test clips with mouth-opening curves."),
+    clips: int = typer.Option(3, "--clips", help="Test clips with mouth-opening curves and in the viewer."),
+    viewer: bool = typer.Option(
+        True, "--viewer/--no-viewer", help="Embed the 3D viewer of those clips (written to <out>/viewer/)."
+    ),
     log: bool = typer.Option(
         True, "--log/--no-log", help="Log the report as an artifact of the runs it covers."
     ),
@@ -48,6 +51,7 @@ def report(
         tuple(m.strip() for m in metrics.split(",") if m.strip()) or None,
         clips,
         log,
+        viewer,
     )
     for path in (result.html, result.markdown, result.latex):
         if path is not None and path.exists():

@@ -25,6 +25,9 @@ def make(
         False, "--reference", help="Show the speaker's ground truth; ask about style."
     ),
     size: int = typer.Option(384, "--size", help="Panel size in pixels."),
+    viewer: bool = typer.Option(
+        False, "--viewer", help="Show each trial in the 3D viewer (orbit, scrub) instead of an MP4."
+    ),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri"),
 ) -> None:
     """Render side-by-side trials of saved test predictions and write the manifest."""
@@ -39,6 +42,7 @@ def make(
         reference,
         size,
         tracking_uri,
+        viewer,
     )
     typer.echo(f"study written to {path}; serve it with: bench study serve {path}")
 
@@ -57,7 +61,8 @@ def serve(
     ),
 ) -> None:
     """Serve the study page; every answer is stored in <study>/answers.db as it is given."""
-    from talkbench.study.app import WILDCARDS, allowed_hosts, create_app
+    from talkbench.hosts import WILDCARDS, allowed_hosts
+    from talkbench.study.app import create_app
 
     hosts = allowed_hosts(host, allow_host)
     app = create_app(study_dir, hosts)

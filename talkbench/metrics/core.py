@@ -100,11 +100,17 @@ def lve_frames(pred: ArrayLike, gt: ArrayLike, lips: ArrayLike) -> np.ndarray:
     return np.einsum("tvc,tvc->tv", d, d).max(axis=1)
 
 
-def mve_frames(pred: ArrayLike, gt: ArrayLike) -> np.ndarray:
-    """Per frame: the mean over all vertices of the unsquared L2 error. Shape (T_common,)."""
+def vertex_errors(pred: ArrayLike, gt: ArrayLike) -> np.ndarray:
+    """Per frame and vertex: the unsquared L2 error, the term MVE averages (and the viewer's heatmap
+    shows). Shape (T_common, V)."""
     p, g = truncate_pair(pred, gt)
     d = g - p
-    return np.sqrt(np.einsum("tvc,tvc->tv", d, d)).mean(axis=1)
+    return np.sqrt(np.einsum("tvc,tvc->tv", d, d))
+
+
+def mve_frames(pred: ArrayLike, gt: ArrayLike) -> np.ndarray:
+    """Per frame: the mean over all vertices of the unsquared L2 error. Shape (T_common,)."""
+    return vertex_errors(pred, gt).mean(axis=1)
 
 
 def upper_face_dynamics(vertices: ArrayLike, template: ArrayLike, upper: ArrayLike) -> float:

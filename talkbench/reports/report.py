@@ -97,6 +97,7 @@ def build_report(
     metrics: tuple[str, ...] | None = None,  # None: REPORT_METRICS
     n_clips: int = 3,
     log_to_runs: bool = True,
+    viewer: bool = True,
 ) -> Report:
     from talkbench.tracking import Tracker
 
@@ -132,7 +133,9 @@ def build_report(
     md += _cost_section(runs, groups)
     md += _training_section(tracker, groups, fig_dir)
     md += _ablation_section(tracker, dataset, board, fig_dir)
-    md += _mouth_section(tracker, runs, groups, fig_dir, n_clips)
+    shown = _shown_clips(tracker, groups, n_clips)
+    md += _mouth_section(shown, fig_dir)
+    md += _viewer_section(shown, out) if viewer else []
 
     text = "\n".join(md) + "\n"
     md_path = out / "report.md"
@@ -457,25 +460,39 @@ def _setting_labels(runs: pd.DataFrame, params: list[str]) -> pd.Series:
     return values.apply(lambda r: ", ".join(f"{short[k]}={v}" for k, v in r.items()), axis=1)
 
 
-def _mouth_section(
-    tracker, runs: pd.DataFrame, groups: list[Group], fig_dir: Path, n_clips: int
-) -> list[str]:
-    if n_clips <= 0:
-        return []
-    from talkbench.metrics import mouth_opening
-    from talkbench.metrics.evaluate import mouth_pair_of
+@dataclass
+class ShownClips:
+    """The test clips the report shows (mouth opening, viewer) and the runs it shows them for."""
+
+    runs: dict[str, object]  # group label -> TrackedRun of its newest run
+    spec: object  # the dataset's DatasetSpec
+    clips: list
+
+
+def _shown_clips(tracker, groups: list[Group], n_clips: int) -> ShownClips | None:
+    """The first ``n_clips`` test clips, loaded once for every section that shows them."""
     from talkbench.runs import TrackedRun
 
+    if n_clips <= 0:
+        return None
     opened = {g.label: TrackedRun(g.newest, tracker) for g in groups}
     try:
         data = opened[groups[0].label].dataset
         test = opened[groups[0].label].test_clips
     except TalkbenchError:
-        return []
-    pair = mouth_pair_of(data.spec)
+        return None
+    clips = [test[i] for i in range(min(n_clips, len(test)))]
+    clips = [c for c in clips if any(r.has_prediction(c.name) for r in opened.values())]
+    return ShownClips(opened, data.spec, clips) if clips else None
+
+
+def _mouth_section(shown: ShownClips | None, fig_dir: Path) -> list[str]:
+    from talkbench.metrics import mouth_opening
+    from talkbench.metrics.evaluate import mouth_pair_of
+
+    pair = mouth_pair_of(shown.spec) if shown else None
     if pair is None:
         return []
-    clips = [test[i] for i in range(min(n_clips, len(test)))]
     lines = [
         "## Mouth opening",
         "",
@@ -483,19 +500,42 @@ def _mouth_section(
         "(speaker-conditioned methods: first training-speaker condition).",
         "",
     ]
-    for clip in clips:
+    for clip in shown.clips:
         curves = {}
-        for label, run in opened.items():
+        for label, run in shown.runs.items():
             if run.has_prediction(clip.name):
                 curves[label] = mouth_opening(run.prediction(clip.name), *pair)
-        if not curves:
-            continue
         gt = mouth_opening(np.asarray(clip.vertices), *pair)
         path = figures.mouth_opening(
-            curves, gt, clip.fps, clip.name, fig_dir / f"mouth_{clip.name}.png", data.spec.unit
+            curves, gt, clip.fps, clip.name, fig_dir / f"mouth_{clip.name}.png", shown.spec.unit
         )
         lines += [f"![mouth opening {clip.name}](figures/{path.name})", ""]
-    return lines if len(lines) > 4 else []
+    return lines
+
+
+def _viewer_section(shown: ShownClips | None, out: Path) -> list[str]:
+    """The shown clips in the 3D viewer, written to <report>/viewer/ and embedded (it opens from disk)."""
+    from talkbench.viewer import write_viewer
+    from talkbench.viewer.runs import clips_from_runs
+
+    if shown is None or shown.spec.faces is None:
+        return []
+    clips = clips_from_runs(list(shown.runs.items()), shown.clips, skip_missing=True)
+    write_viewer(out / "viewer", clips, title=f"talkbench viewer: {shown.spec.name}")
+    return [
+        "## Viewer",
+        "",
+        "The clips above in 3D: the ground truth and each row's newest run, played to the clip's audio "
+        "(pick the clip and the runs; scrub, step frames, change speed, orbit or use the front and side "
+        "views; the heatmap colours each vertex by its L2 error against the ground truth). It opens from "
+        "the report's folder without a server.",
+        "",
+        '<iframe id="viewer" src="viewer/index.html" title="3D viewer" width="100%" height="640" '
+        'loading="lazy"></iframe>',
+        "",
+        "[Open the viewer on its own page](viewer/index.html)",
+        "",
+    ]
 
 
 # -- rendering ---------------------------------------------------------------------------------

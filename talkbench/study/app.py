@@ -1,12 +1,11 @@
 """The study web app (Flask, already in our dependency tree through MLflow).
 
-Serves the trial page and videos and stores every answer in SQLite the moment it is given, so a
-reload or a server restart loses nothing. Raters never see which method is on which side.
+Serves the trial page and videos (or the 3D viewer) and stores every answer in SQLite the moment it
+is given, so a reload or a server restart loses nothing. Raters never see which method is on which side.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import random
 from collections.abc import Iterable
@@ -17,46 +16,12 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from talkbench.errors import TalkbenchError
+from talkbench.hosts import allowed_hosts, host_of, normal_host
 from talkbench.study.schema import RATER_HINT, AnswerBody, describe, valid_rater
 from talkbench.study.store import AnswerStore
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 16 * 1024  # an answer is ~150 bytes; anything near this is not a browser's answer
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
-WILDCARDS = ("", "0.0.0.0", "::")
-
-
-def allowed_hosts(host: str = "127.0.0.1", extra: Iterable[str] = ()) -> frozenset[str]:
-    """Host names the app answers to: loopback names, the address it listens on (unless a wildcard)
-    and any names given explicitly. Requests naming another host are refused (DNS rebinding: a page
-    on evil.example re-pointed at 127.0.0.1 still sends ``Host: evil.example``)."""
-    names = {*LOOPBACK_NAMES, *extra}
-    if host not in WILDCARDS:
-        names.add(host)
-    return frozenset(_normal_host(n) for n in names)
-
-
-def _normal_host(name: str) -> str:
-    return name.strip().strip("[]").rstrip(".").lower()
-
-
-def host_of(header: str) -> str | None:
-    """The host part of a Host header (port removed, IPv6 brackets removed), or None if malformed."""
-    header = header.strip()
-    if header.startswith("["):  # [v6] or [v6]:port
-        name, closed, rest = header[1:].partition("]")
-        port = rest.removeprefix(":")
-        if not closed or (rest and (rest == port or not port.isdigit())):
-            return None
-        try:
-            ipaddress.IPv6Address(name)
-        except ValueError:
-            return None
-    else:
-        name, _, port = header.partition(":")
-        if not name or (port and not port.isdigit()):
-            return None
-    return _normal_host(name)
 
 
 def load_manifest(study_dir: str | Path) -> dict:
@@ -68,10 +33,17 @@ def load_manifest(study_dir: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+def _shown(trial: dict) -> dict:
+    """What the rater's page shows for a trial: its video, or its clip in the 3D viewer."""
+    if trial.get("viewer"):
+        return {"viewer": f"viewer/index.html?clip={trial['id']}"}
+    return {"video": f"videos/{Path(trial['video']).name}"}
+
+
 def create_app(study_dir: str | Path, hosts: Iterable[str] | None = None) -> Flask:
     """The study app; ``hosts`` are the Host names it answers to (default: loopback names only)."""
     study_dir = Path(study_dir).resolve()
-    hosts = allowed_hosts() if hosts is None else frozenset(_normal_host(h) for h in hosts)
+    hosts = allowed_hosts() if hosts is None else frozenset(normal_host(h) for h in hosts)
     manifest = load_manifest(study_dir)
     trials = {t["id"]: t for t in manifest["trials"]}
     store = AnswerStore(study_dir / "answers.db")
@@ -89,10 +61,7 @@ def create_app(study_dir: str | Path, hosts: Iterable[str] | None = None) -> Fla
     def public_trials(rater: str) -> list[dict]:
         order = list(manifest["trials"])
         random.Random(f"{manifest['seed']}:{rater}").shuffle(order)  # per-rater order, reproducible
-        return [
-            {"id": t["id"], "video": f"videos/{Path(t['video']).name}", "criteria": t["criteria"]}
-            for t in order
-        ]
+        return [{"id": t["id"], **_shown(t), "criteria": t["criteria"]} for t in order]
 
     def rater_arg(value) -> str:
         if not valid_rater(value):
@@ -110,6 +79,10 @@ def create_app(study_dir: str | Path, hosts: Iterable[str] | None = None) -> Fla
     @app.get("/videos/<path:name>")
     def video(name):
         return send_from_directory(study_dir / "videos", name)  # safe_join: traversal -> 404
+
+    @app.get("/viewer/<path:name>")
+    def viewer(name):
+        return send_from_directory(study_dir / "viewer", name)
 
     @app.get("/api/study")
     def study():

@@ -1,4 +1,5 @@
-"""Build a two-alternative forced-choice study: side-by-side videos, a manifest, catch trials."""
+"""Build a two-alternative forced-choice study: side-by-side videos (or the 3D viewer), a manifest,
+catch trials."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from talkbench.errors import TalkbenchError
 from talkbench.render import Camera, render_side_by_side
+from talkbench.viewer import Track, ViewerClip, write_viewer
 
 QUESTIONS = {
     "lipsync": "Which face's lip movements match the speech better?",
@@ -67,12 +69,14 @@ def build_study(
     seed: int = 0,
     size: int = 384,
     title: str = "Talking-face study",
+    viewer: bool = False,
 ) -> Path:
     """Render every method pair on ``n_clips`` clips plus catch trials and write manifest.json.
 
     ``predictions`` maps a method label to {clip name: (T, V, 3)}. Left/right and trial order are
     randomised with ``seed``; with ``reference`` the speaker's ground truth plays in the middle and
-    the speaking-style question is asked.
+    the speaking-style question is asked. With ``viewer`` a trial is shown in the 3D viewer (the rater
+    may orbit, scrub and step; panels are named Left, Reference, Right only) instead of an MP4.
     """
     if len(predictions) < 2:
         raise TalkbenchError(f"a 2AFC study compares at least two methods, got {sorted(predictions)}")
@@ -86,8 +90,9 @@ def build_study(
         raise TalkbenchError("the methods share no predicted test clip to compare")
     chosen = select_clips(usable, n_clips, seed)
     out = Path(out_dir)
-    (out / "videos").mkdir(parents=True, exist_ok=True)
+    (out / ("viewer" if viewer else "videos")).mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
+    viewed: list[ViewerClip] = []
 
     specs = []
     for clip in chosen:
@@ -108,13 +113,19 @@ def build_study(
         if reference:
             panels.insert(1, ("Reference", clip.vertices))
         trial_id = f"t{i + 1:03d}"
-        video = out / "videos" / f"{trial_id}.mp4"
-        render_side_by_side(panels, faces, video, clip.fps, camera, clip.audio, clip.template, size)
+        if viewer:  # the tracks carry the side names only, so no file tells a rater the method
+            tracks = [Track(label.lower(), label, v) for label, v in panels]
+            viewed.append(ViewerClip(trial_id, clip.fps, clip.template, faces, clip.audio, tracks))
+            shown = {"viewer": f"viewer/index.html?clip={trial_id}"}
+        else:
+            video = out / "videos" / f"{trial_id}.mp4"
+            render_side_by_side(panels, faces, video, clip.fps, camera, clip.audio, clip.template, size)
+            shown = {"video": f"videos/{video.name}"}
         is_catch = CATCH in (a, b)
         trials.append(
             {
                 "id": trial_id,
-                "video": f"videos/{video.name}",
+                **shown,
                 "clip": clip.name,
                 "subject": clip.subject,
                 "left": left,
@@ -134,6 +145,8 @@ def build_study(
         "consent": CONSENT,
         "trials": trials,
     }
+    if viewed:
+        write_viewer(out / "viewer", viewed, title=title, study=True)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return out
 
@@ -147,22 +160,20 @@ def make_study_from_runs(
     reference: bool = False,
     size: int = 384,
     tracking_uri: str | None = None,
+    viewer: bool = False,
 ) -> Path:
     """A study comparing the test predictions saved by tracked runs (all on the same dataset)."""
     from talkbench.render import camera_for
-    from talkbench.runs import TrackedRun
+    from talkbench.runs import TrackedRun, run_labels, same_dataset
 
     if len(set(run_ids)) < 2:
         raise TalkbenchError("bench study make needs at least two different --runs")
     runs = [TrackedRun.open(r, tracking_uri) for r in dict.fromkeys(run_ids)]
-    datasets = {(r.config.dataset.name, r.config.dataset.root, str(r.config.dataset.options)) for r in runs}
-    if len(datasets) > 1:
-        raise TalkbenchError(f"the runs were evaluated on different datasets: {sorted(map(str, datasets))}")
+    same_dataset(runs)
     data = runs[0].dataset
     if data.spec.faces is None:
         raise TalkbenchError(f"dataset '{data.spec.name}' has no faces (triangles): cannot render a study")
-    labels = [r.method for r in runs]
-    labels = [m if labels.count(m) == 1 else f"{m} ({r.run_id[:8]})" for m, r in zip(labels, runs)]
+    labels = run_labels(runs)
     clips, predictions = [], {label: {} for label in labels}
     for clip in runs[0].test_clips:
         if not all(r.has_prediction(clip.name) for r in runs):
@@ -192,4 +203,5 @@ def make_study_from_runs(
         seed,
         size,
         title=f"Talking-face study ({data.spec.name})",
+        viewer=viewer,
     )

@@ -39,10 +39,15 @@ function render() {
   show("trial");
   const index = study.trials.indexOf(trial) + 1;
   document.getElementById("progress").textContent = `Clip ${index} of ${study.trials.length}`;
+  // a trial plays as an MP4 or in the 3D viewer (bench study make --viewer); the answers are the same
   const video = document.getElementById("video");
-  if (video.dataset.trial !== trial.id) {
-    video.dataset.trial = trial.id;
-    video.src = trial.video;
+  const viewer = document.getElementById("viewer");
+  const player = trial.viewer ? viewer : video;
+  video.classList.toggle("hidden", player !== video);
+  viewer.classList.toggle("hidden", player !== viewer);
+  if (player.dataset.trial !== trial.id) {
+    player.dataset.trial = trial.id;
+    player.src = trial.viewer || trial.video;
     shownAt = performance.now();
   }
   const box = document.getElementById("questions");
