@@ -49,6 +49,7 @@ class Tag:
     LICENCE = "talkbench.licence"  # an imported checkpoint's licence where it restricts use
     CHECKPOINT = "talkbench.checkpoint"  # the imported file(s): name and sha256
     REGISTERED_MODEL = "talkbench.registered_model"  # models:/NAME/VERSION of a run's model
+    MODEL_FILES = "talkbench.model_files"  # name:sha256=HEX of every file of the run's model folder
     # sweep parents
     SWEEP_HASH = "talkbench.sweep_hash"
     GRID = "talkbench.grid"

@@ -2,9 +2,20 @@
 
 Beside :mod:`talkbench.tracking`, the only module that imports mlflow (import-linter contract).
 
-The model is a ``mlflow.pyfunc.PythonModel`` wrapping the method; its one artifact is the
-self-contained folder of :mod:`talkbench.model_bundle` (config, weights, DatasetSpec essentials,
-training speakers' templates, talkbench version). ``mlflow.pyfunc.load_model(uri)`` needs no dataset.
+The model is logged from code (MLflow's models-from-code): its python model is the small module
+:mod:`talkbench.mlflow_predict`, which imports the installed talkbench; nothing in it is pickled. Its one
+artifact is the self-contained folder of :mod:`talkbench.model_bundle` (config, safetensors weights,
+DatasetSpec essentials, training speakers' templates, manifest of sha256 digests), and the run records
+the same digests (``Tag.MODEL_FILES``).
+
+Two loaders:
+
+- :func:`talkbench.model_loader.load` (``talkbench.load_model``, every ``bench`` command) downloads
+  the model's files (:func:`download`), checks them against the manifest and the run's digests, and
+  reads only the folder: it never runs code from the model (neither the code file nor an older
+  model's ``python_model.pkl``);
+- ``mlflow.pyfunc.load_model(uri)`` executes the model's code file by MLflow's design (and unpickles
+  ``python_model.pkl`` of a model logged before talkbench 0.2): use it only on models you trust.
 
 pyfunc interface (the logged signature)::
 
@@ -16,8 +27,7 @@ pyfunc interface (the logged signature)::
 every training speaker in training order, or one speaker's name.
 
 Model references (``RUN_ID``, ``runs:/RUN_ID[/model]``, ``models:/NAME/VERSION``, ``models:/NAME@ALIAS``)
-are resolved to a model URI by :func:`talkbench.runs.model_address`, which reads the store; :func:`load`
-loads what it names.
+are resolved to a model URI by :func:`talkbench.runs.model_address`, which reads the store.
 """
 
 from __future__ import annotations
@@ -28,8 +38,10 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlflow
+import mlflow.models
 import mlflow.pyfunc
 import numpy as np
 
@@ -39,40 +51,43 @@ from talkbench.errors import TalkbenchError
 log = logging.getLogger(__name__)
 
 BUNDLE_ARTIFACT = "bundle"  # the pyfunc artifact name of the model folder
+PREDICT_MODULE = Path(__file__).with_name("mlflow_predict.py")  # the code the model is logged from
 
 
-# MLflow warns at subclassing that predict() has no type hints: the signature is explicit instead
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", UserWarning)
+class TalkbenchModel(mlflow.pyfunc.PythonModel):
+    """pyfunc wrapper of a talkbench method (see the module docstring for the interface)."""
 
-    class TalkbenchModel(mlflow.pyfunc.PythonModel):
-        """pyfunc wrapper of a talkbench method (see the module docstring for the interface)."""
+    def load_context(self, context) -> None:
+        from talkbench.model_bundle import read_bundle
 
-        def load_context(self, context) -> None:
-            from talkbench.model_bundle import read_bundle
+        self.attach(read_bundle(context.artifacts[BUNDLE_ARTIFACT]))
 
-            self.bundle = read_bundle(context.artifacts[BUNDLE_ARTIFACT])
-            self.method = self.bundle.method("cpu")
+    def attach(self, bundle) -> TalkbenchModel:
+        self.bundle = bundle
+        self.method = bundle.method("cpu")
+        return self
 
-        def predict(self, context, model_input, params=None):
-            import torch
+    # np.ndarray: a type hint MLflow accepts without inferring a schema (the logged signature is the
+    # schema); the input is a dict of named tensors
+    def predict(
+        self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
+        import torch
 
-            from talkbench.animate import resolve_conditions
+        from talkbench.animate import resolve_conditions
 
-            spec = self.bundle.spec
-            audio = np.array(model_input["audio"], np.float32).reshape(-1)  # a writable copy
-            template = np.asarray(model_input.get("template", np.zeros((0, 3))), np.float32)
-            if template.size == 0:
-                template = self.bundle.default_template
-            template = np.array(template, np.float32).reshape(spec.n_vertices, 3)
-            condition = (params or {}).get("condition") or None
-            names = resolve_conditions(self.method, condition)
-            indices = [None if c is None else spec.train_subjects.index(c) for c in names]
-            with torch.no_grad():
-                out = self.method.predict_conditions(
-                    torch.from_numpy(audio), torch.from_numpy(template), indices
-                )
-            return out.detach().float().cpu().numpy()
+        spec = self.bundle.spec
+        audio = np.array(model_input["audio"], np.float32).reshape(-1)  # a writable copy
+        template = np.asarray(model_input.get("template", np.zeros((0, 3))), np.float32)
+        if template.size == 0:
+            template = self.bundle.default_template
+        template = np.array(template, np.float32).reshape(spec.n_vertices, 3)
+        condition = (params or {}).get("condition") or None
+        names = resolve_conditions(self.method, condition)
+        indices = [None if c is None else spec.train_subjects.index(c) for c in names]
+        with torch.no_grad():
+            out = self.method.predict_conditions(torch.from_numpy(audio), torch.from_numpy(template), indices)
+        return out.detach().float().cpu().numpy()
 
 
 def signature(n_vertices: int):
@@ -125,12 +140,15 @@ def log_model(tracker, run_id: str, bundle_dir: str | Path, n_vertices: int, reg
     ``register``, also as a new version of that registered model."""
     from mlflow.models import Model
 
+    from talkbench.model_bundle import file_digests, format_digests
+
     quiet = logging.getLogger("mlflow")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # "model logged without an input example" etc.
     try:
         with _store(tracker.uri), warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # type hints: our signature is explicit
+            # the signature is explicit and an example would be a second copy of a clip
+            warnings.filterwarnings("ignore", "An input example was not provided", UserWarning)
             # created in the run's experiment: left to Model.log, the model goes to the Default
             # experiment (its artifacts under ./mlruns in the cwd) and the run page lists no model
             run = tracker.client.get_run(run_id)
@@ -146,7 +164,7 @@ def log_model(tracker, run_id: str, bundle_dir: str | Path, n_vertices: int, reg
                 flavor=mlflow.pyfunc,
                 run_id=run_id,
                 model_id=model.model_id,
-                python_model=TalkbenchModel(),
+                python_model=str(PREDICT_MODULE),
                 artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
                 signature=signature(n_vertices),
                 pip_requirements=_requirements(),
@@ -159,6 +177,7 @@ def log_model(tracker, run_id: str, bundle_dir: str | Path, n_vertices: int, reg
         ) from None
     finally:
         quiet.setLevel(level)
+    tracker.set_tags(run_id, {contract.Tag.MODEL_FILES: format_digests(file_digests(bundle_dir))})
     registered = None
     if register:
         version = getattr(info, "registered_model_version", None)
@@ -167,19 +186,38 @@ def log_model(tracker, run_id: str, bundle_dir: str | Path, n_vertices: int, reg
 
 
 # ------------------------------------------------------------------------------------------ loading
-def load(model_uri: str, tracking_uri: str):
-    """``(pyfunc model, TalkbenchModel)`` at a model URI (a run's: ``talkbench.runs.model_address``)."""
+def set_code_model() -> None:
+    """What :mod:`talkbench.mlflow_predict` (the file the model is logged from) runs."""
+    mlflow.models.set_model(TalkbenchModel())
+
+
+def download(model_uri: str, tracking_uri: str, dst: str | Path) -> Path:
+    """The model folder inside the files of the MLflow model at ``model_uri``, downloaded to ``dst``
+    (files only: nothing of the model is loaded or run)."""
     with _store(tracking_uri):
         try:
-            model = mlflow.pyfunc.load_model(model_uri)
+            root = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst))
         except Exception as exc:
             raise TalkbenchError(
-                f"'{model_uri}' is no loadable MLflow model: {str(exc).splitlines()[0][:200]}"
+                f"'{model_uri}': the model's files could not be read: {str(exc).splitlines()[0][:200]}"
             ) from None
-    python_model = model.unwrap_python_model()
-    if not isinstance(python_model, TalkbenchModel):
-        raise TalkbenchError(f"'{model_uri}' is an MLflow model but not a talkbench one")
-    return model, python_model
+    return bundle_dir(Path(root))
+
+
+def bundle_dir(root: Path) -> Path:
+    """The model folder itself, or the one inside an MLflow model folder (its MLmodel, plain YAML,
+    says where pyfunc put the artifact)."""
+    import yaml
+
+    if not (root / "MLmodel").is_file():
+        return root
+    try:
+        flavor = yaml.safe_load((root / "MLmodel").read_text())["flavors"]["python_function"]
+        return root / flavor["artifacts"][BUNDLE_ARTIFACT]["path"]
+    except (KeyError, TypeError, yaml.YAMLError):
+        raise TalkbenchError(
+            f"{root / 'MLmodel'}: not a talkbench MLflow model (no '{BUNDLE_ARTIFACT}' artifact)"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------- the run's model

@@ -4,11 +4,16 @@ The folder is what the MLflow model (:mod:`talkbench.mlflow_model`) carries as i
 it can be read without MLflow:
 
 - ``config.yaml``: the run's resolved config (RunConfig.save);
-- ``weights.pt``: the method's state dict (``torch.save``, read back with ``weights_only``);
+- ``model.safetensors``: the method's state dict (no pickle: safetensors holds only tensors);
 - ``spec.json`` + ``arrays.npz``: the DatasetSpec essentials (fps, vertex count, faces, regions, the
   training speakers' names and templates, splits, scales...), JSON for scalars, npz for arrays;
 - ``meta.json``: talkbench version, method, dataset, the training audio's statistics for the
-  out-of-domain warning (animate.audio_reference), and free provenance (run id, imported checkpoint).
+  out-of-domain warning (animate.audio_reference), and free provenance (run id, imported checkpoint);
+- ``manifest.json``: the sha256 of every other file, checked by :func:`read_bundle` before any file is
+  parsed (the logging run records the same digests: ``Tag.MODEL_FILES``), so one changed byte is
+  refused with the file's name.
+
+Folders written before the manifest (``weights.pt``, read with ``weights_only``) still load, unverified.
 
 Rebuilding the method never downloads anything: a pretrained speech encoder is built randomly
 initialised (``audio.pretrained = false``) and then overwritten by ``weights.pt``, which holds it.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +34,14 @@ import numpy as np
 from talkbench.errors import TalkbenchError
 
 CONFIG_FILE = "config.yaml"
-WEIGHTS_FILE = "weights.pt"
+WEIGHTS_FILE = "model.safetensors"
 SPEC_FILE = "spec.json"
 ARRAYS_FILE = "arrays.npz"
 META_FILE = "meta.json"
+MANIFEST_FILE = "manifest.json"
 BUNDLE_FILES = (CONFIG_FILE, WEIGHTS_FILE, SPEC_FILE, ARRAYS_FILE, META_FILE)
+LEGACY_WEIGHTS_FILE = "weights.pt"  # talkbench <= 0.1 (torch.save, read with weights_only)
+MANIFEST_FORMAT = "talkbench-model"
 _TEMPLATE = "template/"  # npz key prefix of a training speaker's template
 
 
@@ -112,13 +121,14 @@ def write_bundle(
 ) -> Path:
     """Write the folder for a trained ``method``. ``templates``: the training speakers' (an imported
     checkpoint without its dataset has none: animating it then needs a template)."""
-    import torch
+    from safetensors.torch import save_file
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / CONFIG_FILE)
-    state = {k: v.detach().cpu().contiguous() for k, v in method.state_dict().items()}
-    torch.save(state, out / WEIGHTS_FILE)
+    # cloned: safetensors refuses tensors that share memory (tied weights)
+    state = {k: v.detach().cpu().clone().contiguous() for k, v in method.state_dict().items()}
+    save_file(state, out / WEIGHTS_FILE)
     plain, arrays = _spec_to_parts(spec)
     for s in spec.train_subjects:
         if s in templates:
@@ -134,7 +144,62 @@ def write_bundle(
         **(extra or {}),
     }
     (out / META_FILE).write_text(json.dumps(meta, indent=1, default=str))
+    manifest = {"format": MANIFEST_FORMAT, "files": {f: sha256_file(out / f) for f in BUNDLE_FILES}}
+    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
     return out
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def file_digests(root: str | Path) -> dict[str, str]:
+    """The manifest's ``{file: sha256}`` of a model folder (what the logging run records)."""
+    return dict(_manifest(Path(root))["files"])
+
+
+def format_digests(digests: dict[str, str]) -> str:
+    """``name:sha256=HEX`` pairs, space-separated: the run tag's value (like ``Tag.CHECKPOINT``)."""
+    return " ".join(f"{name}:sha256={digest}" for name, digest in sorted(digests.items()))
+
+
+def parse_digests(text: str) -> dict[str, str]:
+    pairs = (item.split(":sha256=", 1) for item in text.split())
+    return {name: digest for name, digest in pairs}
+
+
+def _manifest(root: Path) -> dict:
+    try:
+        manifest = json.loads((root / MANIFEST_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise TalkbenchError(f"{root / MANIFEST_FILE}: unreadable model manifest ({exc})") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if manifest.get("format") != MANIFEST_FORMAT or not isinstance(files, dict):
+        raise TalkbenchError(f"{root / MANIFEST_FILE}: not a talkbench model manifest")
+    return manifest
+
+
+def verify_bundle(root: str | Path, expected: dict[str, str] | None = None) -> None:
+    """Check every file of the folder against its manifest and the manifest against ``expected``
+    (the digests its run recorded); the first file that differs is one TalkbenchError naming it."""
+    root = Path(root)
+    recorded = file_digests(root)
+    if expected is not None and expected != recorded:
+        changed = sorted(f for f in set(expected) | set(recorded) if expected.get(f) != recorded.get(f))
+        raise TalkbenchError(
+            f"{root / MANIFEST_FILE}: its sha256 of {', '.join(changed)} differs from the one its run "
+            "recorded: the model folder was changed after it was logged; refusing to load it"
+        )
+    for name in BUNDLE_FILES:
+        path = root / name
+        if name not in recorded:
+            raise TalkbenchError(f"{root / MANIFEST_FILE}: records no sha256 of {name}")
+        if sha256_file(path) != recorded[name]:
+            raise TalkbenchError(
+                f"{path}: its sha256 differs from the one in {MANIFEST_FILE} (changed or damaged after "
+                "it was written); refusing to load it"
+            )
 
 
 # ------------------------------------------------------------------------------------------- read
@@ -178,7 +243,13 @@ class Bundle:
             audio.pretrained = False
         model = METHODS.get(self.config.method)(method_config, self.spec)
         path = self.root / WEIGHTS_FILE
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        if path.is_file():
+            from safetensors.torch import load_file
+
+            state = load_file(path)
+        else:  # written before the manifest
+            path = self.root / LEGACY_WEIGHTS_FILE
+            state = torch.load(path, map_location="cpu", weights_only=True)
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:
@@ -187,13 +258,18 @@ class Bundle:
         return model.to(device).eval()
 
 
-def read_bundle(root: str | Path) -> Bundle:
+def read_bundle(root: str | Path, expected: dict[str, str] | None = None) -> Bundle:
+    """Verify (:func:`verify_bundle`, ``expected``: the run's digests) and read a model folder."""
     from talkbench.config import RunConfig
 
     root = Path(root)
-    missing = [f for f in BUNDLE_FILES if not (root / f).is_file()]
+    legacy = not (root / MANIFEST_FILE).is_file() and (root / LEGACY_WEIGHTS_FILE).is_file()
+    needed = [f for f in BUNDLE_FILES if f != WEIGHTS_FILE] if legacy else [*BUNDLE_FILES, MANIFEST_FILE]
+    missing = [f for f in needed if not (root / f).is_file()]
     if missing:
         raise TalkbenchError(f"{root}: not a talkbench model folder (missing {', '.join(missing)})")
+    if not legacy:
+        verify_bundle(root, expected)
     plain = json.loads((root / SPEC_FILE).read_text())
     with np.load(root / ARRAYS_FILE) as npz:
         arrays = {k: npz[k] for k in npz.files}

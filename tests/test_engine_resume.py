@@ -115,24 +115,50 @@ def test_resume_with_a_different_config_is_refused(data, tmp_path):
     ).resumed_from
 
 
-def test_flipped_bytes_inside_a_tensor_are_refused(data, tmp_path):
-    """Issue 17.1: torch.load does not check member CRCs; 400 damaged bytes in the middle of the
-    tensor data used to resume silently into weights of magnitude ~4700."""
+def test_one_byte_changed_anywhere_in_a_checkpoint_is_refused(data, tmp_path):
+    """Issue 17.1 / 27.1: torch.load does not check member CRCs (400 damaged bytes inside a tensor used
+    to resume silently); the sha256 covers every byte after the header, the header is checked too."""
+    from talkbench import checkpoint as ckpt
+
     _fresh(data, tmp_path, "dummy.hidden=256")  # a model large enough to have a long tensor region
     last = tmp_path / "checkpoints" / "last.pt"
-    blob = bytearray(last.read_bytes())
+    blob = last.read_bytes()
     last.unlink()
-    import zipfile
-
-    with zipfile.ZipFile(tmp_path / "checkpoints" / "stage02-fine.pt") as zf:
-        info = max(zf.infolist(), key=lambda i: i.file_size)  # the largest tensor member
-    assert info.file_size > 2000
-    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
-    middle = start + info.file_size // 2 - 200
-    blob[middle : middle + 400] = bytes(b ^ 0x5A for b in blob[middle : middle + 400])
-    last.write_bytes(bytes(blob))
-    with pytest.raises(TalkbenchError, match=rf"checkpoint {last} is corrupt .*sha256"):
+    assert len(blob) > 20_000
+    header = len(ckpt.MAGIC)
+    positions = [0, header - 1, header + 5, *range(60, len(blob), len(blob) // 97), len(blob) - 1]
+    for at in positions:
+        damaged = bytearray(blob)
+        damaged[at] ^= 0x01
+        last.write_bytes(bytes(damaged))
+        with pytest.raises(TalkbenchError, match=rf"checkpoint {last} is (corrupt|not a talkbench)"):
+            ckpt.load(last)
+    with pytest.raises(TalkbenchError, match=rf"checkpoint {last} is corrupt .*sha256.*--resume"):
         _resume(data, tmp_path, "dummy.hidden=256")
+
+
+def test_version_2_checkpoints_are_read_and_verified(data, tmp_path):
+    """Format 2 (a torch archive holding the payload and its sha256) still resumes; damage is refused."""
+    import hashlib
+    import io
+    from dataclasses import asdict
+
+    from talkbench import checkpoint as ckpt
+
+    result = _fresh(data, tmp_path)
+    last = tmp_path / "checkpoints" / "last.pt"
+    state = ckpt.load(last)
+    last.unlink()
+    buf = io.BytesIO()
+    torch.save(asdict(state), buf)
+    payload = torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)
+    sha = hashlib.sha256(buf.getvalue()).hexdigest()
+    torch.save({"format": ckpt.FORMAT, "version": 2, "sha256": sha, "payload": payload}, last)
+    assert _resume(data, tmp_path).history == result.history
+    payload[len(payload) // 2] ^= 1
+    torch.save({"format": ckpt.FORMAT, "version": 2, "sha256": sha, "payload": payload}, last)
+    with pytest.raises(TalkbenchError, match=rf"checkpoint {last} is corrupt .*sha256"):
+        _resume(data, tmp_path)
 
 
 def test_old_format_checkpoints_are_read_and_verified(data, tmp_path):

@@ -61,14 +61,12 @@ def test_import_with_data_is_evaluated_and_on_the_leaderboard(checkpoint):
     assert "vocaset.pth:sha256=" in run.data.tags[contract.Tag.CHECKPOINT]
     assert contract.test_metric("lve") in run.data.metrics
     # the logged model predicts like the weights that were exported
-    from talkbench import mlflow_model
-    from talkbench.runs import model_address
-
-    pyfunc, _ = mlflow_model.load(model_address(run_id, uri).model_uri, uri)
+    from talkbench import load_model
     from talkbench.datasets import vocaset
 
     speaker = vocaset.TRAIN_SUBJECTS[1]
-    got = pyfunc.predict({"audio": audio, "template": template}, params={"condition": speaker})
+    inputs = {"audio": audio, "template": template}
+    got = load_model(run_id, uri).predict(None, inputs, {"condition": speaker})
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
     board = bench("leaderboard", "--dataset", "vocaset", "--format", "csv", "--tracking-uri", uri)
     assert board.exit_code == 0, board.output

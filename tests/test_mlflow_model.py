@@ -4,10 +4,13 @@ the Model Registry and ``models:/NAME/1`` / ``models:/NAME@alias`` work wherever
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -21,6 +24,18 @@ from talkbench.errors import TalkbenchError
 from talkbench.runs import ModelAddress, TrackedRun, model_address, resolve_run_id
 
 NAME = "tiny-faceformer"
+
+
+@contextlib.contextmanager
+def mlflow_store(uri: str):
+    old = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(old[0])
+        mlflow.set_registry_uri(old[1])
 
 FRESH = r"""
 import json, sys
@@ -95,17 +110,19 @@ def test_registered_version_predicts_the_same(trained):
 
 
 def test_model_carries_spec_templates_version_and_signature(trained):
-    from talkbench import mlflow_model
+    from mlflow.models import Model
 
-    address = model_address(trained["run_id"], trained["uri"])
-    pyfunc, python_model = mlflow_model.load(address.model_uri, trained["uri"])
-    bundle = python_model.bundle
+    from talkbench import load_model
+
+    bundle = load_model(trained["run_id"], trained["uri"]).bundle
     assert list(bundle.spec.train_subjects) == trained["speakers"]
     assert set(bundle.templates) == set(trained["speakers"])
     assert bundle.spec.faces is not None and bundle.spec.regions["lips"].size
     assert bundle.meta["talkbench_version"] and bundle.meta["run_id"] == trained["run_id"]
     assert set(bundle.reference) == {"centroid_hz", "log_flatness", "log_high_band"}
-    inputs = pyfunc.metadata.get_input_schema().input_names()
+    with mlflow_store(trained["uri"]):
+        metadata = Model.load(model_address(trained["run_id"], trained["uri"]).model_uri)
+    inputs = metadata.get_input_schema().input_names()
     assert inputs == ["audio", "template"]
     tags = mlflow.MlflowClient(trained["uri"]).get_run(trained["run_id"]).data.tags
     assert tags[contract.Tag.REGISTERED_MODEL] == f"models:/{NAME}/1"
@@ -190,3 +207,117 @@ def test_bundle_builds_without_the_pretrained_encoder_it_holds(method, synthtalk
     rebuilt = read_bundle(tmp_path / "bundle").method()
     for key, value in model.state_dict().items():
         torch.testing.assert_close(rebuilt.state_dict()[key], value)
+
+
+# -- trust (issue 27): checksums, no pickle, no code run by talkbench's loader ------------------------
+GADGET = """
+import os, pickle, sys
+
+class Gadget:
+    def __reduce__(self):
+        return (os.system, (f"touch {sys.argv[2]}",))
+
+with open(sys.argv[1], "wb") as fh:
+    pickle.dump(Gadget(), fh)
+"""
+
+
+def _gadget(path, marker):
+    """A pickle that, once unpickled, creates ``marker`` (written by a separate process)."""
+    subprocess.run([sys.executable, "-c", GADGET, str(path), str(marker)], check=True)
+    assert path.stat().st_size and not marker.exists()
+
+
+def _flip(path, at: int | None = None) -> None:
+    blob = bytearray(path.read_bytes())
+    at = len(blob) // 2 if at is None else at
+    blob[at] ^= 0x01
+    path.write_bytes(bytes(blob))
+
+
+def _download(trained, dst) -> Path:
+    """The logged model's files, as MLflow stores them (nothing loaded)."""
+    uri = model_address(trained["run_id"], trained["uri"]).model_uri
+    with mlflow_store(trained["uri"]):
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
+
+
+def test_one_byte_changed_in_any_file_of_a_model_folder_is_refused_naming_it(trained, tmp_path):
+    from talkbench import load_model
+    from talkbench.model_bundle import BUNDLE_FILES, MANIFEST_FILE
+
+    folder = _download(trained, tmp_path / "m")
+    bundle = folder / "artifacts" / "model"
+    assert load_model(folder).bundle.spec.train_subjects
+    for name in (*BUNDLE_FILES, MANIFEST_FILE):
+        copy = tmp_path / name
+        shutil.copytree(bundle, copy)
+        _flip(copy / name)
+        named = MANIFEST_FILE if name == MANIFEST_FILE else f"{copy / name}: its sha256 differs"
+        with pytest.raises(TalkbenchError, match=re.escape(named)):
+            load_model(copy)
+
+
+def test_the_runs_digests_catch_a_folder_rewritten_with_its_manifest(trained):
+    """One byte changed in the store's copy is refused by name; weights and manifest rewritten together
+    are refused through the digests the run recorded."""
+    from talkbench import load_model
+    from talkbench.model_bundle import WEIGHTS_FILE, file_digests, format_digests, sha256_file
+
+    client = mlflow.MlflowClient(trained["uri"])
+    model_id = client.get_run(trained["run_id"]).outputs.model_outputs[0].model_id
+    location = client.get_logged_model(model_id).artifact_location.removeprefix("file://")
+    bundle = Path(location) / "artifacts" / "model"
+    tag = client.get_run(trained["run_id"]).data.tags[contract.Tag.MODEL_FILES]
+    assert tag == format_digests(file_digests(bundle)) and f"{WEIGHTS_FILE}:sha256=" in tag
+    original = (bundle / WEIGHTS_FILE).read_bytes(), (bundle / "manifest.json").read_text()
+    try:
+        _flip(bundle / WEIGHTS_FILE, len(original[0]) - 3)
+        with pytest.raises(TalkbenchError, match=f"{WEIGHTS_FILE}: its sha256 differs"):
+            load_model(trained["run_id"], trained["uri"])
+        manifest = json.loads(original[1])
+        manifest["files"][WEIGHTS_FILE] = sha256_file(bundle / WEIGHTS_FILE)
+        (bundle / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(TalkbenchError, match=f"sha256 of {WEIGHTS_FILE} differs from the one its run"):
+            load_model(trained["run_id"], trained["uri"])
+    finally:
+        (bundle / WEIGHTS_FILE).write_bytes(original[0])
+        (bundle / "manifest.json").write_text(original[1])
+    assert load_model(trained["run_id"], trained["uri"]).method is not None
+
+
+def test_the_logged_model_holds_no_pickle_and_talkbench_runs_no_code_of_it(trained, tmp_path):
+    """Models-from-code: the MLmodel names a code file, no python_model.pkl; a folder whose files are
+    replaced with pickle gadgets loads (or is refused) through talkbench's loader without running them,
+    and an old pickled model (python_model.pkl + weights.pt) still loads through it."""
+    import torch
+    import yaml
+    from safetensors.torch import load_file
+
+    from talkbench import load_model
+
+    folder = _download(trained, tmp_path / "m")
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    assert not [p for p in files if p.suffix in (".pkl", ".pt", ".pth", ".bin")]
+    for p in files:  # no pickle stream anywhere (protocol 2+ starts with PROTO 0x80)
+        assert not p.read_bytes()[:1] == b"\x80", p
+    flavor = yaml.safe_load((folder / "MLmodel").read_text())["flavors"]["python_function"]
+    assert "python_model" not in flavor and flavor["model_code_path"].endswith("mlflow_predict.py")
+    # an old-style model: pickled python model, weights.pt, no manifest; every pickle a gadget
+    marker = tmp_path / "marker"
+    _gadget(folder / "python_model.pkl", marker)
+    flavor["python_model"] = "python_model.pkl"
+    mlmodel = yaml.safe_load((folder / "MLmodel").read_text())
+    mlmodel["flavors"]["python_function"] = flavor
+    (folder / "MLmodel").write_text(yaml.safe_dump(mlmodel))
+    bundle = folder / "artifacts" / "model"
+    torch.save(load_file(bundle / "model.safetensors"), bundle / "weights.pt")
+    (bundle / "model.safetensors").unlink()
+    (bundle / "manifest.json").unlink()
+    inputs = np.load(trained["inputs"])
+    got = load_model(folder).predict(None, dict(inputs), {"condition": "all"})
+    np.testing.assert_allclose(got, _saved(trained), atol=1e-6, rtol=0)
+    _gadget(bundle / "weights.pt", marker)  # weights_only refuses it
+    with pytest.raises(Exception, match="weights"):
+        load_model(folder).predict(None, dict(inputs))
+    assert not marker.exists()

@@ -37,13 +37,10 @@ def animate_command(
     a SynthTalk model) is animated with a warning.
     """
     with one_line_errors():
-        from talkbench import mlflow_model
+        from talkbench import load_model
         from talkbench.animate import animate, load_audio
-        from talkbench.runs import model_address
-        from talkbench.tracking import resolve_tracking_uri
 
-        uri = resolve_tracking_uri(tracking_uri)
-        _, python_model = mlflow_model.load(model_address(model, uri).model_uri, uri)
+        python_model = load_model(model, tracking_uri)
         bundle = python_model.bundle
         samples, note = load_audio(audio)
         typer.echo(note)
