@@ -54,7 +54,12 @@ def _spec_to_parts(spec) -> tuple[dict, dict[str, np.ndarray]]:
         value = getattr(spec, f.name)
         if f.name == "splits":
             plain[f.name] = {
-                k: {"subjects": list(s.subjects), "sentences": s.sentences} for k, s in value.items()
+                k: {
+                    "subjects": list(s.subjects),
+                    "sentences": s.sentences,
+                    "by_group": [list(g) for g in s.by_group],
+                }
+                for k, s in value.items()
             }
         elif f.name == "regions":
             plain[f.name] = sorted(value)
@@ -84,7 +89,11 @@ def _spec_from_parts(plain: dict, arrays) -> Any:
         value = plain[f.name]
         if f.name == "splits":
             kw[f.name] = {
-                k: Split(tuple(s["subjects"]), tuple(s["sentences"]) if s["sentences"] else None)
+                k: Split(
+                    tuple(s["subjects"]),
+                    tuple(s["sentences"]) if s["sentences"] else None,
+                    tuple(tuple(g) for g in s.get("by_group", ())),
+                )
                 for k, s in value.items()
             }
         elif f.name == "regions":

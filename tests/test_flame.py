@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from flame_fakes import fake_flame_arrays, write_fake_flame
 from scipy.spatial.transform import Rotation
 
 from talkbench.datasets.flame import flame_vertices, load_flame, rodrigues
 from talkbench.errors import DataError
-from tests.flame_fakes import fake_flame_arrays, write_fake_flame
 
 N_SHAPE = 6
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import re
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ class ClipRef:
     n_frames: int
     wav: Path
     npy: Path
+    group: str | None = None  # the clip_pattern's group (3DMEAD: the emotion), None without one
 
 
 # ----------------------------------------------------------------------------------- names and files
@@ -55,6 +57,20 @@ def parse_name(stem: str, path: Path | str | None = None) -> tuple[str, int]:
             "two characters are the sentence number (e.g. FaceTalk_170725_00137_TA_sentence01, F2_e01)"
         )
     return subject, int(stem[-2:])
+
+
+def parse_clip(stem: str, path: Path | str | None, pattern: str | None) -> tuple[str, int, str | None]:
+    """(subject, sentence, group) of a clip name: ``pattern``'s named groups ``subject``, ``sentence``
+    and optionally ``group`` (e.g. 3DMEAD's ``M003_001_0_0``), or :func:`parse_name` without one."""
+    if pattern is None:
+        return (*parse_name(stem, path), None)
+    m = re.fullmatch(pattern, stem)
+    if m is None:
+        raise DataError(
+            f"{path or stem}: cannot parse the clip name '{stem}'; expected names matching {pattern}"
+        )
+    found = m.groupdict()
+    return found["subject"], int(found["sentence"]), found.get("group")
 
 
 def require_layout(root: str | Path, dataset: str) -> Path:
@@ -125,7 +141,7 @@ def probe_clip(
     """Header-level checks of one clip; returns the ref (None if unusable) and every problem found."""
     problems: list[str] = []
     try:
-        subject, sentence = parse_name(stem, npy)
+        subject, sentence, group = parse_clip(stem, npy, spec.clip_pattern)
     except DataError as exc:
         return None, [str(exc)]
     if subject not in templates:
@@ -170,7 +186,7 @@ def probe_clip(
     n = aligned_frames(n_motion, seconds, spec.fps)
     if n <= 0:
         return None, [f"{wav}: too short for one motion frame ({seconds:.3f} s)"]
-    return ClipRef(stem, subject, sentence, n, wav, npy), []
+    return ClipRef(stem, subject, sentence, n, wav, npy, group), []
 
 
 def finite_problem(npy: Path, vertices: np.ndarray, fps: float) -> str | None:
@@ -230,7 +246,9 @@ class PreparedDataset:
         if self.wav_only:
             # the reference loaders drop pairs without a vertex file; say so once
             log.info("%s: %d WAV files without a vertex file are ignored", self.root, len(self.wav_only))
-        self._names = {stem: parse_name(stem, paths[1]) for stem, paths in self._pairs.items()}
+        self._names = {
+            stem: parse_clip(stem, paths[1], spec.clip_pattern) for stem, paths in self._pairs.items()
+        }
         self._views: dict[str, SplitView] = {}
         self._audio = _AudioCache(audio_cache_mb << 20)
         self._mmaps: dict[str, np.ndarray] = {}
@@ -254,7 +272,7 @@ class PreparedDataset:
 
     def split_stems(self, split: str) -> list[str]:
         s = self.spec.splits[split]
-        return [stem for stem, (subj, sent) in self._names.items() if s.contains(subj, sent)]
+        return [stem for stem, name in self._names.items() if s.contains(*name)]
 
     def _digest(self) -> str:
         """Split file lists, file sizes (catch partial downloads), templates, regions, and the

@@ -24,6 +24,8 @@ DATASETS: Registry = Registry("dataset", entry_point_group="talkbench.datasets",
 DATASETS.register("synthtalk", "talkbench.datasets.synthtalk_loader:load_synthtalk")
 DATASETS.register("vocaset", "talkbench.datasets.vocaset:load_vocaset")
 DATASETS.register("biwi", "talkbench.datasets.biwi:load_biwi")
+DATASETS.register("multiface", "talkbench.datasets.multiface:load_multiface")
+DATASETS.register("3dmead", "talkbench.datasets.mead:load_3dmead")
 
 
 def loader_options(name: str) -> dict[str, inspect.Parameter]:
