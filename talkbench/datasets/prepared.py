@@ -31,6 +31,7 @@ log = logging.getLogger("talkbench.datasets")
 
 WAV_DIR = "wav"
 VERTS_DIR = "vertices_npy"
+WEIGHTS_DIR = "blendshapes_npy"  # blendshape datasets: (T_capture, K) weights, same frames as the meshes
 TEMPLATES = "templates.pkl"
 
 
@@ -45,6 +46,7 @@ class ClipRef:
     wav: Path
     npy: Path
     group: str | None = None  # the clip_pattern's group (3DMEAD: the emotion), None without one
+    weights: Path | None = None  # blendshapes_npy/<name>.npy of a blendshape dataset
 
 
 # ----------------------------------------------------------------------------------- names and files
@@ -174,6 +176,10 @@ def probe_clip(
     except DataError as exc:
         problems.append(str(exc))
         return None, problems
+    weights = None
+    if spec.target == "blendshapes" and n_motion is not None:
+        weights = npy.parent.parent / WEIGHTS_DIR / npy.name
+        problems += _weight_problems(weights, arr.shape[0], len(spec.channels))
     if n_motion is None or problems:
         return None, problems
     seconds = frames / rate
@@ -186,7 +192,23 @@ def probe_clip(
     n = aligned_frames(n_motion, seconds, spec.fps)
     if n <= 0:
         return None, [f"{wav}: too short for one motion frame ({seconds:.3f} s)"]
-    return ClipRef(stem, subject, sentence, n, wav, npy, group), []
+    return ClipRef(stem, subject, sentence, n, wav, npy, group, weights), []
+
+
+def _weight_problems(path: Path, n_capture: int, n_channels: int) -> list[str]:
+    """The blendshape file of a clip: present, float (T, K) with the meshes' frame count."""
+    if not path.is_file():
+        return [f"{path}: missing blendshape weights; expected float32 ({n_capture}, {n_channels})"]
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        return [f"{path}: unreadable blendshape file ({exc}); expected a float (T, K) .npy"]
+    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating) or arr.shape != (n_capture, n_channels):
+        return [
+            f"{path}: {arr.dtype} weights of shape {arr.shape}; expected float32 ({n_capture}, "
+            f"{n_channels}): one row per frame of its vertex file, one column per channel"
+        ]
+    return []
 
 
 def finite_problem(npy: Path, vertices: np.ndarray, fps: float) -> str | None:
@@ -281,12 +303,15 @@ class PreparedDataset:
         for split in sorted(self.spec.splits):
             h.update(f"\n[{split}]".encode())
             for stem in sorted(self.split_stems(split)):
-                sizes = [file_size(p) for p in self._pairs[stem]]
+                files = self._pairs[stem]
+                if self.spec.target == "blendshapes":
+                    files = (*files, self.root / WEIGHTS_DIR / files[1].name)
+                sizes = [file_size(p) for p in files if p.exists()]
                 h.update(f"{stem}:{sizes}\n".encode())
         h.update((self.root / TEMPLATES).read_bytes())
-        meta = self.root / "synthtalk.json"
-        if meta.is_file():
-            h.update(meta.read_bytes())
+        for extra in ("synthtalk.json", "rig.npz"):
+            if (self.root / extra).is_file():
+                h.update((self.root / extra).read_bytes())
         h.update(self.spec.region_digest().encode())
         return h.hexdigest()[:16]
 
@@ -327,6 +352,25 @@ class PreparedDataset:
             self._checked.add(ref.name)
         return verts
 
+    def weights(self, ref: ClipRef) -> np.ndarray | None:
+        """(T, K) memory-mapped blendshape weights at spec.fps, or None for a vertex dataset."""
+        if ref.weights is None:
+            return None
+        key = f"{ref.name}/weights"
+        arr = self._mmaps.get(key)
+        if arr is None:
+            arr = np.load(ref.weights, mmap_mode="r", allow_pickle=False)
+            self._mmaps[key] = arr
+        w = arr[:: self.spec.stride][: ref.n_frames]
+        if w.dtype != np.float32:
+            w = w.astype(np.float32)
+        if key not in self._checked:
+            problem = finite_problem(ref.weights, w[:, :, None], self.spec.fps)
+            if problem:
+                raise DataError(problem.replace("vertices contain", "weights contain"))
+            self._checked.add(key)
+        return w
+
     def audio(self, ref: ClipRef) -> np.ndarray:
         """Float32 16 kHz audio trimmed/zero-padded to round(T / fps * 16000) samples (read-only)."""
         cached = self._audio.get(ref.name)
@@ -360,6 +404,7 @@ class PreparedDataset:
             audio=self.audio(ref),
             vertices=self.vertices(ref),
             template=self.templates[ref.subject],
+            weights=self.weights(ref),
         )
 
 

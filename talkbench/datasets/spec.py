@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from talkbench.datasets.rig import Rig
+
 
 @dataclass(frozen=True)
 class Split:
@@ -71,6 +73,13 @@ class DatasetSpec:
     # how clip names split into subject, sentence (and group): a regular expression with those named
     # groups, or None for the rule of VOCASET and BIWI (see prepared.parse_name)
     clip_pattern: str | None = None
+    # the motion it carries (datasets/targets.py): "vertices", or "blendshapes": named weights (T, K)
+    # beside the meshes, ``channels`` their names (ARKit's where they map), ``channel_groups`` the
+    # channel index sets weight-space metrics average over, ``rig`` weights -> meshes when known
+    target: str = "vertices"
+    channels: tuple[str, ...] = ()
+    channel_groups: dict[str, np.ndarray] = field(default_factory=dict)
+    rig: Rig | None = None
 
     @property
     def stride(self) -> int:

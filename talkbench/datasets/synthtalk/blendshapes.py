@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from talkbench.datasets.rig import LipClosure
+
 from .face import EYE_U, EYE_V, MOUTH_V, Topology
 
 MOUTH_FIELDS = ("jaw", "round", "spread", "press", "labiodental")
@@ -93,6 +95,12 @@ def _lip_columns(topo: Topology):
     return near, idx, fall * sign
 
 
+def lip_closure(topo: Topology, channel: int) -> LipClosure:
+    """The closure step of this topology, driven by weight ``channel``."""
+    near, idx, w = _lip_columns(topo)
+    return LipClosure(channel, topo.mouth_upper, topo.mouth_lower, near, idx, w)
+
+
 def close_lips(verts: np.ndarray, topo: Topology, closure: np.ndarray) -> np.ndarray:
     """Bring upper and lower lips together by ``closure`` in [0, 1] per frame (1 = touching), in place.
 
@@ -100,11 +108,4 @@ def close_lips(verts: np.ndarray, topo: Topology, closure: np.ndarray) -> np.nda
     pushed past the other) is removed, so lips touch but never cross. Each correction spreads to the
     neighbouring rows of the same column with a short falloff. verts: (T, V, 3) float64.
     """
-    up, lo = topo.mouth_upper, topo.mouth_lower
-    near, idx, w = _lip_columns(topo)
-    gap = verts[:, up] - verts[:, lo]  # (T, M, 3), +y when open
-    half = 0.5 * np.clip(closure, 0.0, 1.0)[:, None, None] * gap
-    verts[:, near] += w[None, :, None] * half[:, idx]
-    overlap = np.minimum(verts[:, up, 1] - verts[:, lo, 1], 0.0)  # (T, M), < 0 where lips cross
-    verts[:, near, 1] += w[None, :] * (0.5 * overlap)[:, idx]
-    return verts
+    return lip_closure(topo, FIELDS.index("press")).apply(verts, closure)
