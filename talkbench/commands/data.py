@@ -18,6 +18,12 @@ class Preset(StrEnum):
     full = "full"
 
 
+class Variant(StrEnum):
+    main = "main"
+    topology2 = "topology2"
+    blendshape = "blendshape"
+
+
 @data_app.command("make")
 def make(
     dataset: str = typer.Argument(..., help="Dataset to generate: synthtalk."),
@@ -29,18 +35,25 @@ def make(
     out: Path | None = typer.Option(
         None, help="Output directory (default: the cache under $TALKBENCH_HOME)."
     ),
+    variant: Variant = typer.Option(
+        Variant.main,
+        help="main; topology2 (a second face mesh: dataset synthtalk-topology2); blendshape (ARKit-named "
+        "rig weights as targets: dataset synthtalk-blendshape). Each has its own speakers.",
+    ),
 ) -> None:
-    """Generate the embedded SynthTalk dataset."""
+    """Generate the embedded SynthTalk dataset (or one of its variants)."""
     if dataset != "synthtalk":
         raise ConfigError(f"bench data make: unknown dataset '{dataset}'; only 'synthtalk' can be generated")
     from talkbench.datasets import synthtalk
 
+    opts = {"preset": preset.value, "seed": seed, "style_coupling": style_coupling, "variant": variant.value}
     if out is None:
-        path = synthtalk.ensure_synthtalk(preset=preset.value, seed=seed, style_coupling=style_coupling)
+        path = synthtalk.ensure_synthtalk(**opts)
     else:
-        synthtalk.generate(out, preset=preset.value, seed=seed, style_coupling=style_coupling)
+        synthtalk.generate(out, **opts)
         path = out
-    typer.echo(f"synthtalk {preset.value} (seed {seed}, style_coupling {style_coupling:g}) at {path}")
+    name = synthtalk.dataset_name(variant.value)
+    typer.echo(f"{name} {preset.value} (seed {seed}, style_coupling {style_coupling:g}) at {path}")
 
 
 PREPARABLE = ("vocaset", "multiface", "3dmead")

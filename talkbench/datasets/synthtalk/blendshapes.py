@@ -109,3 +109,50 @@ def close_lips(verts: np.ndarray, topo: Topology, closure: np.ndarray) -> np.nda
     neighbouring rows of the same column with a short falloff. verts: (T, V, 3) float64.
     """
     return lip_closure(topo, FIELDS.index("press")).apply(verts, closure)
+
+
+# -- the rig as ARKit blendshapes (the 'blendshape' variant) -------------------------------------------
+# Each generator channel drives the nearest ARKit shape(s); a bilateral channel is split into the
+# subject's left and right (u > 0 is the subject's left) by a smooth partition of unity, so the ARKit
+# shapes sum back to the generator's field exactly and left = right in the data:
+#   jaw -> jawOpen; round (protrude, narrow) -> mouthPucker; spread (corners out) -> mouthStretchLeft
+#   and mouthStretchRight; press (lip closure) -> mouthClose (it also drives the closure step);
+#   labiodental (lower lip under the upper teeth) -> mouthRollLower; brow -> browInnerUp,
+#   browOuterUpLeft, browOuterUpRight; blink -> eyeBlinkLeft, eyeBlinkRight
+ARKIT_MAP: dict[str, tuple[tuple[str, str], ...]] = {
+    "jaw": (("jawOpen", "all"),),
+    "round": (("mouthPucker", "all"),),
+    "spread": (("mouthStretchLeft", "left"), ("mouthStretchRight", "right")),
+    "press": (("mouthClose", "all"),),
+    "labiodental": (("mouthRollLower", "all"),),
+    "brow": (
+        ("browInnerUp", "inner"), ("browOuterUpLeft", "outer_left"), ("browOuterUpRight", "outer_right"),
+    ),
+    "blink": (("eyeBlinkLeft", "left"), ("eyeBlinkRight", "right")),
+}
+ARKIT_CHANNELS = tuple(name for ch in FIELDS for name, _ in ARKIT_MAP[ch])
+ARKIT_SOURCE = np.array([FIELDS.index(ch) for ch in FIELDS for _ in ARKIT_MAP[ch]], np.int64)
+SIDE_WIDTH = 0.05  # u over which a bilateral shape hands over from one side to the other
+INNER_BROW = 0.25  # u scale of the inner-brow share
+
+
+def _parts(u: np.ndarray) -> dict[str, np.ndarray]:
+    left = 0.5 * (1.0 + np.tanh(u / SIDE_WIDTH))
+    inner = np.exp(-((u / INNER_BROW) ** 2))
+    return {
+        "all": np.ones_like(u), "left": left, "right": 1.0 - left, "inner": inner,
+        "outer_left": (1.0 - inner) * left, "outer_right": (1.0 - inner) * (1.0 - left),
+    }  # fmt: skip
+
+
+def arkit_deltas(topo: Topology, field_stack: np.ndarray) -> np.ndarray:
+    """(len(ARKIT_CHANNELS), V, 3) shapes: each generator field times its parts' partition."""
+    parts = _parts(topo.u)
+    return np.stack(
+        [field_stack[FIELDS.index(ch)] * parts[part][:, None] for ch in FIELDS for _, part in ARKIT_MAP[ch]]
+    )
+
+
+def arkit_weights(w: np.ndarray) -> np.ndarray:
+    """(T, len(ARKIT_CHANNELS)) weights: each generator channel's weight on each of its shapes."""
+    return w[:, ARKIT_SOURCE]
