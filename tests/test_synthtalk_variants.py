@@ -99,20 +99,18 @@ def _run(uri, method, dataset, root, *extra):
     return res
 
 
-def test_a_vertex_and_a_blendshape_method_on_the_blendshape_variant(variants, tmp_path):
+def test_vertex_and_blendshape_methods_on_the_blendshape_variant(variants, tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     root = variants["blendshape"]
-    _run(uri, "mean-motion", "synthtalk-blendshape", root)
-    _run(uri, "faceformer", "synthtalk-blendshape", root, "--set", "faceformer.epochs=1")
+    _run(uri, "mean-motion", "synthtalk-blendshape", root)  # blendshape-capable: predicts weights
+    _run(uri, "faceformer", "synthtalk-blendshape", root, "--set", "faceformer.epochs=1")  # weights head
+    _run(uri, "memorytalker", "synthtalk-blendshape", root)  # a vertex method: animates the meshes
     runs = tracking.Tracker(uri).search_runs("synthtalk-blendshape").set_index("tags.talkbench.method")
-    mm, ff = runs.loc["mean-motion"], runs.loc["faceformer"]
-    assert (
-        0 < mm["metrics.test/bs_mse"] and 0 < mm["metrics.test/bs_mse_lower"]
-    )  # weights, channel by channel
-    assert (
-        0 < mm["metrics.test/lve"] and 0 < ff["metrics.test/lve"]
-    )  # both as meshes: through the rig / direct
-    assert np.isnan(ff.get("metrics.test/bs_mse", np.nan))
+    mm, ff, mt = runs.loc["mean-motion"], runs.loc["faceformer"], runs.loc["memorytalker"]
+    for weights in (mm, ff):  # weights channel by channel, and as meshes through the rig
+        assert 0 < weights["metrics.test/bs_mse"] and 0 < weights["metrics.test/bs_mse_lower"]
+        assert 0 < weights["metrics.test/lve"]
+    assert 0 < mt["metrics.test/lve"] and np.isnan(mt["metrics.test/bs_mse"])
     client = tracking.Tracker(uri).client
     arts = {a.path for a in client.list_artifacts(mm["run_id"])}
     assert {"predictions", "predictions_blendshapes"} <= arts

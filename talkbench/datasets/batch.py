@@ -74,9 +74,10 @@ def collate(clips: Sequence[Clip], speaker_index=None) -> Batch:
     lengths = torch.tensor([c.n_frames for c in clips], dtype=torch.long)
     weights = None
     if all(c.weights is not None for c in clips):
-        weights = torch.zeros(n, max_t, clips[0].weights.shape[1])
+        w = np.zeros((n, max_t, clips[0].weights.shape[1]), np.float32)
         for i, c in enumerate(clips):
-            weights[i, : c.n_frames] = torch.from_numpy(np.asarray(c.weights, np.float32))
+            w[i, : c.n_frames] = c.weights
+        weights = torch.from_numpy(w)
     return Batch(
         audio=torch.from_numpy(audio),
         audio_lengths=torch.tensor([len(c.audio) for c in clips], dtype=torch.long),
