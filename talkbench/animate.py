@@ -10,7 +10,14 @@ The library behind ``bench animate`` (no CLI, no tracking). Conventions:
 - conditions: training-speaker names (or indices) for methods with ``uses_speaker_id``; ``None``
   means the first training speaker, ``"all"`` every one of them. Audio-only methods take none;
 - outputs: ``<name>[_condition_<X>].npy`` (contract.prediction_file) and the same stem ``.mp4``
-  with the audio, rendered with the dataset's camera when the spec has faces.
+  with the audio, rendered with the dataset's camera when the spec has faces. A method predicting
+  blendshapes writes its weights beside them: ``<stem>.blendshapes.npy`` (T, K),
+  ``<stem>.blendshapes.csv`` (a ``frame,time`` column pair then one column per channel, in ARKit's
+  names) and ``<stem>.blendshapes.json`` (a three.js AnimationClip: ``THREE.AnimationClip.parse``
+  gives one ``.morphTargetInfluences[<name>]`` number track per channel, times in seconds, for an
+  AnimationMixer on a mesh whose morph targets carry the ARKit names); the ``.npy`` meshes and the
+  video are the weights through the model's rig (the first training speaker's shapes) when it has one.
+  Weights are written as predicted (not clamped to [0, 1]).
 
 Out-of-domain audio: :func:`audio_profile` summarises a clip with three cheap statistics over its
 active (non-silent) frames: the median spectral centroid (Hz), the log10 median spectral flatness
@@ -27,7 +34,10 @@ a new speaker of the same kind.
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +145,7 @@ class Animation:
 
     predictions: dict[str | None, Path] = field(default_factory=dict)  # condition -> .npy
     videos: dict[str | None, Path] = field(default_factory=dict)  # condition -> .mp4
+    weights: dict[str | None, list[Path]] = field(default_factory=dict)  # condition -> .npy, .csv, .json
     n_frames: int = 0
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -225,10 +236,22 @@ def animate(
         out = method.predict_conditions(
             torch.from_numpy(audio).to(device), torch.from_numpy(template).to(device), indices
         )
-    vertices = out.detach().cpu().numpy().astype(np.float32)
-    result.n_frames = int(vertices.shape[1])
+    predicted = out.detach().cpu().numpy().astype(np.float32)
+    result.n_frames = int(predicted.shape[1])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if getattr(method, "target", "vertices") != "blendshapes":
+        vertices = predicted
+    else:
+        for cond, w in zip(names, predicted):
+            stem = out_dir / prediction_file(name, cond)
+            result.weights[cond] = write_weights(stem.with_suffix(""), w, spec.channels, spec.fps)
+        if spec.rig is None:
+            result.notes.append(f"dataset '{spec.name}' has no rig: weights written, no meshes or video")
+            return result
+        shapes = spec.rig.subjects[0]  # the first training speaker's blendshapes
+        vertices = np.stack([spec.rig.decode(w, template, shapes) for w in predicted]).astype(np.float32)
+        result.notes.append(f"meshes: the weights through the rig with training speaker {shapes}'s shapes")
     for cond, verts in zip(names, vertices):
         path = out_dir / prediction_file(name, cond)
         np.save(path, verts)
@@ -240,6 +263,36 @@ def animate(
             for cond, verts in zip(names, vertices):
                 result.videos[cond] = _render(verts, template, audio, spec, result.predictions[cond], say)
     return result
+
+
+def write_weights(stem: Path, weights: np.ndarray, channels: Sequence[str], fps: float) -> list[Path]:
+    """``<stem>.blendshapes.npy``, ``.csv`` and ``.json`` (see the module docstring) of (T, K) weights."""
+    weights = np.asarray(weights, np.float32)
+    if weights.ndim != 2 or weights.shape[1] != len(channels):
+        raise DataError(f"{stem}: weights of shape {weights.shape}; expected (T, {len(channels)})")
+    npy, table, clip = (stem.with_name(f"{stem.name}.blendshapes{ext}") for ext in (".npy", ".csv", ".json"))
+    np.save(npy, weights)
+    times = np.arange(len(weights)) / fps
+    with open(table, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["frame", "time", *channels])
+        for t, (s, row) in enumerate(zip(times, weights)):
+            writer.writerow([t, f"{s:.6f}", *(f"{x:.6f}" for x in row)])
+    seconds = [round(float(x), 6) for x in times]
+    tracks = [
+        {"name": f".morphTargetInfluences[{c}]", "type": "number", "times": seconds,
+         "values": [round(float(x), 6) for x in weights[:, k]]}
+        for k, c in enumerate(channels)
+    ]  # fmt: skip
+    animation = {
+        "name": stem.name,
+        "duration": round(len(weights) / fps, 6),
+        "tracks": tracks,
+        "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"talkbench/{stem.name}")),
+        "blendMode": 2500,  # THREE.NormalAnimationBlendMode
+    }
+    clip.write_text(json.dumps(animation))
+    return [npy, table, clip]
 
 
 def _render(vertices, template, audio, spec, npy: Path, say: Callable[[str], None]) -> Path:

@@ -141,7 +141,8 @@ def stage_metric(stage: str, term: str) -> str:
 CONFIG_ARTIFACT = "config.yaml"
 PER_SEQUENCE_ARTIFACT = "eval/per_sequence.csv"
 SUMMARY_ARTIFACT = "eval/summary.csv"
-PREDICTIONS_DIR = "predictions"
+PREDICTIONS_DIR = "predictions"  # (T, V*3) vertices; of a blendshape method, its weights through the rig
+WEIGHT_PREDICTIONS_DIR = "predictions_blendshapes"  # (T, K) weights of a blendshape method, same file names
 RENDERS_DIR = "renders"
 CHECKPOINTS_DIR = "checkpoints"
 GIT_DIFF_ARTIFACT = "provenance/git.diff"

@@ -21,6 +21,7 @@ pyfunc interface (the logged signature)::
 
     model.predict({"audio": (S,) float32 16 kHz mono, "template": (V, 3) float32},
                   params={"condition": ""})  ->  (C, T, V, 3) float32 vertices
+                                                   (a blendshape method: (C, T, K) weights)
 
 ``template`` with zero rows ((0, 3)) = the first training speaker's template stored in the model.
 ``condition``: "" = the first training speaker (audio-only methods: no condition, C = 1), "all" =
@@ -90,10 +91,11 @@ class TalkbenchModel(mlflow.pyfunc.PythonModel):
         return out.detach().float().cpu().numpy()
 
 
-def signature(n_vertices: int):
+def signature(n_vertices: int, n_channels: int | None = None):
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
 
+    output = (-1, -1, n_vertices, 3) if n_channels is None else (-1, -1, n_channels)
     return ModelSignature(
         inputs=Schema(
             [
@@ -101,7 +103,7 @@ def signature(n_vertices: int):
                 TensorSpec(np.dtype(np.float32), (-1, 3), "template"),
             ]
         ),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, n_vertices, 3))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), output)]),
         params=ParamSchema([ParamSpec("condition", "string", "")]),
     )
 
@@ -135,9 +137,17 @@ class LoggedModel:
     registered: str | None = None  # models:/NAME/VERSION
 
 
-def log_model(tracker, run_id: str, bundle_dir: str | Path, n_vertices: int, register: str | None = None):
+def log_model(
+    tracker,
+    run_id: str,
+    bundle_dir: str | Path,
+    n_vertices: int,
+    register: str | None = None,
+    n_channels: int | None = None,
+):
     """Log the model folder as the run's MLflow model (``contract.MODEL_ARTIFACT``); with
-    ``register``, also as a new version of that registered model."""
+    ``register``, also as a new version of that registered model. ``n_channels``: the model
+    predicts that many blendshape weights per frame instead of vertices."""
     from mlflow.models import Model
 
     from talkbench.model_bundle import file_digests, format_digests
@@ -166,7 +176,7 @@ def log_model(tracker, run_id: str, bundle_dir: str | Path, n_vertices: int, reg
                 model_id=model.model_id,
                 python_model=str(PREDICT_MODULE),
                 artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
-                signature=signature(n_vertices),
+                signature=signature(n_vertices, n_channels),
                 pip_requirements=_requirements(),
                 registered_model_name=register,
                 await_registration_for=0,
@@ -261,7 +271,8 @@ def log_run_model(
         training_audio_reference(data),
         {"run_id": run_id, **(extra or {})},
     )
-    logged = log_model(tracker, run_id, bundle, data.spec.n_vertices, register=cfg.eval.register)
+    n_channels = len(data.spec.channels) if getattr(method, "target", "vertices") == "blendshapes" else None
+    logged = log_model(tracker, run_id, bundle, data.spec.n_vertices, cfg.eval.register, n_channels)
     if logged.registered:
         tracker.set_tags(run_id, {contract.Tag.REGISTERED_MODEL: logged.registered})
     return logged

@@ -63,11 +63,20 @@ def _spec_to_parts(spec) -> tuple[dict, dict[str, np.ndarray]]:
         value = getattr(spec, f.name)
         if f.name == "splits":
             plain[f.name] = {
-                k: {"subjects": list(s.subjects), "sentences": s.sentences} for k, s in value.items()
+                k: {
+                    "subjects": list(s.subjects),
+                    "sentences": s.sentences,
+                    "by_group": [list(g) for g in s.by_group],
+                }
+                for k, s in value.items()
             }
-        elif f.name == "regions":
+        elif f.name in ("regions", "channel_groups"):
             plain[f.name] = sorted(value)
-            arrays.update({f"regions/{k}": np.asarray(v) for k, v in value.items()})
+            arrays.update({f"{f.name}/{k}": np.asarray(v) for k, v in value.items()})
+        elif f.name == "rig":  # the training speakers' blendshapes: what animating a new clip needs
+            plain[f.name] = value is not None
+            if value is not None:
+                arrays.update(value.to_arrays("rig/", subjects=tuple(spec.train_subjects)))
         elif f.name == "mouth_pair":
             plain[f.name] = value is not None
             if value is not None:
@@ -93,16 +102,24 @@ def _spec_from_parts(plain: dict, arrays) -> Any:
         value = plain[f.name]
         if f.name == "splits":
             kw[f.name] = {
-                k: Split(tuple(s["subjects"]), tuple(s["sentences"]) if s["sentences"] else None)
+                k: Split(
+                    tuple(s["subjects"]),
+                    tuple(s["sentences"]) if s["sentences"] else None,
+                    tuple(tuple(g) for g in s.get("by_group", ())),
+                )
                 for k, s in value.items()
             }
-        elif f.name == "regions":
-            kw[f.name] = {k: arrays[f"regions/{k}"] for k in value}
+        elif f.name in ("regions", "channel_groups"):
+            kw[f.name] = {k: arrays[f"{f.name}/{k}"] for k in value}
+        elif f.name == "rig":
+            from talkbench.datasets.rig import Rig
+
+            kw[f.name] = Rig.from_arrays(arrays, "rig/", where="model rig") if value else None
         elif f.name == "mouth_pair":
             kw[f.name] = (arrays["mouth_pair/0"], arrays["mouth_pair/1"]) if value else None
         elif f.name in ("faces", "lip_loss_indices"):
             kw[f.name] = arrays[f.name] if value else None
-        elif f.name == "train_subjects":
+        elif f.name in ("train_subjects", "channels"):
             kw[f.name] = tuple(value)
         else:
             kw[f.name] = value

@@ -33,11 +33,12 @@ MAX_PREDICTION_BYTES = 200 << 20
 
 
 class Prediction(NamedTuple):
-    """One test prediction; unpacks as the ``(clip, condition, vertices)`` that evaluate() reads."""
+    """One test prediction; unpacks as the ``(clip, condition, vertices, weights)`` Evaluator.add reads."""
 
     clip: str
     condition: str | None  # the training speaker's name, None for unconditioned methods
-    vertices: np.ndarray  # (T, V, 3) float32
+    vertices: np.ndarray | None  # (T, V, 3) float32; of a blendshape method, its weights through the rig
+    weights: np.ndarray | None = None  # (T, K) float32, of a method predicting blendshapes
 
 
 @dataclass
@@ -84,16 +85,25 @@ def predict_clip(method, clip, spec, timing: Timing) -> list[Prediction]:
     sync()
     timing.compute_s += time.perf_counter() - t0
     preds = out.detach().float().cpu().numpy()
-    if preds.ndim != 4 or preds.shape[0] != len(conditions) or preds.shape[2:] != (spec.n_vertices, 3):
+    weights = getattr(method, "target", "vertices") == "blendshapes"
+    frame = (len(spec.channels),) if weights else (spec.n_vertices, 3)
+    if preds.ndim != 2 + len(frame) or preds.shape[0] != len(conditions) or preds.shape[2:] != frame:
         raise TalkbenchError(
             f"method '{method.name}': predict_conditions() for clip '{clip.name}' returned shape "
-            f"{tuple(preds.shape)}, expected ({len(conditions)}, T, {spec.n_vertices}, 3)"
+            f"{tuple(preds.shape)}, expected ({len(conditions)}, T, {', '.join(map(str, frame))})"
         )
     timing.animation_s += preds.shape[0] * preds.shape[1] / spec.fps
-    return [
-        Prediction(clip.name, None if c is None else spec.train_subjects[c], pred)
-        for c, pred in zip(conditions, preds)
-    ]
+    names = [None if c is None else spec.train_subjects[c] for c in conditions]
+    if not weights:
+        return [Prediction(clip.name, c, pred) for c, pred in zip(names, preds)]
+    # weights are scored and rendered as meshes too where the dataset has a rig (decoded once, here)
+    rig = spec.rig
+    decode = (lambda w: None) if rig is None else (lambda w: rig.decode(w, clip.template, clip.subject))
+    return [Prediction(clip.name, c, _float32(decode(w)), w) for c, w in zip(names, preds)]
+
+
+def _float32(a: np.ndarray | None) -> np.ndarray | None:
+    return None if a is None else a.astype(np.float32)
 
 
 def predict_test(method, clips: list, spec) -> tuple[list[Prediction], Timing]:
@@ -147,18 +157,28 @@ def score(tracker, run_id: str, cfg, method, data, rdir: Path | None = None) -> 
     timing, n = Timing(), 0
     method.eval()
     with tempfile.TemporaryDirectory(prefix="talkbench-pred-") as tmp:
+        verts_dir, weights_dir = Path(tmp) / "vertices", Path(tmp) / "weights"
+        verts_dir.mkdir()
+        weights_dir.mkdir()
         for clip in test:
             for p in predict_clip(method, clip, spec, timing):
                 evaluator.add(*p)
                 n += 1
                 if saved is None or p.clip in saved:
-                    np.save(Path(tmp) / contract.prediction_file(p.clip, p.condition),
-                            p.vertices.reshape(p.vertices.shape[0], -1).astype(np.float32))
-                if p.clip in wanted:
+                    name = contract.prediction_file(p.clip, p.condition)
+                    if p.vertices is not None:
+                        np.save(verts_dir / name, p.vertices.reshape(len(p.vertices), -1).astype(np.float32))
+                    if p.weights is not None:
+                        np.save(weights_dir / name, p.weights.astype(np.float32))
+                if p.clip in wanted and p.vertices is not None:
                     samples.setdefault(p.clip, p)
         evaluation = evaluator.result()
-        if any(Path(tmp).iterdir()):
-            tracker.log_artifact(run_id, tmp, contract.PREDICTIONS_DIR)
+        for folder, artifact in (
+            (verts_dir, contract.PREDICTIONS_DIR),
+            (weights_dir, contract.WEIGHT_PREDICTIONS_DIR),
+        ):
+            if any(folder.iterdir()):
+                tracker.log_artifact(run_id, str(folder), artifact)
     if samples:
         _render_samples(tracker, run_id, method.name, list(samples.values()), test, spec, rdir)
     metrics = _log_scores(tracker, run_id, method, spec, evaluation, timing)

@@ -142,3 +142,72 @@ def make_release(raw, n_vertices: int = 5023) -> dict:
     ):
         (raw / name).write_bytes(pickle.dumps(obj, protocol=2))
     return {"verts": verts, "index": index, "audio": audio, "lengths": lengths}
+
+
+# ------------------------------------------------------------------------------ Multiface and 3DMEAD
+MULTIFACE_FOLDERS = ("m--20180105--0000--002757580--GHS", "m--20180226--0000--6674443--GHS",
+                     "m--20180227--0000--6795937--GHS")  # fmt: skip
+
+
+def make_multiface_release(raw: Path, frames: int = 9, seed: int = 0) -> Path:
+    """Three Multiface subject folders (numbered 1, 2, 3: one unseen, two training subjects) with
+    7306-vertex .bin frames in millimetres, 48 kHz audio, meshtalk's vertex map, masks and faces."""
+    from talkbench.datasets import prepare_multiface as pm
+
+    rng = np.random.default_rng(seed)
+    n_raw, n = pm.N_RAW_VERTICES, pm.N_VERTICES
+    keep = np.sort(rng.choice(n_raw, n, replace=False))
+    raw.mkdir(parents=True, exist_ok=True)
+    (raw / "vertex_map.txt").write_text(", ".join(map(str, keep)))
+    base = rng.uniform(pm.BOX_MIN + 20, pm.BOX_MAX - 20, (n_raw, 3)).astype(np.float32)
+    sentences = {1: (46,), 2: (1, 41, 46), 3: (1, 41, 46)}
+    for index, folder in enumerate(MULTIFACE_FOLDERS, 1):
+        for sid in sentences[index]:
+            name = f"SEN_{pm.SENTENCES[sid - 1]}"
+            seq = raw / folder / "tracked_mesh" / name
+            seq.mkdir(parents=True)
+            for t in range(frames):
+                frame = base + 2.0 * np.sin(t / 3 + index) * rng.standard_normal((n_raw, 3))
+                frame.astype(np.float32).tofile(seq / f"{21000 + t:06d}.bin")
+            (raw / folder / "audio").mkdir(exist_ok=True)
+            audio = 0.2 * np.sin(np.arange(int(frames / 30 * 48000)) * 0.05 * (index + sid))
+            sf.write(raw / folder / "audio" / f"{name}.wav", audio, 48000, subtype="PCM_16")
+    # a take that is not one of the 50 sentences (an expression): skipped
+    (raw / MULTIFACE_FOLDERS[1] / "tracked_mesh" / "EXP_jaw_open").mkdir()
+    regions = raw / "regions"
+    regions.mkdir()
+    mouth, forehead = np.zeros(n), np.zeros(n)
+    mouth[:40], mouth[40:60] = 0.5, 0.05  # 40 vertices above the 0.1 threshold
+    forehead[100:130], forehead[130:160] = 0.9, 0.3  # 30 above 0.4
+    (regions / "weighted_mouth_mask.txt").write_text("\n".join(f"{x:.3f}" for x in mouth) + "\n")
+    (regions / "forehead_mask.txt").write_text("\n".join(f"{x:.3f}" for x in forehead) + "\n")
+    (raw / "face_template.obj").write_text("v 0 0 0\nf 1/1/1 2/2/2 3/3/3\nf 2 3 4 5\n")
+    return raw
+
+
+def make_3dmead_release(raw: Path, flame_path: Path, frames: int = 10, seed: int = 0) -> dict:
+    """ProbTalk3D's prepared 3DMEAD (param/, wav/, regions/) for two subjects, and a FLAME-sized fake
+    model (5023 vertices, 300 shape + 10 expression components) at ``flame_path``."""
+    from flame_fakes import write_fake_flame
+
+    rng = np.random.default_rng(seed)
+    write_fake_flame(flame_path, n_vertices=5023, n_shape=300, n_expression=10, dtype=np.float32)
+    # neutral train/val/test, an emotional train and an emotional test take per subject
+    takes = ("001_0_0", "033_0_0", "037_0_0", "005_3_1", "028_2_2")
+    keys = [f"{s}_{k}" for s in ("M003", "W009") for k in takes]
+    (raw / "param").mkdir(parents=True)
+    (raw / "wav").mkdir()
+    params = {}
+    for i, key in enumerate(keys):
+        p = np.zeros((1, frames, 403), np.float32)
+        p[0, :, :300] = rng.normal(0, 1, 300)  # one identity per take (zero-shape protocol drops it)
+        p[0, :, 300:400] = rng.normal(0, 1, (frames, 100))
+        p[0, :, 400] = np.linspace(0, 0.3, frames)  # the jaw opens
+        np.save(raw / "param" / f"{key}.npy", p)
+        params[key] = p
+        audio = 0.2 * np.sin(np.arange(int(frames / 25 * 16000)) * 0.03 * (i + 1))
+        sf.write(raw / "wav" / f"{key}.wav", audio, 16000, subtype="PCM_16")
+    (raw / "regions").mkdir()
+    (raw / "regions" / "lve.txt").write_text(", ".join(map(str, range(0, 5023, 12))))
+    (raw / "regions" / "fdd.txt").write_text(", ".join(map(str, range(5, 5023, 4))))
+    return params

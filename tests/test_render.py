@@ -127,3 +127,12 @@ def test_an_empty_view_is_detected_as_a_failed_render(tiny, tmp_path):
     assert not (tmp_path / "black.mp4").exists()
     with MeshRenderer(tiny.spec.faces, camera_for("synthtalk"), 64) as r:
         assert r.render(np.asarray(clip.template) - clip.template.mean(0)).any()
+
+
+def test_vertices_no_face_uses_are_accepted(tiny):
+    # a mesh whose last vertices belong to no triangle (Multiface's re-topology files can be so)
+    clip = tiny.split("test")[0]
+    verts = np.asarray(clip.template) - clip.template.mean(0)
+    extra = np.concatenate([verts, np.zeros((7, 3), np.float32)])
+    with MeshRenderer(tiny.spec.faces, camera_for("synthtalk"), 64) as r:
+        np.testing.assert_array_equal(r.render(extra), r.render(verts))

@@ -26,7 +26,12 @@ def animate_command(
         help="Training speaker whose style to use, or 'all' (default: the first training speaker; "
         "audio-only methods take none).",
     ),
-    out: Path = typer.Option(..., "--out", help="Output folder (.npy vertices and .mp4 per condition)."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        help="Output folder (.npy vertices and .mp4 per condition; blendshape models also write their "
+        "weights as .blendshapes.npy/.csv (ARKit names)/.json (three.js AnimationClip)).",
+    ),
     no_render: bool = typer.Option(False, "--no-render", help="Write the .npy only, no video."),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
 ) -> None:
@@ -61,6 +66,8 @@ def animate_command(
         )
     for message in result.warnings:
         typer.secho(f"warning: audio unlike the training audio ({message})", err=True, fg=typer.colors.YELLOW)
+    for paths in result.weights.values():
+        typer.echo("  ".join(str(p) for p in paths) + f" ({result.n_frames} frames of blendshape weights)")
     for cond, path in result.predictions.items():
         video = result.videos.get(cond)
         typer.echo(f"{path} ({result.n_frames} frames)" + (f"  {video}" if video else ""))

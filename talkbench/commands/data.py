@@ -18,6 +18,12 @@ class Preset(StrEnum):
     full = "full"
 
 
+class Variant(StrEnum):
+    main = "main"
+    topology2 = "topology2"
+    blendshape = "blendshape"
+
+
 @data_app.command("make")
 def make(
     dataset: str = typer.Argument(..., help="Dataset to generate: synthtalk."),
@@ -29,54 +35,83 @@ def make(
     out: Path | None = typer.Option(
         None, help="Output directory (default: the cache under $TALKBENCH_HOME)."
     ),
+    variant: Variant = typer.Option(
+        Variant.main,
+        help="main; topology2 (a second face mesh: dataset synthtalk-topology2); blendshape (ARKit-named "
+        "rig weights as targets: dataset synthtalk-blendshape). Each has its own speakers.",
+    ),
 ) -> None:
-    """Generate the embedded SynthTalk dataset."""
+    """Generate the embedded SynthTalk dataset (or one of its variants)."""
     if dataset != "synthtalk":
         raise ConfigError(f"bench data make: unknown dataset '{dataset}'; only 'synthtalk' can be generated")
     from talkbench.datasets import synthtalk
 
+    opts = {"preset": preset.value, "seed": seed, "style_coupling": style_coupling, "variant": variant.value}
     if out is None:
-        path = synthtalk.ensure_synthtalk(preset=preset.value, seed=seed, style_coupling=style_coupling)
+        path = synthtalk.ensure_synthtalk(**opts)
     else:
-        synthtalk.generate(out, preset=preset.value, seed=seed, style_coupling=style_coupling)
+        synthtalk.generate(out, **opts)
         path = out
-    typer.echo(f"synthtalk {preset.value} (seed {seed}, style_coupling {style_coupling:g}) at {path}")
+    name = synthtalk.dataset_name(variant.value)
+    typer.echo(f"{name} {preset.value} (seed {seed}, style_coupling {style_coupling:g}) at {path}")
+
+
+PREPARABLE = ("vocaset", "multiface", "3dmead")
 
 
 @data_app.command("prepare")
 def prepare(
-    dataset: str = typer.Argument(..., help="Dataset release to convert: vocaset."),
+    dataset: str = typer.Argument(..., help="Dataset release to convert: vocaset, multiface or 3dmead."),
     raw: Path = typer.Option(
-        ..., help="Directory with the release files (data_verts.npy, raw_audio_fixed.pkl, ...)."
+        ...,
+        help="Directory with the release (vocaset: data_verts.npy, ...; multiface: the subject folders; "
+        "3dmead: ProbTalk3D's param/ and wav/).",
     ),
     out: Path = typer.Option(..., help="Output directory of the prepared layout."),
     regions: Path | None = typer.Option(
-        None, help="Directory of region index files to copy into out/regions."
+        None, help="Directory of region index files (or Multiface masks) to copy into out/regions."
     ),
+    flame: Path | None = typer.Option(
+        None, help="3dmead: the FLAME model as .npz (converted once from generic_model.pkl)."
+    ),
+    flame_shape: str = typer.Option("zero", help="3dmead: 'zero' shape (ProbTalk3D) or 'subject'."),
+    units: str = typer.Option("facediffuser", help="multiface: 'facediffuser' [-1, 1] box or 'metres'."),
 ) -> None:
     """Convert an official release to the prepared layout (wav/, vertices_npy/, templates.pkl)."""
-    if dataset != "vocaset":
+    if dataset not in PREPARABLE:
         hint = (
             " (BIWI: run CodeTalker's preprocessing, then point --data-root at its output)"
             if dataset == "biwi"
             else ""
         )
         raise ConfigError(
-            f"bench data prepare: unknown dataset '{dataset}'; only 'vocaset' is supported{hint}"
+            f"bench data prepare: unknown dataset '{dataset}'; expected one of {', '.join(PREPARABLE)}{hint}"
         )
-    from talkbench.datasets.prepare_vocaset import prepare_vocaset
+    if dataset == "vocaset":
+        from talkbench.datasets.prepare_vocaset import prepare_vocaset
 
-    report = prepare_vocaset(raw, out, regions=regions)
+        report = prepare_vocaset(raw, out, regions=regions)
+        skipped = report.skipped_no_audio
+    elif dataset == "multiface":
+        from talkbench.datasets.prepare_multiface import prepare_multiface
+
+        report = prepare_multiface(raw, out, regions=regions, units=units)
+        skipped = report.skipped
+    else:
+        from talkbench.datasets.prepare_mead import prepare_3dmead
+
+        report = prepare_3dmead(raw, out, flame=flame, regions=regions, shape=flame_shape)
+        skipped = report.skipped
     typer.echo(f"wrote {report.written} sequences to {out}")
-    if report.skipped_no_audio:
-        typer.echo(f"skipped {len(report.skipped_no_audio)} sequences without audio")
+    if skipped:
+        typer.echo(f"skipped {len(skipped)} sequences without audio")
 
 
 @data_app.command("check")
 def check(
     root: Path = typer.Argument(..., help="Dataset directory to validate."),
     kind: str | None = typer.Option(
-        None, "--dataset", help="synthtalk|vocaset|biwi|prepared (default: detect)."
+        None, "--dataset", help="synthtalk|vocaset|biwi|multiface|3dmead|prepared (default: detect)."
     ),
 ) -> None:
     """Validate a dataset directory: print a summary, or every problem found (exit code 1)."""

@@ -79,7 +79,7 @@ def load_config(
 
 
 def default_preset(dataset: str) -> str:
-    return "synthtalk" if dataset == DEFAULT_DATASET else "paper"
+    return "synthtalk" if dataset.partition("-")[0] == DEFAULT_DATASET else "paper"  # its variants too
 
 
 def find_preset(method: str, preset: str, dataset: str) -> Path | None:

@@ -26,6 +26,7 @@ class Batch:
     mask: torch.Tensor  # (B, T) bool, True = valid frame
     template: torch.Tensor  # (B, V, 3)
     speaker: torch.Tensor  # (B,) long, training-speaker index or -1
+    weights: torch.Tensor | None = None  # (B, T, K) blendshape weights, zero-padded (blendshape datasets)
     names: list[str] = field(default_factory=list)
     subjects: list[str] = field(default_factory=list)
     positive: Batch | None = None
@@ -71,6 +72,12 @@ def collate(clips: Sequence[Clip], speaker_index=None) -> Batch:
         verts[i, : c.n_frames] = c.vertices
         templ[i] = c.template
     lengths = torch.tensor([c.n_frames for c in clips], dtype=torch.long)
+    weights = None
+    if all(c.weights is not None for c in clips):
+        w = np.zeros((n, max_t, clips[0].weights.shape[1]), np.float32)
+        for i, c in enumerate(clips):
+            w[i, : c.n_frames] = c.weights
+        weights = torch.from_numpy(w)
     return Batch(
         audio=torch.from_numpy(audio),
         audio_lengths=torch.tensor([len(c.audio) for c in clips], dtype=torch.long),
@@ -79,6 +86,7 @@ def collate(clips: Sequence[Clip], speaker_index=None) -> Batch:
         mask=torch.arange(max_t)[None, :] < lengths[:, None],
         template=torch.from_numpy(templ),
         speaker=torch.tensor([speaker_index(c.subject) if speaker_index else -1 for c in clips]),
+        weights=weights,
         names=[c.name for c in clips],
         subjects=[c.subject for c in clips],
     )

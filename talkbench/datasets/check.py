@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from talkbench.audio.signal import read_audio_raw
-from talkbench.datasets import biwi, synthtalk_loader, vocaset
+from talkbench.datasets import biwi, mead, multiface, synthtalk_loader, vocaset
 from talkbench.datasets.io import load_index_file, load_templates
 from talkbench.datasets.prepared import (
     TEMPLATES,
@@ -23,12 +23,15 @@ from talkbench.datasets.prepared import (
     ClipRef,
     find_pairs,
     finite_problem,
+    motion_frames,
     probe_clip,
 )
 from talkbench.datasets.spec import DatasetSpec, Split
 from talkbench.errors import ConfigError, DataError, TalkbenchError
 
-KINDS = ("synthtalk", "vocaset", "biwi", "prepared")
+KINDS = ("synthtalk", "vocaset", "biwi", "multiface", "3dmead", "prepared")
+# (fps, capture fps) assumed when a dataset's own spec cannot be built
+RATES = {"biwi": (25.0, 25.0), "multiface": (30.0, 30.0), "3dmead": (25.0, 25.0)}
 
 
 @dataclass
@@ -60,11 +63,19 @@ class CheckResult:
 def detect_kind(root: Path, templates: dict | None) -> str:
     if (root / synthtalk_loader.META_FILE).is_file():
         return "synthtalk"
+    if (root / multiface.META_FILE).is_file():
+        return "multiface"
+    if (root / mead.META_FILE).is_file():
+        return "3dmead"
     keys = set(templates or ())
     if any(k.startswith("FaceTalk_") for k in keys):
         return "vocaset"
     if keys and keys <= set(biwi.TRAIN_SUBJECTS + biwi.TEST_B_SUBJECTS):
         return "biwi"
+    if keys and keys <= set(multiface.TRAIN_SUBJECTS + multiface.UNSEEN_SUBJECTS):
+        return "multiface"
+    if keys and keys <= set(mead.SUBJECT_SETS["benchmark"]):
+        return "3dmead"
     return "prepared"
 
 
@@ -77,9 +88,13 @@ def _spec(root: Path, kind: str, templates: dict, result: CheckResult) -> Datase
             return vocaset.build_spec(root, templates)
         if kind == "biwi":
             return biwi.build_spec(root, templates, "codetalker")
+        if kind == "multiface":
+            return multiface.build_spec(root, templates)
+        if kind == "3dmead":
+            return mead.build_spec(root, templates)
     except TalkbenchError as exc:
         result.add(str(exc))
-    fps, capture = (25.0, 25.0) if kind == "biwi" else (30.0, 60.0)
+    fps, capture = RATES.get(kind, (30.0, 60.0))
     if kind == "synthtalk":
         try:
             meta = json.loads((root / synthtalk_loader.META_FILE).read_text())
@@ -89,7 +104,8 @@ def _spec(root: Path, kind: str, templates: dict, result: CheckResult) -> Datase
     if kind == "prepared":
         result.notes.append("unknown dataset kind: assumed 60 fps capture loaded at 30 fps like VOCASET")
     n_vertices = next(iter(templates.values())).shape[0] if templates else 0
-    return DatasetSpec(kind, fps, n_vertices, {}, (), capture_fps=capture)
+    pattern = mead.CLIP_PATTERN if kind == "3dmead" else None
+    return DatasetSpec(kind, fps, n_vertices, {}, (), capture_fps=capture, clip_pattern=pattern)
 
 
 def check_dataset(root: str | Path, kind: str | None = None) -> CheckResult:
@@ -141,7 +157,9 @@ def check_dataset(root: str | Path, kind: str | None = None) -> CheckResult:
             result.add(str(exc))
             continue
         arr = np.load(npy, mmap_mode="r")
-        bad = finite_problem(npy, np.asarray(arr), spec.capture_fps or spec.fps)
+        bad = finite_problem(npy, np.asarray(arr), spec.capture_fps or spec.fps) or _rate_problem(
+            npy, motion_frames(arr.shape[0], spec.stride), len(audio) / rate, spec
+        )
         if bad:
             result.add(bad)
             continue
@@ -149,6 +167,21 @@ def check_dataset(root: str | Path, kind: str | None = None) -> CheckResult:
     _check_splits(spec, refs, result)
     _summarise(spec, refs, rates, result)
     return result
+
+
+def _rate_problem(npy: Path, n_motion: int, audio_s: float, spec: DatasetSpec) -> str | None:
+    """Motion far shorter than its audio: most likely captured at a lower rate than the dataset's.
+    (Motion far longer is reported by probe_clip as audio too short.) The loader tolerates it and
+    keeps the motion's length; a check flags it."""
+    motion_s = n_motion / spec.fps
+    if motion_s >= audio_s - max(0.5, 0.25 * audio_s):
+        return None
+    rate = (spec.capture_fps or spec.fps) * motion_s / audio_s
+    return (
+        f"{npy}: {n_motion} frames last {motion_s:.2f} s at {spec.fps:g} fps but its audio lasts "
+        f"{audio_s:.2f} s; "
+        f"expected motion at {spec.capture_fps or spec.fps:g} fps (this looks like ~{rate:.0f} fps)"
+    )
 
 
 def _check_region_files(root: Path, n_vertices: int, result: CheckResult) -> None:
@@ -166,13 +199,13 @@ def _check_region_files(root: Path, n_vertices: int, result: CheckResult) -> Non
 
 
 def _check_splits(spec: DatasetSpec, refs: list[ClipRef], result: CheckResult) -> None:
-    present = {(r.subject, r.sentence) for r in refs}
+    present = {(r.subject, r.sentence, r.group) for r in refs}
     subjects = {r.subject for r in refs}
     for name, split in spec.splits.items():
         missing = [s for s in split.subjects if s not in subjects]
         if missing:
             result.notes.append(f"split '{name}': no clips for {', '.join(missing)}")
-        if not any(split.contains(s, k) for s, k in present):
+        if not any(split.contains(*name) for name in present):
             result.add(f"{result.root}: split '{name}' has no clips ({_describe(split)})")
     if spec.splits:
         unused = sorted(s for s in subjects if not any(s in sp.subjects for sp in spec.splits.values()))
@@ -184,7 +217,8 @@ def _describe(split: Split) -> str:
     rng = (
         "all sentences" if split.sentences is None else f"sentences {split.sentences[0]}-{split.sentences[1]}"
     )
-    return f"{len(split.subjects)} subjects, {rng}"
+    groups = "".join(f", group {g}: {lo}-{hi}" for g, lo, hi in split.by_group)
+    return f"{len(split.subjects)} subjects, {rng}{groups}"
 
 
 def _summarise(spec: DatasetSpec, refs: list[ClipRef], rates: Counter, result: CheckResult) -> None:
@@ -206,7 +240,7 @@ def _summarise(spec: DatasetSpec, refs: list[ClipRef], rates: Counter, result: C
         result.notes.append("audio not at 16 kHz is resampled on load")
     for name, split in spec.splits.items():
         s[f"split {name}"] = (
-            f"{sum(split.contains(r.subject, r.sentence) for r in refs)} clips ({_describe(split)})"
+            f"{sum(split.contains(r.subject, r.sentence, r.group) for r in refs)} clips ({_describe(split)})"
         )
     s["regions"] = ", ".join(f"{k} ({len(v)})" for k, v in spec.regions.items()) or "none"
     if spec.faces is not None:

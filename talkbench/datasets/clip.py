@@ -14,6 +14,7 @@ class Clip:
     """One clip. ``vertices`` may be a read-only memory-mapped view; ``audio`` is float32 mono at 16 kHz.
 
     Audio and motion are length-aligned by the loader: ``len(audio) == round(T / fps * 16000)``.
+    A blendshape dataset gives ``weights`` of the same T frames beside the vertices.
     """
 
     name: str
@@ -23,6 +24,7 @@ class Clip:
     audio: np.ndarray  # (S,) float32, 16 kHz
     vertices: np.ndarray  # (T, V, 3) float32, absolute positions
     template: np.ndarray  # (V, 3) float32
+    weights: np.ndarray | None = None  # (T, K) float32 blendshape weights, for a blendshape dataset
 
     @property
     def n_frames(self) -> int:

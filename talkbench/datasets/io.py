@@ -250,3 +250,23 @@ def _triangulate(rows: list[list[int]]) -> np.ndarray:
         for k in range(1, len(idx) - 1):
             tris.append((idx[0], idx[k], idx[k + 1]))
     return np.asarray(tris, np.int64).reshape(-1, 3)
+
+
+# ------------------------------------------------------------------------------------------------- OBJ
+def read_obj_faces(path: str | Path) -> np.ndarray:
+    """Triangle list (F, 3) int64 of an OBJ mesh, 0-based (``f a/b/c ...`` polygons fan-triangulated)."""
+    path = Path(path)
+    rows = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for n, line in enumerate(f, 1):
+                if line.startswith("f "):
+                    try:
+                        rows.append([int(tok.split("/")[0]) - 1 for tok in line.split()[1:]])
+                    except ValueError:
+                        raise DataError(f"{path}:{n}: malformed face line {line.strip()!r}") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not rows:
+        raise DataError(f"{path}: no faces ('f' lines) in this OBJ file")
+    return _triangulate(rows)

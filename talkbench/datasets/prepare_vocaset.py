@@ -8,14 +8,13 @@ so an interrupted run leaves no half-written clip.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
+from talkbench.datasets import atomic
 from talkbench.datasets.io import load_pickle, load_templates
 from talkbench.datasets.prepared import TEMPLATES, VERTS_DIR, WAV_DIR
 from talkbench.errors import DataError
@@ -30,19 +29,6 @@ class PrepareReport:
     written: int = 0
     skipped_no_audio: list[str] = field(default_factory=list)
     out: Path | None = None
-
-
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    os.replace(tmp, path)
-
-
-def _atomic_write_wav(path: Path, audio: np.ndarray, rate: int) -> None:
-    tmp = path.with_name(path.stem + ".tmp.wav")
-    sf.write(tmp, audio, rate, subtype="PCM_16")
-    os.replace(tmp, path)
 
 
 def _audio_entry(raw_audio: dict, subject: str, seq: str, path: Path) -> tuple[np.ndarray, int] | None:
@@ -115,11 +101,11 @@ def prepare_vocaset(raw: str | Path, out: str | Path, regions: str | Path | None
                     f"(0..{verts.shape[0] - 1})"
                 )
             motion = np.asarray(verts[rows], dtype=np.float32).reshape(len(rows), -1)  # reads these rows only
-            _atomic_save_npy(out / VERTS_DIR / f"{stem}.npy", motion)
+            atomic.save_npy(out / VERTS_DIR / f"{stem}.npy", motion)
             samples, rate = audio
             if not np.issubdtype(samples.dtype, np.floating):
                 samples = samples.astype(np.int16, copy=False)  # the release stores int16 PCM
-            _atomic_write_wav(out / WAV_DIR / f"{stem}.wav", samples, rate)
+            atomic.write_wav(out / WAV_DIR / f"{stem}.wav", samples, rate)
             report.written += 1
             del motion
     shutil.copyfile(raw / "templates.pkl", out / TEMPLATES)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import re
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ log = logging.getLogger("talkbench.datasets")
 
 WAV_DIR = "wav"
 VERTS_DIR = "vertices_npy"
+WEIGHTS_DIR = "blendshapes_npy"  # blendshape datasets: (T_capture, K) weights, same frames as the meshes
 TEMPLATES = "templates.pkl"
 
 
@@ -43,6 +45,8 @@ class ClipRef:
     n_frames: int
     wav: Path
     npy: Path
+    group: str | None = None  # the clip_pattern's group (3DMEAD: the emotion), None without one
+    weights: Path | None = None  # blendshapes_npy/<name>.npy of a blendshape dataset
 
 
 # ----------------------------------------------------------------------------------- names and files
@@ -55,6 +59,20 @@ def parse_name(stem: str, path: Path | str | None = None) -> tuple[str, int]:
             "two characters are the sentence number (e.g. FaceTalk_170725_00137_TA_sentence01, F2_e01)"
         )
     return subject, int(stem[-2:])
+
+
+def parse_clip(stem: str, path: Path | str | None, pattern: str | None) -> tuple[str, int, str | None]:
+    """(subject, sentence, group) of a clip name: ``pattern``'s named groups ``subject``, ``sentence``
+    and optionally ``group`` (e.g. 3DMEAD's ``M003_001_0_0``), or :func:`parse_name` without one."""
+    if pattern is None:
+        return (*parse_name(stem, path), None)
+    m = re.fullmatch(pattern, stem)
+    if m is None:
+        raise DataError(
+            f"{path or stem}: cannot parse the clip name '{stem}'; expected names matching {pattern}"
+        )
+    found = m.groupdict()
+    return found["subject"], int(found["sentence"]), found.get("group")
 
 
 def require_layout(root: str | Path, dataset: str) -> Path:
@@ -125,7 +143,7 @@ def probe_clip(
     """Header-level checks of one clip; returns the ref (None if unusable) and every problem found."""
     problems: list[str] = []
     try:
-        subject, sentence = parse_name(stem, npy)
+        subject, sentence, group = parse_clip(stem, npy, spec.clip_pattern)
     except DataError as exc:
         return None, [str(exc)]
     if subject not in templates:
@@ -158,6 +176,10 @@ def probe_clip(
     except DataError as exc:
         problems.append(str(exc))
         return None, problems
+    weights = None
+    if spec.target == "blendshapes" and n_motion is not None:
+        weights = npy.parent.parent / WEIGHTS_DIR / npy.name
+        problems += _weight_problems(weights, arr.shape[0], len(spec.channels))
     if n_motion is None or problems:
         return None, problems
     seconds = frames / rate
@@ -170,7 +192,23 @@ def probe_clip(
     n = aligned_frames(n_motion, seconds, spec.fps)
     if n <= 0:
         return None, [f"{wav}: too short for one motion frame ({seconds:.3f} s)"]
-    return ClipRef(stem, subject, sentence, n, wav, npy), []
+    return ClipRef(stem, subject, sentence, n, wav, npy, group, weights), []
+
+
+def _weight_problems(path: Path, n_capture: int, n_channels: int) -> list[str]:
+    """The blendshape file of a clip: present, float (T, K) with the meshes' frame count."""
+    if not path.is_file():
+        return [f"{path}: missing blendshape weights; expected float32 ({n_capture}, {n_channels})"]
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        return [f"{path}: unreadable blendshape file ({exc}); expected a float (T, K) .npy"]
+    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating) or arr.shape != (n_capture, n_channels):
+        return [
+            f"{path}: {arr.dtype} weights of shape {arr.shape}; expected float32 ({n_capture}, "
+            f"{n_channels}): one row per frame of its vertex file, one column per channel"
+        ]
+    return []
 
 
 def finite_problem(npy: Path, vertices: np.ndarray, fps: float) -> str | None:
@@ -230,7 +268,9 @@ class PreparedDataset:
         if self.wav_only:
             # the reference loaders drop pairs without a vertex file; say so once
             log.info("%s: %d WAV files without a vertex file are ignored", self.root, len(self.wav_only))
-        self._names = {stem: parse_name(stem, paths[1]) for stem, paths in self._pairs.items()}
+        self._names = {
+            stem: parse_clip(stem, paths[1], spec.clip_pattern) for stem, paths in self._pairs.items()
+        }
         self._views: dict[str, SplitView] = {}
         self._audio = _AudioCache(audio_cache_mb << 20)
         self._mmaps: dict[str, np.ndarray] = {}
@@ -254,7 +294,7 @@ class PreparedDataset:
 
     def split_stems(self, split: str) -> list[str]:
         s = self.spec.splits[split]
-        return [stem for stem, (subj, sent) in self._names.items() if s.contains(subj, sent)]
+        return [stem for stem, name in self._names.items() if s.contains(*name)]
 
     def _digest(self) -> str:
         """Split file lists, file sizes (catch partial downloads), templates, regions, and the
@@ -263,12 +303,16 @@ class PreparedDataset:
         for split in sorted(self.spec.splits):
             h.update(f"\n[{split}]".encode())
             for stem in sorted(self.split_stems(split)):
-                sizes = [file_size(p) for p in self._pairs[stem]]
+                files = self._pairs[stem]
+                weights = self.root / WEIGHTS_DIR / files[1].name
+                if self.spec.target == "blendshapes" and weights.exists():  # missing: named by probe_clip
+                    files = (*files, weights)
+                sizes = [file_size(p) for p in files]
                 h.update(f"{stem}:{sizes}\n".encode())
         h.update((self.root / TEMPLATES).read_bytes())
-        meta = self.root / "synthtalk.json"
-        if meta.is_file():
-            h.update(meta.read_bytes())
+        for extra in ("synthtalk.json", "rig.npz"):
+            if (self.root / extra).is_file():
+                h.update((self.root / extra).read_bytes())
         h.update(self.spec.region_digest().encode())
         return h.hexdigest()[:16]
 
@@ -309,6 +353,25 @@ class PreparedDataset:
             self._checked.add(ref.name)
         return verts
 
+    def weights(self, ref: ClipRef) -> np.ndarray | None:
+        """(T, K) memory-mapped blendshape weights at spec.fps, or None for a vertex dataset."""
+        if ref.weights is None:
+            return None
+        key = f"{ref.name}/weights"
+        arr = self._mmaps.get(key)
+        if arr is None:
+            arr = np.load(ref.weights, mmap_mode="r", allow_pickle=False)
+            self._mmaps[key] = arr
+        w = arr[:: self.spec.stride][: ref.n_frames]
+        if w.dtype != np.float32:
+            w = w.astype(np.float32)
+        if key not in self._checked:
+            problem = finite_problem(ref.weights, w[:, :, None], self.spec.fps)
+            if problem:
+                raise DataError(problem.replace("vertices contain", "weights contain"))
+            self._checked.add(key)
+        return w
+
     def audio(self, ref: ClipRef) -> np.ndarray:
         """Float32 16 kHz audio trimmed/zero-padded to round(T / fps * 16000) samples (read-only)."""
         cached = self._audio.get(ref.name)
@@ -342,6 +405,7 @@ class PreparedDataset:
             audio=self.audio(ref),
             vertices=self.vertices(ref),
             template=self.templates[ref.subject],
+            weights=self.weights(ref),
         )
 
 

@@ -22,8 +22,12 @@ def _check_loader(name: str, target: object) -> None:
 
 DATASETS: Registry = Registry("dataset", entry_point_group="talkbench.datasets", check=_check_loader)
 DATASETS.register("synthtalk", "talkbench.datasets.synthtalk_loader:load_synthtalk")
+DATASETS.register("synthtalk-topology2", "talkbench.datasets.synthtalk_loader:load_synthtalk_topology2")
+DATASETS.register("synthtalk-blendshape", "talkbench.datasets.synthtalk_loader:load_synthtalk_blendshape")
 DATASETS.register("vocaset", "talkbench.datasets.vocaset:load_vocaset")
 DATASETS.register("biwi", "talkbench.datasets.biwi:load_biwi")
+DATASETS.register("multiface", "talkbench.datasets.multiface:load_multiface")
+DATASETS.register("3dmead", "talkbench.datasets.mead:load_3dmead")
 
 
 def loader_options(name: str) -> dict[str, inspect.Parameter]:

@@ -8,20 +8,29 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from talkbench.datasets.rig import Rig
+
 
 @dataclass(frozen=True)
 class Split:
-    """Subjects of one split and the inclusive sentence range they use (None: all sentences)."""
+    """Subjects of one split and the inclusive sentence range they use (None: all sentences).
+
+    ``by_group`` holds ``(group, lo, hi)`` ranges that replace ``sentences`` for the clips of a group
+    (the ``group`` field of DatasetSpec.clip_pattern): 3DMEAD splits neutral and emotional takes at
+    different sentence numbers.
+    """
 
     subjects: tuple[str, ...]
     sentences: tuple[int, int] | None = None
+    by_group: tuple[tuple[str, int, int], ...] = ()
 
-    def contains(self, subject: str, sentence: int) -> bool:
+    def contains(self, subject: str, sentence: int, group: str | None = None) -> bool:
         if subject not in self.subjects:
             return False
-        if self.sentences is None:
+        rng = next(((lo, hi) for g, lo, hi in self.by_group if g == group), self.sentences)
+        if rng is None:
             return True
-        lo, hi = self.sentences
+        lo, hi = rng
         return lo <= sentence <= hi
 
 
@@ -61,6 +70,16 @@ class DatasetSpec:
     # the split a run predicts and scores by default (``eval.split`` overrides): the published test
     # split, e.g. BIWI's Test-A, on which the papers report LVE/FDD
     eval_split: str = "test"
+    # how clip names split into subject, sentence (and group): a regular expression with those named
+    # groups, or None for the rule of VOCASET and BIWI (see prepared.parse_name)
+    clip_pattern: str | None = None
+    # the motion it carries (datasets/targets.py): "vertices", or "blendshapes": named weights (T, K)
+    # beside the meshes, ``channels`` their names (ARKit's where they map), ``channel_groups`` the
+    # channel index sets weight-space metrics average over, ``rig`` weights -> meshes when known
+    target: str = "vertices"
+    channels: tuple[str, ...] = ()
+    channel_groups: dict[str, np.ndarray] = field(default_factory=dict)
+    rig: Rig | None = None
 
     @property
     def stride(self) -> int:

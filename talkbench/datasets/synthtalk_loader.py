@@ -10,6 +10,7 @@ import numpy as np
 from talkbench.datasets.io import load_index_file, load_templates
 from talkbench.datasets.prepared import TEMPLATES, PreparedDataset, require_layout
 from talkbench.datasets.spec import DatasetSpec, Split
+from talkbench.datasets.targets import blendshape_fields
 from talkbench.datasets.vocaset import TABLE_SCALES
 from talkbench.errors import ConfigError, DataError
 
@@ -73,8 +74,11 @@ def build_spec(root: Path, templates: dict[str, np.ndarray], meta: dict) -> Data
         upper, lower = meta["mouth_pair"]
         mouth_pair = (np.asarray(upper, np.int64).reshape(-1), np.asarray(lower, np.int64).reshape(-1))
     fps = float(meta["fps"])
+    targets = {}
+    if meta.get("target", "vertices") == "blendshapes":
+        targets = blendshape_fields(root, meta.get("channels") or (), n_vertices)
     return DatasetSpec(
-        name="synthtalk",
+        name=meta.get("dataset", "synthtalk"),
         fps=fps,
         capture_fps=float(meta["capture_fps"]),
         n_vertices=n_vertices,
@@ -90,9 +94,10 @@ def build_spec(root: Path, templates: dict[str, np.ndarray], meta: dict) -> Data
         mouth_pair=mouth_pair,
         meta={
             k: meta[k]
-            for k in ("generator_version", "preset", "seed", "style_coupling", "speakers")
+            for k in ("generator_version", "variant", "preset", "seed", "style_coupling", "speakers")
             if k in meta
         },
+        **targets,
     )
 
 
@@ -104,13 +109,46 @@ def load_synthtalk(
     audio_cache_mb: int = 512,
 ) -> PreparedDataset:
     """A SynthTalk dir; with no root, the cached generation of (preset, seed, style_coupling)."""
+    return _load(root, preset, seed, style_coupling, audio_cache_mb, "main")
+
+
+def load_synthtalk_topology2(
+    root: str | Path | None = None,
+    preset: str = "small",
+    seed: int = 0,
+    style_coupling: float = 0.8,
+    audio_cache_mb: int = 512,
+) -> PreparedDataset:
+    """SynthTalk on its second face mesh (``bench data make synthtalk --variant topology2``)."""
+    return _load(root, preset, seed, style_coupling, audio_cache_mb, "topology2")
+
+
+def load_synthtalk_blendshape(
+    root: str | Path | None = None,
+    preset: str = "small",
+    seed: int = 0,
+    style_coupling: float = 0.8,
+    audio_cache_mb: int = 512,
+) -> PreparedDataset:
+    """SynthTalk with ARKit-named rig weights as targets (``--variant blendshape``)."""
+    return _load(root, preset, seed, style_coupling, audio_cache_mb, "blendshape")
+
+
+def _load(root, preset: str, seed: int, style_coupling: float, audio_cache_mb: int, variant: str):
     if root is None:
         try:
             from talkbench.datasets.synthtalk import ensure_synthtalk
         except ImportError as exc:
             raise ConfigError(f"the SynthTalk generator is not available ({exc}); pass a data root") from exc
-        root = ensure_synthtalk(preset=preset, seed=seed, style_coupling=style_coupling)
+        root = ensure_synthtalk(preset=preset, seed=seed, style_coupling=style_coupling, variant=variant)
     root = require_layout(root, "synthtalk")
     meta = read_meta(root)
+    found = meta.get("variant", "main")
+    if found != variant:
+        wanted = "synthtalk" if variant == "main" else f"synthtalk-{variant}"
+        raise DataError(
+            f"{root / META_FILE}: a SynthTalk '{found}' dataset, not '{variant}'; load it as "
+            f"'{meta.get('dataset', 'synthtalk')}' (or give {wanted} its own data root)"
+        )
     templates = load_templates(root / TEMPLATES)
     return PreparedDataset(root, build_spec(root, templates, meta), templates, audio_cache_mb=audio_cache_mb)

@@ -12,6 +12,8 @@ from torch import nn
 
 from talkbench.datasets.batch import Batch
 from talkbench.datasets.spec import DatasetSpec
+from talkbench.datasets.targets import VERTICES
+from talkbench.errors import TalkbenchError
 
 
 @dataclass
@@ -40,12 +42,31 @@ class Stage:
     selection: str = "last"
 
 
+def output_target(method: type, spec: DatasetSpec) -> str:
+    """What ``method`` predicts on ``spec``'s dataset: its target if the method can produce it, else
+    vertices; an error when it can produce neither."""
+    target = getattr(spec, "target", VERTICES)
+    if target in method.targets:
+        return target
+    if VERTICES in method.targets and spec.n_vertices > 0:
+        return VERTICES
+    raise TalkbenchError(
+        f"method '{method.name}' predicts {', '.join(method.targets)}; dataset '{spec.name}' gives {target}"
+        + (" without meshes" if spec.n_vertices == 0 else "")
+    )
+
+
 class Method(nn.Module):
     """Base class of every method.
 
     Subclasses set ``name``, ``Config`` (a dataclass), ``uses_speaker_id``, and implement
     ``stages``, ``loss`` and ``predict`` (``predict_conditions`` loops over it unless overridden
     where conditions batch exactly). The engine owns loops, devices, precision and checkpoints.
+
+    ``targets`` lists what it can predict (datasets/targets.py). Built on a dataset, it predicts
+    ``self.target``: the dataset's target when it can produce it, else vertices (a vertex method on a
+    blendshape dataset animates its meshes). Predicting blendshapes, ``predict`` returns weights
+    (T, K) in ``spec.channels`` order and ``predict_conditions`` (C, T, K).
     """
 
     name: ClassVar[str] = ""
@@ -56,11 +77,13 @@ class Method(nn.Module):
     # True for methods that draw a different animation per noise seed (FaceDiffuser); scored with
     # N samples per clip (specs/stochastic-metrics.md), deterministic ones with N = 1
     samples: ClassVar[bool] = False
+    targets: ClassVar[tuple[str, ...]] = (VERTICES,)
 
     def __init__(self, config, spec: DatasetSpec):
         super().__init__()
         self.config = config
         self.spec = spec
+        self.target = output_target(type(self), spec)
 
     # -- training -------------------------------------------------------------------------------
     def stages(self) -> list[Stage]:

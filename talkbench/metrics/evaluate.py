@@ -229,6 +229,19 @@ def sequence_row(
     return row, curve
 
 
+def weight_row(p: np.ndarray, g: np.ndarray, groups: Mapping[str, np.ndarray]) -> dict:
+    """Per-sequence weight-space terms: frame sums of the mean squared channel error, overall and
+    per channel group, over the first min(T_pred, T_gt) frames."""
+    t = min(p.shape[0], g.shape[0])
+    sq = (np.asarray(g[:t], np.float64) - np.asarray(p[:t], np.float64)) ** 2
+    total = float(sq.mean(axis=1).sum())
+    row = {"n_frames": t, "bs_sq_sum": total, "bs_mse": total / t}
+    for group, idx in groups.items():
+        total = float(sq[:, idx].mean(axis=1).sum())
+        row[f"bs_{group}_sum"], row[f"bs_mse_{group}"] = total, total / t
+    return row
+
+
 def evaluate(
     predictions: Iterable[tuple[str, str | None, ArrayLike]],
     spec: DatasetSpec,
@@ -283,20 +296,60 @@ class Evaluator:
         self.templates: dict[str, np.ndarray] = {}
         self.curves: dict[tuple[str, str | None], np.ndarray] = {}
         self.gt_curves: dict[str, np.ndarray] = {}
+        self.kind: str | None = None  # "vertices" or "weights": what the predictions are
+        self.has_vertices = False  # predicted meshes, given or through the rig
+        self.groups = {
+            g: idx for g, idx in getattr(spec, "channel_groups", {}).items() if g in ("lower", "upper")
+        }
 
-    def add(self, name: str, condition: str | None, verts: ArrayLike) -> None:
+    def _weights(self, weights: ArrayLike, clip: Clip, label: str) -> np.ndarray:
+        if clip.weights is None:
+            raise DataError(f"{label}: weights, but dataset '{self.spec.name}' has none to compare")
+        if hasattr(weights, "detach"):
+            weights = weights.detach().cpu().numpy()
+        w = np.asarray(weights)
+        k = len(self.spec.channels)
+        if w.ndim != 2 or w.shape[1] != k or w.shape[0] == 0:
+            raise DataError(f"{label}: weights of shape {w.shape}; expected (T, {k}) for '{self.spec.name}'")
+        check_finite(w[:, :, None], label)
+        return w
+
+    def add(
+        self, name: str, condition: str | None, verts: ArrayLike | None, weights: ArrayLike | None = None
+    ) -> None:
+        """Score one prediction: vertices (T, V, 3), or blendshape weights (T, K) (scored channel by
+        channel, and as meshes through the dataset's rig when it has one)."""
         spec, label = self.spec, _label(name, condition)
         if name not in self.clips:
             raise DataError(f"{label}: no clip of that name in the ground truth of '{spec.name}'")
         if (name, condition) in self.seen:
             raise DataError(f"{label}: given twice")
         self.seen.add((name, condition))
+        if verts is None and weights is None:
+            raise DataError(f"{label}: no prediction (neither vertices nor weights)")
+        kind = "weights" if weights is not None else "vertices"
+        if self.kind not in (None, kind):
+            raise DataError(f"{label}: {kind}, but the predictions before it were {self.kind}")
+        self.kind = kind
+        clip = self.clips[name]
+        row: dict = {}
+        if weights is not None:
+            w = self._weights(weights, clip, label)
+            row = weight_row(w, clip.weights, self.groups)
+            if verts is None and spec.rig is not None:
+                verts = spec.rig.decode(w, clip.template, clip.subject)
+        if verts is None:  # weights without a rig: weight-space metrics only
+            self.rows.append({
+                "clip": name, "subject": clip.subject, "sentence": clip.sentence, "condition": condition,
+                "n_frames_pred": len(w), "n_frames_gt": clip.n_frames, **row,
+            })
+            return
+        self.has_vertices = True
         p = as_vertices(verts, label, exact=False)
         if p.shape[1] != spec.n_vertices:
             raise DataError(
                 f"{label}: has {p.shape[1]} vertices, expected {spec.n_vertices} for '{spec.name}'"
             )
-        clip = self.clips[name]
         g = as_vertices(clip.vertices, f"ground truth of clip '{name}'", exact=False)
         if g.shape[1] != spec.n_vertices:
             raise DataError(
@@ -304,12 +357,12 @@ class Evaluator:
             )
         if name not in self.templates:
             self.templates[name] = as_template(clip.template, spec.n_vertices)
-        row, curve = sequence_row(
+        vertex_row, curve = sequence_row(
             p, g, self.templates[name], self.lips, self.upper, self.mouth, self.max_lag, label
         )
         self.rows.append({
             "clip": name, "subject": clip.subject, "sentence": clip.sentence, "condition": condition,
-            "n_frames_pred": p.shape[0], "n_frames_gt": clip.n_frames, **row,
+            "n_frames_pred": p.shape[0], "n_frames_gt": clip.n_frames, **row, **vertex_row,
         })
         if curve is not None:
             self.curves[(name, condition)] = curve
@@ -325,16 +378,35 @@ class Evaluator:
         df = pd.DataFrame(rows)
         _check_conditions(df)  # before the segment columns, whose curves are keyed by (clip, condition)
         skipped: dict[str, str] = {}
-        if mouth is None:
+        if not self.has_vertices:
+            for m in METRIC_ORDER:
+                if metric_info(m).target == "vertices":
+                    skipped[m] = f"blendshape predictions and dataset '{spec.name}' has no rig to make meshes"
+        elif mouth is None:
             for m in ("lip_corr", "av_offset", "av_offset_abs"):
                 skipped[m] = f"dataset '{spec.name}' defines no mouth_pair or upper_lip/lower_lip regions"
-        if alignments is None or mouth is None:
+        if not self.has_vertices:
+            pass
+        elif alignments is None or mouth is None:
             for m in ("bilabial_recall", "vowel_open_rate"):
                 skipped[m] = "no phoneme alignments given" if alignments is None else skipped["lip_corr"]
         else:
             _segment_columns(df, self.curves, self.gt_curves, alignments, spec.fps)
 
+        for m in METRIC_ORDER:
+            info = metric_info(m)
+            if info.target != "blendshapes" or m in skipped:
+                continue
+            if self.kind != "weights":
+                if spec.target == "blendshapes":
+                    skipped[m] = "the method predicts vertices, not blendshape weights"
+                else:
+                    skipped[m] = ""  # a vertex dataset: not a metric of it
+            elif info.requires and info.requires.removesuffix("_channels") not in self.groups:
+                group = info.requires.removesuffix("_channels")
+                skipped[m] = f"dataset '{spec.name}' has no '{group}' channel group"
         metrics = tuple(m for m in METRIC_ORDER if m not in skipped)
+        skipped = {m: why for m, why in skipped.items() if why}
         ev = Evaluation(
             dataset=spec.name, per_sequence=df, aggregates={}, ci={}, region_digest=spec.region_digest(),
             metric_versions={k: v for k, v in metric_versions().items() if k in metrics},
@@ -435,6 +507,8 @@ def _aggregate(ev: Evaluation, n_boot: int, seed: int) -> None:
         "articulation_gain": ("lip_sq_pred", "lip_sq_gt"),
         "upper_face_ratio": ("upper_sq_pred", "upper_sq_gt"),
     }.items():
+        if pcol not in block.columns:  # weights without a rig: no meshes
+            continue
         r = ratio(block.columns[pcol] @ onehot, block.columns[gcol] @ onehot).mean(axis=0)
         for s, v in zip(speakers, r):
             ev.aggregates[f"{key}/{s}"] = float(v)

@@ -36,12 +36,16 @@ class MetricInfo:
     reduction: str
     columns: tuple[str, ...]
     scales: dict[str, float] = field(default_factory=dict)
-    requires: str | None = None  # "mouth_pair" | "alignments" | None
+    requires: str | None = None  # "mouth_pair" | "alignments" | "<group>_channels" | None
     scale_key: str | None = None  # the table-scale entry it shares (fdd_abs uses fdd's)
+    # what it compares (datasets/targets.py): "vertices" (predicted meshes, or weights through the
+    # dataset's rig) or "blendshapes" (weights, channel by channel)
+    target: str = "vertices"
 
     def __post_init__(self) -> None:
         assert self.reduction in REDUCTIONS, self.reduction
         assert self.direction in DIRECTIONS, self.direction
+        assert self.target in ("vertices", "blendshapes"), self.target
 
     def unit_for(self, vertex_unit: str) -> str:
         return {"u": vertex_unit, "u^2": f"{vertex_unit}^2"}.get(self.unit, self.unit)
@@ -125,6 +129,22 @@ _ENTRIES = (
         "from the template, pooled over the speaker's frames and upper-face vertices, u clipped to "
         "[1e-3, 1e3]",
         "speaker-pooled", ("upper_sq_pred", "upper_sq_gt"),
+    ),
+    MetricInfo(
+        "bs_mse", 1, "1", "lower",
+        "per frame the mean over all channels of the squared blendshape-weight error, mean over all "
+        "frames pooled over sequences; truncated to the shorter length",
+        "frame-pooled", ("bs_sq_sum", "n_frames"), target="blendshapes",
+    ),
+    MetricInfo(
+        "bs_mse_lower", 1, "1", "lower",
+        "bs_mse over the dataset's 'lower' channel group (ARKit jaw*, mouth*, tongueOut: lip sync)",
+        "frame-pooled", ("bs_lower_sum", "n_frames"), target="blendshapes", requires="lower_channels",
+    ),
+    MetricInfo(
+        "bs_mse_upper", 1, "1", "lower",
+        "bs_mse over the dataset's 'upper' channel group (ARKit eye*, brow*)",
+        "frame-pooled", ("bs_upper_sum", "n_frames"), target="blendshapes", requires="upper_channels",
     ),
 )
 METRIC_ORDER: tuple[str, ...] = tuple(m.name for m in _ENTRIES)

@@ -66,6 +66,11 @@ CAMERAS = {
     "biwi": Camera(focal_800=VOCA_FOCAL / 8),
     # SynthTalk is in metres like VOCASET; its faces are not placed at the origin, so centre them
     "synthtalk": Camera(focal_800=VOCA_FOCAL / 2, center_mesh=True),
+    "synthtalk-topology2": Camera(focal_800=VOCA_FOCAL / 2, center_mesh=True),
+    "synthtalk-blendshape": Camera(focal_800=VOCA_FOCAL / 2, center_mesh=True),
+    "3dmead": Camera(focal_800=VOCA_FOCAL / 2),  # FLAME in metres, as VOCASET
+    # FaceDiffuser's [-1, 1] box: a face about 2 units wide, 2.5 times BIWI's normalised one
+    "multiface": Camera(focal_800=VOCA_FOCAL / 20, center_mesh=True),
 }
 
 

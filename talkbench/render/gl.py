@@ -87,6 +87,8 @@ class MeshRenderer:
         if normals is None:
             normals = vertex_normals(vertices, self.faces)
         data = np.concatenate([vertices, normals], axis=1).astype(np.float32)
+        if data.nbytes != self.vbo.size:  # vertices after the last one a face uses: a larger buffer
+            self.vbo.orphan(data.nbytes)
         self.vbo.write(data.tobytes())
         self.fbo.use()
         self.ctx.enable(self.ctx.DEPTH_TEST)

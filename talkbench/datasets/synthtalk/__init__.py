@@ -9,10 +9,12 @@ from .generate import (
     FPS,
     GENERATOR_VERSION,
     PRESETS,
+    VARIANTS,
     Preset,
     cache_key,
     cache_root,
     clip_audio,
+    dataset_name,
     ensure_synthtalk,
     generate,
     get_preset,
@@ -21,5 +23,5 @@ from .generate import (
 
 __all__ = [
     "CAPTURE_FPS", "FPS", "GENERATOR_VERSION", "PRESETS", "Preset", "cache_key", "cache_root", "clip_audio",
-    "ensure_synthtalk", "generate", "get_preset", "speaker",
+    "ensure_synthtalk", "generate", "get_preset", "speaker", "VARIANTS", "dataset_name",
 ]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from talkbench.datasets.rig import LipClosure
+
 from .face import EYE_U, EYE_V, MOUTH_V, Topology
 
 MOUTH_FIELDS = ("jaw", "round", "spread", "press", "labiodental")
@@ -93,6 +95,12 @@ def _lip_columns(topo: Topology):
     return near, idx, fall * sign
 
 
+def lip_closure(topo: Topology, channel: int) -> LipClosure:
+    """The closure step of this topology, driven by weight ``channel``."""
+    near, idx, w = _lip_columns(topo)
+    return LipClosure(channel, topo.mouth_upper, topo.mouth_lower, near, idx, w)
+
+
 def close_lips(verts: np.ndarray, topo: Topology, closure: np.ndarray) -> np.ndarray:
     """Bring upper and lower lips together by ``closure`` in [0, 1] per frame (1 = touching), in place.
 
@@ -100,11 +108,51 @@ def close_lips(verts: np.ndarray, topo: Topology, closure: np.ndarray) -> np.nda
     pushed past the other) is removed, so lips touch but never cross. Each correction spreads to the
     neighbouring rows of the same column with a short falloff. verts: (T, V, 3) float64.
     """
-    up, lo = topo.mouth_upper, topo.mouth_lower
-    near, idx, w = _lip_columns(topo)
-    gap = verts[:, up] - verts[:, lo]  # (T, M, 3), +y when open
-    half = 0.5 * np.clip(closure, 0.0, 1.0)[:, None, None] * gap
-    verts[:, near] += w[None, :, None] * half[:, idx]
-    overlap = np.minimum(verts[:, up, 1] - verts[:, lo, 1], 0.0)  # (T, M), < 0 where lips cross
-    verts[:, near, 1] += w[None, :] * (0.5 * overlap)[:, idx]
-    return verts
+    return lip_closure(topo, FIELDS.index("press")).apply(verts, closure)
+
+
+# -- the rig as ARKit blendshapes (the 'blendshape' variant) -------------------------------------------
+# Each generator channel drives the nearest ARKit shape(s); a bilateral channel is split into the
+# subject's left and right (u > 0 is the subject's left) by a smooth partition of unity, so the ARKit
+# shapes sum back to the generator's field exactly and left = right in the data:
+#   jaw -> jawOpen; round (protrude, narrow) -> mouthPucker; spread (corners out) -> mouthStretchLeft
+#   and mouthStretchRight; press (lip closure) -> mouthClose (it also drives the closure step);
+#   labiodental (lower lip under the upper teeth) -> mouthRollLower; brow -> browInnerUp,
+#   browOuterUpLeft, browOuterUpRight; blink -> eyeBlinkLeft, eyeBlinkRight
+ARKIT_MAP: dict[str, tuple[tuple[str, str], ...]] = {
+    "jaw": (("jawOpen", "all"),),
+    "round": (("mouthPucker", "all"),),
+    "spread": (("mouthStretchLeft", "left"), ("mouthStretchRight", "right")),
+    "press": (("mouthClose", "all"),),
+    "labiodental": (("mouthRollLower", "all"),),
+    "brow": (
+        ("browInnerUp", "inner"), ("browOuterUpLeft", "outer_left"), ("browOuterUpRight", "outer_right"),
+    ),
+    "blink": (("eyeBlinkLeft", "left"), ("eyeBlinkRight", "right")),
+}
+ARKIT_CHANNELS = tuple(name for ch in FIELDS for name, _ in ARKIT_MAP[ch])
+ARKIT_SOURCE = np.array([FIELDS.index(ch) for ch in FIELDS for _ in ARKIT_MAP[ch]], np.int64)
+SIDE_WIDTH = 0.05  # u over which a bilateral shape hands over from one side to the other
+INNER_BROW = 0.25  # u scale of the inner-brow share
+
+
+def _parts(u: np.ndarray) -> dict[str, np.ndarray]:
+    left = 0.5 * (1.0 + np.tanh(u / SIDE_WIDTH))
+    inner = np.exp(-((u / INNER_BROW) ** 2))
+    return {
+        "all": np.ones_like(u), "left": left, "right": 1.0 - left, "inner": inner,
+        "outer_left": (1.0 - inner) * left, "outer_right": (1.0 - inner) * (1.0 - left),
+    }  # fmt: skip
+
+
+def arkit_deltas(topo: Topology, field_stack: np.ndarray) -> np.ndarray:
+    """(len(ARKIT_CHANNELS), V, 3) shapes: each generator field times its parts' partition."""
+    parts = _parts(topo.u)
+    return np.stack(
+        [field_stack[FIELDS.index(ch)] * parts[part][:, None] for ch in FIELDS for _, part in ARKIT_MAP[ch]]
+    )
+
+
+def arkit_weights(w: np.ndarray) -> np.ndarray:
+    """(T, len(ARKIT_CHANNELS)) weights: each generator channel's weight on each of its shapes."""
+    return w[:, ARKIT_SOURCE]

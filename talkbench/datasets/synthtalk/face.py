@@ -68,21 +68,57 @@ def grid_for(n_vertices: int) -> tuple[int, int, int]:
     return best[1]
 
 
+LAYOUTS = ("grid", "graded")
+
+
+def _graded(x: np.ndarray, centre: float) -> np.ndarray:
+    """Positions spread away from ``centre`` as |d|^1.5 (denser near it), ends and centre kept."""
+    d = x - centre
+    span = np.where(d < 0, centre - x.min(), x.max() - centre)
+    return centre + np.sign(d) * span * (np.abs(d) / np.maximum(span, 1e-12)) ** 1.5
+
+
+def graded_grid_for(n_vertices: int) -> tuple[int, int, int]:
+    """(nu, nv, n_mouth) of the ``graded`` layout: columns and rows denser near the mouth, the mouth
+    spanning the columns with |u| < MOUTH_HALF_U; nu * nv + n_mouth nearest ``n_vertices``."""
+    best = None
+    side = int(round(np.sqrt(n_vertices)))
+    for nu in range(max(8, side - 14), side + 3):
+        m = int((np.abs(_graded(np.linspace(-1.0, 1.0, nu), 0.0)) < MOUTH_HALF_U).sum())
+        nv = max(8, int(round((n_vertices - m) / nu)))
+        if m < 2 or not nu <= nv <= 1.4 * nu:
+            continue
+        key = (abs(nu * nv + m - n_vertices), nv - nu)
+        if best is None or key < best[0]:
+            best = (key, (nu, nv, m))
+    return best[1]
+
+
 @lru_cache(maxsize=8)
-def build_topology(nu: int, nv: int, n_mouth: int) -> Topology:
+def build_topology(nu: int, nv: int, n_mouth: int, layout: str = "grid") -> Topology:
+    """The face mesh. ``grid``: evenly spaced rows and columns, vertex ids row by row, cells split
+    along one diagonal. ``graded`` (SynthTalk's second topology): rows and columns denser near the
+    mouth, vertex ids column by column, cells split along the other diagonal; same regions by name."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown face layout {layout!r}; expected one of {LAYOUTS}")
     uc = np.linspace(-1.0, 1.0, nu)
     vr = np.linspace(-1.0, 1.0, nv)
     jm = int(np.argmin(np.abs(vr - MOUTH_V)))
     # Shift rows so the mouth row sits exactly on MOUTH_V (keeps the rest evenly spaced).
     vr = vr + (MOUTH_V - vr[jm])
     vr = np.clip(vr, -1.0, 1.0)
+    if layout == "graded":
+        uc, vr = _graded(uc, 0.0), _graded(vr, MOUTH_V)
     mcols = _mouth_columns(uc, n_mouth)
     corner = float(np.min(np.abs(np.delete(uc, mcols))))  # |u| of the shared mouth-corner columns
-    gu, gv = np.meshgrid(uc, vr)  # (nv, nu), row-major ids = j * nu + i
+    gu, gv = np.meshgrid(uc, vr)  # (nv, nu)
     n_grid = nu * nv
-    u = np.concatenate([gu.ravel(), uc[mcols]])
-    v = np.concatenate([gv.ravel(), np.full(len(mcols), vr[jm])])
-    ids = np.arange(n_grid).reshape(nv, nu)
+    # ids[j, i]: the vertex of row j, column i
+    ids = np.arange(n_grid).reshape(nv, nu) if layout == "grid" else np.arange(n_grid).reshape(nu, nv).T
+    grid_u, grid_v = np.empty(n_grid), np.empty(n_grid)
+    grid_u[ids], grid_v[ids] = gu, gv
+    u = np.concatenate([grid_u, uc[mcols]])
+    v = np.concatenate([grid_v, np.full(len(mcols), vr[jm])])
     mouth_lower = ids[jm, mcols].astype(np.int64)
     mouth_upper = np.arange(n_grid, n_grid + len(mcols), dtype=np.int64)
 
@@ -99,13 +135,15 @@ def build_topology(nu: int, nv: int, n_mouth: int) -> Topology:
         hi = ids[j + 1]
         a, b = lo[:-1], lo[1:]
         c, d = hi[:-1], hi[1:]
-        tris.append(np.stack([a, b, d], 1))
-        tris.append(np.stack([a, d, c], 1))
+        if layout == "grid":
+            tris += [np.stack([a, b, d], 1), np.stack([a, d, c], 1)]
+        else:
+            tris += [np.stack([a, b, c], 1), np.stack([b, d, c], 1)]
     faces = np.concatenate(tris).astype(np.int64)
 
     t = v - vr[jm]
     au = np.abs(u)
-    row_step = vr[1] - vr[0]
+    row_step = vr[1] - vr[0] if layout == "grid" else vr[jm + 1] - vr[jm]  # the rows at the mouth
     lips = (au <= corner * 1.25) & (np.abs(t) <= max(0.11, 1.6 * row_step))
     upper_lip = lips & (side >= 0)  # the mouth corners belong to both lips
     lower_lip = lips & (side <= 0)

@@ -17,13 +17,15 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from talkbench.datasets.rig import FILE as RIG_FILE
+from talkbench.datasets.rig import Rig
 from talkbench.errors import ConfigError, DataError
 from talkbench.paths import synthtalk_cache
 from talkbench.progress import TerminalBar
 
 from .articulation import animate, weights
-from .blendshapes import fields
-from .face import REGION_NAMES, build_topology, grid_for, template
+from .blendshapes import ARKIT_CHANNELS, ARKIT_MAP, arkit_deltas, arkit_weights, fields, lip_closure
+from .face import REGION_NAMES, Topology, build_topology, graded_grid_for, grid_for, template
 from .sentences import Segment, make_sentence, timing
 from .speakers import Speaker, make_speaker
 from .speech import SR, synthesize
@@ -58,6 +60,48 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+@dataclass(frozen=True)
+class Variant:
+    """A version of SynthTalk. Each variant's speakers are their own people (speaker streams offset by
+    ``speaker_offset``, names prefixed ``prefix``), so its train split shares no speaker, and its test
+    split no sentence text, with another variant's test split (held-out sentences are speaker-specific;
+    the shared sentences 1..n_shared are training text in every variant)."""
+
+    name: str
+    prefix: str
+    speaker_offset: int
+    layout: str  # the face mesh: "grid" or "graded" (face.build_topology)
+    blendshapes: bool  # targets are the rig's weights in ARKit names (blendshapes_npy/, rig.npz)
+
+    def topology(self, p: Preset) -> Topology:
+        if self.layout == "graded":
+            return build_topology(*graded_grid_for(TOPOLOGY2_VERTICES[p.name]), layout="graded")
+        return build_topology(*grid_for(p.n_vertices))
+
+
+VARIANTS: dict[str, Variant] = {
+    "main": Variant("main", "SynthTalk", 0, "grid", False),
+    # a second mesh of the same face: other vertex count, ordering, spacing and triangulation
+    "topology2": Variant("topology2", "SynthTalkT2", 1000, "graded", False),
+    # the generator's own rig weights as targets, in ARKit channel names, beside the meshes
+    "blendshape": Variant("blendshape", "SynthTalkBS", 2000, "grid", True),
+}
+TOPOLOGY2_VERTICES = {"tiny": 300, "small": 1500, "full": 6172}
+
+
+def get_variant(variant: str) -> Variant:
+    try:
+        return VARIANTS[variant]
+    except KeyError:
+        msg = f"synthtalk variant: unknown {variant!r}, expected one of {sorted(VARIANTS)}"
+        raise ConfigError(msg) from None
+
+
+def dataset_name(variant: str) -> str:
+    """The registered dataset (and MLflow experiment) of a variant: synthtalk, synthtalk-topology2, ..."""
+    return "synthtalk" if variant == "main" else f"synthtalk-{variant}"
+
+
 def get_preset(preset: str) -> Preset:
     try:
         return PRESETS[preset]
@@ -77,8 +121,8 @@ def _check(seed: int, style_coupling: float) -> None:
         raise ConfigError(f"synthtalk style_coupling: expected a value in [0, 1], got {style_coupling!r}")
 
 
-def subject_name(index: int) -> str:
-    return f"SynthTalk_S{index + 1:02d}"
+def subject_name(index: int, variant: str = "main") -> str:
+    return f"{VARIANTS[variant].prefix}_S{index + 1:02d}"
 
 
 def _rng(*key: int) -> np.random.Generator:
@@ -86,8 +130,11 @@ def _rng(*key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(k) for k in key]))
 
 
-def speaker(seed: int, index: int, style_coupling: float, split: str = "extra") -> Speaker:
-    return make_speaker(_rng(seed, 1, index), subject_name(index), split, style_coupling)
+def speaker(
+    seed: int, index: int, style_coupling: float, split: str = "extra", variant: str = "main"
+) -> Speaker:
+    stream = index + VARIANTS[variant].speaker_offset
+    return make_speaker(_rng(seed, 1, stream), subject_name(index, variant), split, style_coupling)
 
 
 def sentence_tokens(p: Preset, seed: int, index: int, sentence: int):
@@ -105,8 +152,8 @@ def clip_audio(
     return segs, synthesize(segs, spk.voice, _rng(seed, 5, index, sentence))
 
 
-def _splits(p: Preset) -> dict:
-    names = [subject_name(i) for i in range(p.n_speakers)]
+def _splits(p: Preset, variant: str = "main") -> dict:
+    names = [subject_name(i, variant) for i in range(p.n_speakers)]
     tr, va = p.n_train, p.n_train + p.n_val
     held = [p.n_shared + 1, p.n_sentences]
     return {
@@ -116,10 +163,18 @@ def _splits(p: Preset) -> dict:
     }
 
 
-def generation_params(p: Preset) -> dict:
+def generation_params(p: Preset, variant: str = "main") -> dict:
     """Every parameter that shapes the output (logged in synthtalk.json and hashed into the cache key)."""
     from . import articulation, blendshapes, speakers, speech
 
+    v = get_variant(variant)
+    extra = {}
+    if variant != "main":  # the main variant's parameters (and cache key) are those of before variants
+        grid = graded_grid_for(TOPOLOGY2_VERTICES[p.name]) if v.layout == "graded" else grid_for(p.n_vertices)
+        extra = {"variant": asdict(v), "grid": list(grid)}
+        if v.blendshapes:
+            extra["arkit"] = {k: [list(x) for x in m] for k, m in ARKIT_MAP.items()}
+            extra["arkit_partition"] = [blendshapes.SIDE_WIDTH, blendshapes.INNER_BROW]
     return {
         **asdict(p),
         "words": list(p.words),
@@ -133,7 +188,7 @@ def generation_params(p: Preset) -> dict:
         "jaw_angle": blendshapes.JAW_ANGLE,
         "latent_dim": speakers.LATENT_DIM,
         "style_directions": {k: list(v) for k, v in speakers.STYLE_DIRS.items()},
-    }
+    } | extra
 
 
 def _dump_json(path: Path, obj: dict) -> None:
@@ -152,12 +207,14 @@ def generate(
     seed: int = 0,
     style_coupling: float = 0.8,
     progress: Callable[[int, int], None] | None = None,
+    variant: str = "main",
 ) -> Path:
     """Generate a SynthTalk dataset into out_dir (created; must be empty or absent). Deterministic.
 
-    ``progress(done, total)`` is called after each clip.
+    ``progress(done, total)`` is called after each clip. ``variant``: see :data:`VARIANTS`.
     """
     p = get_preset(preset)
+    v = get_variant(variant)
     _check(seed, style_coupling)
     style_coupling = float(style_coupling)
     out = Path(out_dir)
@@ -165,28 +222,35 @@ def generate(
         raise ConfigError(f"synthtalk output {out}: exists and is not a directory")
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"synthtalk output {out}: directory exists and is not empty")
-    for sub in ("wav", "vertices_npy", "regions", "alignments"):
+    subs = ("wav", "vertices_npy", "regions", "alignments") + (("blendshapes_npy",) if v.blendshapes else ())
+    for sub in subs:
         (out / sub).mkdir(parents=True, exist_ok=True)
 
-    topo = build_topology(*grid_for(p.n_vertices))
-    splits = _splits(p)
+    topo = v.topology(p)
+    splits = _splits(p, variant)
     split_of = {s: name for name, sp in splits.items() for s in sp["subjects"]}
-    speakers = [speaker(seed, i, style_coupling, split_of[subject_name(i)]) for i in range(p.n_speakers)]
-    templates = {}
+    names = [subject_name(i, variant) for i in range(p.n_speakers)]
+    speakers = [speaker(seed, i, style_coupling, split_of[n], variant) for i, n in enumerate(names)]
+    templates, rig_deltas = {}, {}
     done, total = 0, n_clips(p)
     for i, spk in enumerate(speakers):
+        stream = i + v.speaker_offset  # the random streams of this speaker's clips
         tmpl = template(topo, spk.shape)
         templates[spk.name] = tmpl
         field_stack = fields(topo, tmpl, spk.style.asymmetry)
+        if v.blendshapes:
+            rig_deltas[spk.name] = arkit_deltas(topo, field_stack).astype(np.float32)
         lo, hi = splits[spk.split]["sentences"]
         for sentence in range(lo, hi + 1):
             clip = f"{spk.name}_sentence{sentence:02d}"
-            segs, audio = clip_audio(p, seed, spk, i, sentence)
+            segs, audio = clip_audio(p, seed, spk, stream, sentence)
             n_frames = int(round(segs[-1].end * CAPTURE_FPS))
-            w, closure = weights(segs, spk.style, n_frames, CAPTURE_FPS, _rng(seed, 6, i, sentence))
+            w, closure = weights(segs, spk.style, n_frames, CAPTURE_FPS, _rng(seed, 6, stream, sentence))
             verts = animate(tmpl, field_stack, topo, w, closure)
             sf.write(out / "wav" / f"{clip}.wav", audio, SR, subtype="PCM_16")
             np.save(out / "vertices_npy" / f"{clip}.npy", verts.reshape(n_frames, -1))
+            if v.blendshapes:
+                np.save(out / "blendshapes_npy" / f"{clip}.npy", arkit_weights(w).astype(np.float32))
             _dump_json(
                 out / "alignments" / f"{clip}.json",
                 {
@@ -212,13 +276,20 @@ def generate(
     np.save(out / "faces.npy", topo.faces)
     for name in REGION_NAMES:
         np.save(out / "regions" / f"{name}.npy", topo.regions[name])
-    meta = {
+    extra = {}
+    if variant != "main":
+        extra = {"variant": variant, "dataset": dataset_name(variant)}
+    if v.blendshapes:
+        closure = lip_closure(topo, ARKIT_CHANNELS.index("mouthClose"))
+        np.savez(out / RIG_FILE, **Rig(ARKIT_CHANNELS, rig_deltas, closure).to_arrays())
+        extra |= {"target": "blendshapes", "channels": list(ARKIT_CHANNELS)}
+    meta = extra | {
         "generator_version": GENERATOR_VERSION,
         "source_digest": source_digest(),
         "preset": p.name,
         "seed": int(seed),
         "style_coupling": style_coupling,
-        "params": generation_params(p),
+        "params": generation_params(p, variant),
         "fps": FPS,
         "capture_fps": CAPTURE_FPS,
         "n_vertices": topo.n_vertices,
@@ -243,13 +314,13 @@ def source_digest() -> str:
     return h.hexdigest()[:16]
 
 
-def cache_key(preset: str, seed: int, style_coupling: float) -> str:
+def cache_key(preset: str, seed: int, style_coupling: float, variant: str = "main") -> str:
     p = get_preset(preset)
     _check(seed, style_coupling)
     blob = json.dumps(
         {
             "v": GENERATOR_VERSION,
-            "params": generation_params(p),
+            "params": generation_params(p, variant),
             "seed": int(seed),
             "coupling": float(style_coupling),
             "source": source_digest(),
@@ -257,21 +328,24 @@ def cache_key(preset: str, seed: int, style_coupling: float) -> str:
         sort_keys=True,
     )
     digest = hashlib.sha256(blob.encode()).hexdigest()[:12]
-    return f"{p.name}-seed{int(seed)}-c{float(style_coupling):g}-{digest}"
+    prefix = "" if variant == "main" else f"{variant}-"
+    return f"{prefix}{p.name}-seed{int(seed)}-c{float(style_coupling):g}-{digest}"
 
 
 def cache_root() -> Path:
     return synthtalk_cache()
 
 
-def ensure_synthtalk(preset: str = "small", seed: int = 0, style_coupling: float = 0.8) -> Path:
+def ensure_synthtalk(
+    preset: str = "small", seed: int = 0, style_coupling: float = 0.8, variant: str = "main"
+) -> Path:
     """Path of the cached dataset for these parameters, generating it (atomically) on first use.
 
     A generation writes into ``.tmp-*/dataset`` (the folder also records its owner) and renames it
     into place when complete; folders of dead generations are removed by the next one. Write
     failures (full disk, read-only home) are one DataError naming the folder.
     """
-    final = cache_root() / cache_key(preset, seed, style_coupling)
+    final = cache_root() / cache_key(preset, seed, style_coupling, variant)
     if (final / "synthtalk.json").is_file():
         return final
     try:
@@ -282,7 +356,7 @@ def ensure_synthtalk(preset: str = "small", seed: int = 0, style_coupling: float
         raise _write_error(final.parent, exc) from None
     try:
         with _Progress(preset, n_clips(get_preset(preset)), final) as report:
-            generate(tmp / "dataset", preset, seed, style_coupling, progress=report)
+            generate(tmp / "dataset", preset, seed, style_coupling, progress=report, variant=variant)
         if final.exists() and not (final / "synthtalk.json").is_file():
             shutil.rmtree(final)  # debris of an interrupted older layout
         try:

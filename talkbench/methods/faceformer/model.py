@@ -3,6 +3,10 @@
 Module names follow the released code: ``audio_feature_map``, ``vertice_map`` (on offsets),
 ``obj_vector`` (speaker one-hot, no bias), ``ppe``, ``decoder`` (one post-LN layer, 4 heads, FFN 2d),
 ``vertice_map_r`` (zero-initialised, so the first prediction is the template).
+
+On a blendshape dataset (talkbench's extension, as UniTalker's heads per annotation type) the motion
+that ``vertice_map`` reads and ``vertice_map_r`` predicts is the K blendshape weights instead of the
+V * 3 vertex offsets, the neutral being all-zero weights; nothing else changes.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from torch import nn
 from talkbench.audio.build import build_audio_encoder
 from talkbench.datasets.batch import Batch
 from talkbench.datasets.spec import DatasetSpec
+from talkbench.datasets.targets import BLENDSHAPES, VERTICES
 from talkbench.errors import ConfigError, DataError, TalkbenchError
 from talkbench.methods.base import Method, Stage
 from talkbench.methods.decoder import InferenceDecoder, TransformerDecoder, additive_mask
@@ -33,6 +38,8 @@ class FaceFormer(Method):
     Config = FaceFormerConfig
     uses_speaker_id = True
     presets = ("paper", "synthtalk", "tiny")
+    # on a blendshape dataset the motion maps and the head are K wide: weights replace the offsets
+    targets = (VERTICES, BLENDSHAPES)
 
     def __init__(self, config: FaceFormerConfig, spec: DatasetSpec):
         super().__init__(config, spec)
@@ -44,16 +51,18 @@ class FaceFormer(Method):
         self.n_speakers = len(spec.train_subjects)
         self.period = int(config.period or spec.period)
         self.alignment = spec.audio_alignment
-        d, v3 = config.feature_dim, 3 * self.n_vertices
+        d = config.feature_dim
+        # the motion fed back and predicted: vertex offsets (V * 3), or the K blendshape weights
+        self.motion_dim = len(spec.channels) if self.target == BLENDSHAPES else 3 * self.n_vertices
         self.audio = build_audio_encoder(config.audio, spec)
         self.audio_feature_map = nn.Linear(self.audio.out_dim, d)
-        self.vertice_map = nn.Linear(v3, d)
+        self.vertice_map = nn.Linear(self.motion_dim, d)
         self.obj_vector = nn.Linear(self.n_speakers, d, bias=False)
         self.ppe = PeriodicPositionalEncoding(d, self.period, config.dropout)
         self.decoder = TransformerDecoder(
             d, config.n_heads, config.ffn_mult * d, config.n_layers, config.dropout
         )
-        self.vertice_map_r = nn.Linear(d, v3)
+        self.vertice_map_r = nn.Linear(d, self.motion_dim)
         nn.init.zeros_(self.vertice_map_r.weight)
         nn.init.zeros_(self.vertice_map_r.bias)
 
@@ -212,7 +221,10 @@ class FaceFormer(Method):
     def _losses(self, memory, n_motion, batch: Batch, speaker, mode) -> torch.Tensor:
         mode = mode or self.config.train_mode
         t = int(n_motion.max())
-        offsets = (batch.vertices[:, :t] - batch.template[:, None]).flatten(2)
+        if self.target == BLENDSHAPES:
+            offsets = batch.weights[:, :t]  # the neutral is all-zero weights
+        else:
+            offsets = (batch.vertices[:, :t] - batch.template[:, None]).flatten(2)
         style = self.style(speaker)
         if mode == "teacher_forcing":
             pred = self.teacher_forcing(memory, offsets, style)
@@ -307,5 +319,7 @@ class FaceFormer(Method):
             offsets = self.rollout_cached(memory, style, int(n_motion[0]), fused_feedback=True)
         finally:
             self.train(was_training)
+        if self.target == BLENDSHAPES:
+            return offsets  # (C, T, K) weights
         flat = template.to(device).flatten()
         return (offsets + flat).view(len(indices), -1, self.n_vertices, 3)
