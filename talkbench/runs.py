@@ -84,6 +84,7 @@ class TrackedRun:
     run_id: str
     tracker: object
     _loaded: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    _listed: dict[str, dict] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def open(cls, run_id: str, tracking_uri: str | None = None) -> TrackedRun:
@@ -117,34 +118,49 @@ class TrackedRun:
         """The clips the run was evaluated on (its ``eval.split``: BIWI's Test-A by default)."""
         return self.dataset.split(self.config.eval.split_for(self.dataset.spec))
 
-    @cached_property
-    def _predictions(self) -> dict[str, contract.PredictionName]:
-        """Saved prediction files (names without the folder) and what each one holds."""
-        files = self.tracker.list_artifacts(self.run_id, contract.PREDICTIONS_DIR)
-        names = sorted(p.rsplit("/", 1)[-1] for p in files)
-        return {f: contract.parse_prediction_file(f) for f in names if f.endswith(contract.PREDICTION_SUFFIX)}
+    def _saved(self, folder: str) -> dict[str, contract.PredictionName]:
+        """Prediction files a run saved under ``folder`` (names without the folder), listed once."""
+        key = f"{folder}/"
+        if key not in self._listed:
+            files = self.tracker.list_artifacts(self.run_id, folder)
+            names = sorted(p.rsplit("/", 1)[-1] for p in files)
+            self._listed[key] = {
+                f: contract.parse_prediction_file(f) for f in names if f.endswith(contract.PREDICTION_SUFFIX)
+            }
+        return self._listed[key]
 
-    def _files_for(self, clip: str) -> list[str]:
-        return [f for f, name in self._predictions.items() if name.clip == clip]
+    def _files_for(self, clip: str, folder: str = contract.PREDICTIONS_DIR) -> list[str]:
+        return [f for f, name in self._saved(folder).items() if name.clip == clip]
+
+    def _load(self, folder: str, clip: str, condition: str | None) -> np.ndarray | None:
+        """One saved prediction (conditioned runs: the given or first condition), loaded once and
+        read-only (the report's sections share a clip); None when the run saved none."""
+        saved = self._saved(folder)
+        files = [f for f in self._files_for(clip, folder) if condition in (None, saved[f].condition)]
+        if not files:
+            return None
+        path = f"{folder}/{files[0]}"
+        if path not in self._loaded:
+            arr = np.load(self.tracker.download_artifacts(self.run_id, path), allow_pickle=False)
+            arr.flags.writeable = False  # shared by every caller
+            self._loaded[path] = arr
+        return self._loaded[path]
 
     def prediction(self, clip: str, condition: str | None = None) -> np.ndarray:
         """Predicted (T, V, 3) vertices of one clip (conditioned runs: the given or first condition)."""
-        files = self._files_for(clip)
-        if condition is not None:
-            files = [f for f in files if self._predictions[f].condition == condition]
-        if not files:
+        arr = self._load(contract.PREDICTIONS_DIR, clip, condition)
+        if arr is None:
             raise TalkbenchError(
                 f"run {self.run_id} ({self.method}) saved no prediction for clip '{clip}'"
                 + (f" under condition '{condition}'" if condition else "")
-                + f"; it has {len(self._predictions)} prediction file(s) (eval.save_predictions)"
+                + f"; it has {len(self._saved(contract.PREDICTIONS_DIR))} prediction file(s) "
+                "(eval.save_predictions)"
             )
-        if files[0] not in self._loaded:  # the report's sections share a clip: load it once
-            path = f"{contract.PREDICTIONS_DIR}/{files[0]}"
-            arr = np.load(self.tracker.download_artifacts(self.run_id, path), allow_pickle=False)
-            arr = arr.reshape(len(arr), -1, 3)
-            arr.flags.writeable = False  # shared by every caller
-            self._loaded[files[0]] = arr
-        return self._loaded[files[0]]
+        return arr.reshape(len(arr), -1, 3)
+
+    def weights_prediction(self, clip: str, condition: str | None = None) -> np.ndarray | None:
+        """Predicted (T, K) blendshape weights of one clip, None for a run that predicts vertices."""
+        return self._load(contract.WEIGHT_PREDICTIONS_DIR, clip, condition)
 
     def has_prediction(self, clip: str) -> bool:
         return bool(self._files_for(clip))

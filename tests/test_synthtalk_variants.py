@@ -18,6 +18,9 @@ from talkbench.datasets.check import check_dataset
 from talkbench.datasets.synthtalk import cache_key, generate
 from talkbench.datasets.synthtalk.blendshapes import ARKIT_CHANNELS
 from talkbench.errors import DataError
+from talkbench.runs import TrackedRun
+from talkbench.viewer.runs import view_runs
+from tests.viewer_files import decoded_track, positions, read_call
 
 runner = CliRunner()
 
@@ -114,6 +117,20 @@ def test_vertex_and_blendshape_methods_on_the_blendshape_variant(variants, tmp_p
     client = tracking.Tracker(uri).client
     arts = {a.path for a in client.list_artifacts(mm["run_id"])}
     assert {"predictions", "predictions_blendshapes"} <= arts
+
+    # the viewer shows a weights run through the dataset's rig, a vertex run as its meshes
+    spec = load_dataset("synthtalk-blendshape", root=root).spec
+    folder = view_runs([mm["run_id"], mt["run_id"]], tmp_path / "view", tracking_uri=uri).parent
+    shown = TrackedRun.open(mm["run_id"], uri)
+    name = read_call(folder / "data" / "manifest.js")[0]["clips"][0]["name"]
+    clip = shown.test_clip(name)
+    meta, levels = decoded_track(folder, name, mm["run_id"])
+    assert [t["label"] for t in meta["tracks"]] == [
+        "ground truth", "mean-motion (weights via rig)", "memorytalker"
+    ]  # fmt: skip
+    rigged = spec.rig.decode(shown.weights_prediction(name), clip.template, clip.subject)
+    assert np.abs(positions(meta, levels) - rigged).max() <= meta["step"] / 2 + 1e-6
+    assert TrackedRun.open(mt["run_id"], uri).weights_prediction(name) is None
 
     # bench animate: the weights as CSV with ARKit names, a three.js clip, and meshes through the rig
     wav = root / "wav" / f"{load_dataset('synthtalk-blendshape', root=root).split('test').refs[0].name}.wav"

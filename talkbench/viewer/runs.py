@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,7 +39,7 @@ def clips_from_runs(
         for label, run in runs:
             if skip_missing and not run.has_prediction(clip.name):
                 continue
-            tracks.append(Track(run.run_id, label, run.prediction(clip.name, condition)))
+            tracks.append(_run_track(run, label, clip, spec, condition))
         out.append(
             ViewerClip(
                 clip.name, clip.fps, np.asarray(clip.template), spec.faces, np.asarray(clip.audio), tracks,
@@ -46,6 +47,16 @@ def clips_from_runs(
             )
         )  # fmt: skip
     return out
+
+
+def _run_track(run: TrackedRun, label: str, clip, spec, condition: str | None) -> Track:
+    """A run's track: its weights through the dataset's rig where it predicted weights (the method's
+    own output, decoded here rather than trusting a mesh saved beside them), else its saved meshes."""
+    weights = run.weights_prediction(clip.name, condition) if spec.rig is not None else None
+    if weights is None:
+        return Track(run.run_id, label, run.prediction(clip.name, condition))
+    rig = partial(spec.rig.decode, template=np.asarray(clip.template), subject=clip.subject)
+    return Track.from_weights(run.run_id, f"{label} (weights via rig)", weights, rig)
 
 
 def view_runs(
