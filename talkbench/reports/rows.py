@@ -30,6 +30,9 @@ class Row:
     variant: str = ""  # what sets this row apart from other rows of the same method
     imported: bool = False  # an official checkpoint (bench import), not a talkbench training
     estimates: dict[str, SeedClipEstimate] = field(default_factory=dict)  # metric -> seeds x clips
+    # a deterministic method (talkbench.samples = 1): its MEE, CE and Diversity are LVE, LVE and 0
+    # by definition (N = 1), filled in, not measured (reports.leaderboard._single_sample)
+    single_sample: bool = False
 
     @property
     def label(self) -> str:
