@@ -96,3 +96,15 @@ def test_a_deterministic_method_is_predicted_once_and_logs_n_1(synthtalk_tiny, m
     assert run.data.tags[Tag.SAMPLES] == "1"
     assert not any(k.startswith(("test/mee", "test/ce_", "test/diversity")) for k in run.data.metrics)
     assert "test/lve" in run.data.metrics
+
+
+def test_report_shows_the_stochastic_columns_and_the_spread_plot(facediffuser_run, tmp_path):
+    from talkbench.reports.report import build_report
+
+    _, result, _ = facediffuser_run
+    rep = build_report("synthtalk", [result.run_id], tmp_path / "r", formats=("markdown",),
+                       tracking_uri=result.tracking_uri, n_clips=0, log_to_runs=False, viewer=False)
+    text = rep.markdown.read_text()
+    assert "MEE ↓ (×10⁻⁵)" in text and "CE@3 ↓ (×10⁻⁵)" in text and "Diversity ↑ (×10⁻³)" in text
+    assert "## Samples" in text and "| facediffuser | 3 |" in text
+    assert (rep.out_dir / "figures" / "sample_spread.png").stat().st_size > 1000

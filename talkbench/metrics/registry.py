@@ -184,10 +184,10 @@ STOCHASTIC_METRICS = (
     MetricInfo("diversity_pt3d", 1, "u", "higher",
                "per sequence the N = 10 samples shuffled (seeded per clip), 5 disjoint pairs (i, i + 5), "
                "mean over frames and all vertices of the unsquared L2; mean over sequences (ProbTalk3D)",
-               "sequence-mean", ("div_pt3d",), requires="samples"),
+               "sequence-mean", ("div_pt3d",), requires="samples", scale_key="mve"),
     MetricInfo("diversity", 1, "u", "higher",
                "as diversity_pt3d over all N(N-1)/2 pairs of the N samples; mean over sequences",
-               "sequence-mean", ("div_all",), requires="samples"),
+               "sequence-mean", ("div_all",), requires="samples", scale_key="mve"),
 )
 for _m in STOCHASTIC_METRICS:
     METRICS.register(_m.name, _m)

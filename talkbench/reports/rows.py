@@ -46,8 +46,16 @@ class Row:
         return len(self.run_ids)
 
 
+_TITLES = {"diversity": "Diversity", "diversity_pt3d": "Diversity (PT3D)"}
+
+
 def metric_title(name: str) -> str:
-    """Acronyms (LVE, MVE, FDD) in capitals, longer names as words (articulation log err)."""
+    """Acronyms (LVE, MVE, FDD) in capitals, longer names as words (articulation log err); CE with
+    its sample count (CE@10)."""
+    if name in _TITLES:
+        return _TITLES[name]
+    if name.startswith("ce_n") and name[4:].isdigit():
+        return f"CE@{name[4:]}"
     return name.upper() if "_" not in name else name.replace("_", " ")
 
 
