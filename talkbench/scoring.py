@@ -71,13 +71,6 @@ def conditions_for(method, spec, subject: str) -> list[int | None]:
     return list(range(len(spec.train_subjects)))
 
 
-def clip_seeds(run_seed: int, clip: str, condition: str | None, n: int) -> tuple[int, ...]:
-    """The seeds of samples 0..n-1 of ``clip`` under ``condition`` (a training speaker's name)."""
-    from talkbench.methods.base import sample_seed
-
-    return tuple(sample_seed(run_seed, clip, condition, k) for k in range(n))
-
-
 def pair_seed(run_seed: int, clip: str, condition: str | None) -> int:
     """The seed of ProbTalk3D's diversity pairing of one clip (index -1: no sample has it)."""
     from talkbench.methods.base import sample_seed
@@ -89,9 +82,12 @@ def predict_clip(
     method, clip, spec, timing: Timing, n_samples: int = 1, run_seed: int = 0
 ) -> list[Prediction]:
     """One clip under all its conditions, one ``predict_conditions`` call (a method that samples:
-    ``n_samples`` per condition, one ``predict_samples`` call each, seeded by :func:`clip_seeds`);
+    ``n_samples`` per condition, one ``predict_samples`` call each, seeded by ``sample_seeds`` of the
+    run seed, the clip and the condition's name);
     adds its cost to ``timing`` (every sample's frames count as animation produced)."""
     import torch
+
+    from talkbench.methods.base import sample_seeds
 
     device = method.device
     audio = torch.tensor(np.asarray(clip.audio, np.float32), device=device)  # copies (read-only maps)
@@ -102,7 +98,7 @@ def predict_clip(
     sampling = getattr(method, "samples", False)
     if sampling and weights:
         raise TalkbenchError(f"method '{method.name}': sampling blendshape weights is not supported")
-    seeds = [clip_seeds(run_seed, clip.name, c, n_samples) if sampling else () for c in names]
+    seeds = [sample_seeds(run_seed, clip.name, c, n_samples) if sampling else () for c in names]
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
     t0 = time.perf_counter()

@@ -13,7 +13,7 @@ import torch
 from talkbench import contract, pipeline
 from talkbench.config import load_config
 from talkbench.contract import Tag
-from talkbench.scoring import clip_seeds
+from talkbench.methods.base import sample_seeds
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_seeds_are_stored_and_a_sample_replays_bit_identically(facediffuser_run,
     first = seeds.iloc[0]
     cond = None if pd.isna(first["condition"]) else first["condition"]
     rows = seeds[(seeds["clip"] == first["clip"]) & (seeds["condition"].fillna("") == (cond or ""))]
-    assert tuple(rows.sort_values("sample")["seed"]) == clip_seeds(cfg.seed, first["clip"], cond, 3)
+    assert tuple(rows.sort_values("sample")["seed"]) == sample_seeds(cfg.seed, first["clip"], cond, 3)
     name = contract.prediction_file(first["clip"], cond)
     saved = np.load(_artifact(client, result.run_id, f"{contract.SAMPLE_PREDICTIONS_DIR}/{name}", tmp_path))
     sample0 = np.load(_artifact(client, result.run_id, f"{contract.PREDICTIONS_DIR}/{name}", tmp_path))
@@ -108,3 +108,28 @@ def test_report_shows_the_stochastic_columns_and_the_spread_plot(facediffuser_ru
     assert "MEE ↓ (×10⁻⁵)" in text and "CE@3 ↓ (×10⁻⁵)" in text and "Diversity ↑ (×10⁻³)" in text
     assert "## Samples" in text and "| facediffuser | 3 |" in text
     assert (rep.out_dir / "figures" / "sample_spread.png").stat().st_size > 1000
+
+
+def test_animate_writes_n_samples_with_their_seeds(facediffuser_run, tmp_path):
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    from talkbench.cli import app
+
+    cfg, result, _ = facediffuser_run
+    clip = next(iter(cfg.dataset.load().split("test")))
+    wav = tmp_path / "speech.wav"
+    sf.write(wav, np.asarray(clip.audio, np.float32), 16000)
+    out = CliRunner().invoke(app, [
+        "animate", "--tracking-uri", result.tracking_uri, "--model", result.run_id, "--audio", str(wav),
+        "--out", str(tmp_path / "out"), "--no-render", "--samples", "3", "--seed", "7",
+    ])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    table = pd.read_csv(tmp_path / "out" / "speech.seeds.csv")
+    assert list(table.columns) == ["condition", "sample", "seed", "file"] and len(table) == 3
+    cond = table["condition"].iloc[0]
+    assert tuple(table["seed"]) == sample_seeds(7, "speech", cond, 3)
+    arrays = [np.load(tmp_path / "out" / f) for f in table["file"]]
+    assert arrays[0].shape[1:] == np.asarray(clip.template).shape
+    assert not np.array_equal(arrays[0], arrays[1])
+    assert "sample 2" in out.stdout and "the seed of every sample" in out.stdout

@@ -178,6 +178,11 @@ def sample_seed(run_seed: int, clip: str, condition: int | str | None, index: in
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") >> 1
 
 
+def sample_seeds(run_seed: int, clip: str, condition: int | str | None, n: int) -> tuple[int, ...]:
+    """The seeds of samples 0..n-1 of ``clip`` under ``condition`` (:func:`sample_seed` each)."""
+    return tuple(sample_seed(run_seed, clip, condition, k) for k in range(n))
+
+
 def sample_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
     """A local generator for one sample (global RNG state is never used for sampling)."""
     return torch.Generator(device=device).manual_seed(int(seed))
