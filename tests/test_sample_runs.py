@@ -133,3 +133,14 @@ def test_animate_writes_n_samples_with_their_seeds(facediffuser_run, tmp_path):
     assert arrays[0].shape[1:] == np.asarray(clip.template).shape
     assert not np.array_equal(arrays[0], arrays[1])
     assert "sample 2" in out.stdout and "the seed of every sample" in out.stdout
+
+
+def test_codetalker_nd_runs_as_its_own_sampling_row(synthtalk_tiny):
+    cfg = load_config("codetalker-nd", preset="tiny", data_root=synthtalk_tiny, overrides=["eval.samples=2"])
+    result = pipeline.run(cfg, progress=False)
+    run = mlflow.MlflowClient(result.tracking_uri).get_run(result.run_id)
+    m = run.data.metrics
+    for name in ("mee", "ce_n2", "diversity", "diversity_pt3d"):  # even N: ProbTalk3D's pairing too
+        assert np.isfinite(m[f"test/{name}"]), name
+    assert m["test/diversity"] > 0 and m["test/ce_n2"] <= m["test/lve"] + 1e-12
+    assert run.data.tags[Tag.METHOD] == "codetalker-nd" and run.data.tags[Tag.SAMPLES] == "2"
