@@ -7,7 +7,13 @@ own for a speaker seen in training; others: no condition). Each prediction is sc
 (metrics.Evaluator keeps a per-sequence row, not the vertices), written if it is one of the saved
 predictions and kept if it is a rendered sample, so memory stays at one clip's predictions
 whatever the size of the test split.
-Inference speed = seconds of animation produced per second of predict_conditions() compute.
+
+A method that samples (``Method.samples``) is asked instead for ``eval.samples`` (default 10)
+samples per clip and condition, sample k seeded ``sample_seed(run seed, clip, condition, k)``: sample
+0 is its prediction (LVE, MVE, FDD, the saved and rendered one), all N give MEE, CE and Diversity;
+the samples, every seed and the per-frame lip spread are logged beside the predictions. A
+deterministic method is predicted once (N = 1, the ``talkbench.samples`` tag), never N times.
+Inference speed = seconds of animation produced (every sample counted) per second of compute.
 """
 
 from __future__ import annotations

@@ -144,3 +144,26 @@ def test_codetalker_nd_runs_as_its_own_sampling_row(synthtalk_tiny):
         assert np.isfinite(m[f"test/{name}"]), name
     assert m["test/diversity"] > 0 and m["test/ce_n2"] <= m["test/lve"] + 1e-12
     assert run.data.tags[Tag.METHOD] == "codetalker-nd" and run.data.tags[Tag.SAMPLES] == "2"
+
+
+def test_render_shows_a_grid_of_the_samples_with_their_seeds(facediffuser_run, tmp_path):
+    import av
+    from typer.testing import CliRunner
+
+    from talkbench.cli import app
+    from talkbench.runs import TrackedRun
+
+    _, result, _ = facediffuser_run
+    run = TrackedRun.open(result.run_id, result.tracking_uri)
+    clip = run.test_clips.refs[0].name
+    drawn, seeds = run.samples(clip)
+    assert drawn.shape[0] == 3 and len(seeds) == 3
+    out = CliRunner().invoke(app, [
+        "render", "--tracking-uri", result.tracking_uri, "--run", result.run_id, "--clip", clip,
+        "--samples", "3", "--columns", "2", "--size", "64", "--out", str(tmp_path / "grid.mp4"),
+    ])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert all(f"sample {k}: seed {s}" in out.stdout for k, s in enumerate(seeds))
+    with av.open(str(tmp_path / "grid.mp4")) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (128, 128)  # ground truth + 3 samples, 2 per row
