@@ -17,7 +17,8 @@ The library behind ``bench animate`` (no CLI, no tracking). Conventions:
   gives one ``.morphTargetInfluences[<name>]`` number track per channel, times in seconds, for an
   AnimationMixer on a mesh whose morph targets carry the ARKit names); the ``.npy`` meshes and the
   video are the weights through the model's rig (the first training speaker's shapes) when it has one.
-  Weights are written as predicted (not clamped to [0, 1]).
+  Weights are written as predicted (not clamped to [0, 1]). A method that samples (FaceDiffuser,
+  CodeTalker-ND) writes ``<stem>_sample<k>.npy``/``.mp4`` per sample and ``<name>.seeds.csv``.
 
 Out-of-domain audio: :func:`audio_profile` summarises a clip with three cheap statistics over its
 active (non-silent) frames: the median spectral centroid (Hz), the log10 median spectral flatness
@@ -260,11 +261,10 @@ def animate(
         else:
             out = method.predict_conditions(audio_t, template_t, indices)
     predicted = out.detach().cpu().numpy().astype(np.float32)
-    if sampling:
-        result.n_frames = int(predicted.shape[1])
-        return _write_samples(result, predicted, names, seeds, name, Path(out_dir), audio, template, spec,
-                              render, say)
     result.n_frames = int(predicted.shape[1])
+    if sampling:
+        return _write_samples(result, predicted, names, seeds, name, Path(out_dir), audio, template, spec,
+                              render, say)  # fmt: skip
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if getattr(method, "target", "vertices") != "blendshapes":
