@@ -146,6 +146,11 @@ class TrackedRun:
             self._loaded[files[0]] = arr
         return self._loaded[files[0]]
 
+    @property
+    def samples_per_clip(self) -> int:
+        """N the run drew per test clip and condition (1: a deterministic method, or an older run)."""
+        return int(self.info.data.tags.get(contract.Tag.SAMPLES, "1"))
+
     def samples(self, clip: str, condition: str | None = None) -> tuple[np.ndarray, list[int]]:
         """The N samples (N, T, V, 3) of one clip of a run of a method that samples (conditioned runs:
         the given or first condition), and the seed of each (each replays through predict_samples)."""

@@ -167,3 +167,22 @@ def test_render_shows_a_grid_of_the_samples_with_their_seeds(facediffuser_run, t
     with av.open(str(tmp_path / "grid.mp4")) as container:
         stream = container.streams.video[0]
         assert (stream.width, stream.height) == (128, 128)  # ground truth + 3 samples, 2 per row
+
+
+def test_study_shows_a_seeded_sample_per_clip_and_records_it(facediffuser_run, synthtalk_tiny, tmp_path):
+    import json
+
+    from talkbench.runs import TrackedRun
+    from talkbench.study.make import make_study_from_runs
+
+    _, result, _ = facediffuser_run
+    other = pipeline.run(load_config("template", preset="tiny", data_root=synthtalk_tiny), progress=False)
+    out = make_study_from_runs([result.run_id, other.run_id], tmp_path / "study", n_clips=3, seed=1,
+                               criteria=("lipsync",), size=32, tracking_uri=result.tracking_uri, samples=3)
+    trials = [t for t in json.loads((out / "manifest.json").read_text())["trials"] if not t["catch"]]
+    run = TrackedRun.open(result.run_id, result.tracking_uri)
+    shown = [t.get("left_sample") or t.get("right_sample") for t in trials]
+    assert all(s is not None for s in shown)
+    for t, s in zip(trials, shown):
+        assert s["seed"] == run.samples(t["clip"])[1][s["sample"]]
+    assert len({s["sample"] for s in shown}) > 1 or len(shown) == 1
