@@ -256,8 +256,7 @@ def animate(
             from talkbench.methods.base import sample_seeds
 
             seeds = [sample_seeds(seed, name, c, samples) for c in names]
-            draws = [method.predict_samples(audio_t, template_t, i, s) for i, s in zip(indices, seeds)]
-            out = torch.cat(draws)
+            out = method.predict_condition_samples(audio_t, template_t, indices, seeds).flatten(0, 1)
         else:
             out = method.predict_conditions(audio_t, template_t, indices)
     predicted = out.detach().cpu().numpy().astype(np.float32)

@@ -87,10 +87,10 @@ def pair_seed(run_seed: int, clip: str, condition: str | None) -> int:
 def predict_clip(
     method, clip, spec, timing: Timing, n_samples: int = 1, run_seed: int = 0
 ) -> list[Prediction]:
-    """One clip under all its conditions, one ``predict_conditions`` call (a method that samples:
-    ``n_samples`` per condition, one ``predict_samples`` call each, seeded by ``sample_seeds`` of the
-    run seed, the clip and the condition's name);
-    adds its cost to ``timing`` (every sample's frames count as animation produced)."""
+    """One clip under all its conditions, one ``predict_conditions`` call (a method that samples: one
+    ``predict_condition_samples`` call, ``n_samples`` per condition seeded by ``sample_seeds`` of the
+    run seed, the clip and the condition's name); adds its cost to ``timing`` (every sample's frames
+    count as animation produced)."""
     import torch
 
     from talkbench.methods.base import sample_seeds
@@ -110,8 +110,7 @@ def predict_clip(
     t0 = time.perf_counter()
     with torch.no_grad():
         if sampling:
-            draws = [method.predict_samples(audio, template, c, s) for c, s in zip(conditions, seeds)]
-            out = torch.stack(draws)
+            out = method.predict_condition_samples(audio, template, conditions, seeds)
         else:
             out = method.predict_conditions(audio, template, conditions)
     sync()

@@ -146,6 +146,18 @@ class Method(nn.Module):
         one = self.predict(audio, template, condition)
         return one[None].expand(len(seeds), *one.shape)
 
+    @torch.no_grad()
+    def predict_condition_samples(
+        self,
+        audio: torch.Tensor,
+        template: torch.Tensor,
+        conditions: Sequence[int | None],
+        seeds: Sequence[Sequence[int]],
+    ) -> torch.Tensor:
+        """``predict_samples`` under each condition with its seeds (the same N each): (C, N, T, V, 3).
+        The default loops; methods override it to encode the audio once for all conditions."""
+        return torch.stack([self.predict_samples(audio, template, c, s) for c, s in zip(conditions, seeds)])
+
     # -- helpers --------------------------------------------------------------------------------
     def named_trainable(self, stage: Stage) -> Iterator[tuple[str, nn.Parameter]]:
         for name, p in self.named_parameters():
