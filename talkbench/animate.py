@@ -17,7 +17,8 @@ The library behind ``bench animate`` (no CLI, no tracking). Conventions:
   gives one ``.morphTargetInfluences[<name>]`` number track per channel, times in seconds, for an
   AnimationMixer on a mesh whose morph targets carry the ARKit names); the ``.npy`` meshes and the
   video are the weights through the model's rig (the first training speaker's shapes) when it has one.
-  Weights are written as predicted (not clamped to [0, 1]).
+  Weights are written as predicted (not clamped to [0, 1]). A method that samples (FaceDiffuser,
+  CodeTalker-ND) writes ``<stem>_sample<k>.npy``/``.mp4`` per sample and ``<name>.seeds.csv``.
 
 Out-of-domain audio: :func:`audio_profile` summarises a clip with three cheap statistics over its
 active (non-silent) frames: the median spectral centroid (Hz), the log10 median spectral flatness
@@ -47,7 +48,7 @@ import soundfile as sf
 import torch
 
 from talkbench.audio.signal import read_audio_raw, resample
-from talkbench.contract import prediction_file
+from talkbench.contract import PREDICTION_SUFFIX, prediction_file
 from talkbench.errors import ConfigError, DataError, TalkbenchError
 from talkbench.meshio import read_vertices
 
@@ -145,6 +146,10 @@ class Animation:
 
     predictions: dict[str | None, Path] = field(default_factory=dict)  # condition -> .npy
     videos: dict[str | None, Path] = field(default_factory=dict)  # condition -> .mp4
+    # a method that samples: condition -> one .npy (and .mp4) per sample, and the seeds' CSV
+    samples: dict[str | None, list[Path]] = field(default_factory=dict)
+    sample_videos: dict[str | None, list[Path]] = field(default_factory=dict)
+    seeds: Path | None = None
     weights: dict[str | None, list[Path]] = field(default_factory=dict)  # condition -> .npy, .csv, .json
     n_frames: int = 0
     notes: list[str] = field(default_factory=list)
@@ -192,6 +197,8 @@ def animate(
     name: str | None = None,
     reference: dict | None = None,
     progress: Callable[[str], None] | None = None,
+    samples: int = 1,
+    seed: int = 0,
 ) -> Animation:
     """Predict the vertices of ``audio`` once per condition (one ``predict_conditions`` call), save
     them as .npy and, with ``render``, as MP4s with the audio.
@@ -199,9 +206,20 @@ def animate(
     ``audio``/``template``: arrays (16 kHz mono float32; (V, 3)) or files (see module docstring).
     ``reference``: the training audio's :func:`audio_reference`; None skips the domain check.
     ``progress``: called with short status lines (rendering reports every 10 %); default: logging.
+    ``samples``: a method that samples draws that many per condition, sample k seeded
+    ``sample_seed(seed, name, condition, k)``, written as ``<stem>_sample<k>.npy``/``.mp4`` with
+    ``<name>.seeds.csv`` listing condition, sample, seed and file (so each one replays); a
+    deterministic method animates once whatever ``samples`` (a note says so).
     """
     say = progress or log.info
     result = Animation()
+    if samples < 1:
+        raise ConfigError(f"--samples {samples}: expected at least 1 animation per condition")
+    sampling = bool(getattr(method, "samples", False))
+    if sampling and getattr(method, "target", "vertices") == "blendshapes":
+        raise ConfigError(f"{method.name}: sampling blendshape weights is not supported")
+    if samples > 1 and not sampling:
+        result.notes.append(f"{method.name} is deterministic: one animation per condition, not {samples}")
     if isinstance(audio, str | Path):
         name = name or Path(audio).stem
         audio, note = load_audio(audio)
@@ -232,12 +250,20 @@ def animate(
     indices = [None if c is None else spec.train_subjects.index(c) for c in names]
     say(f"predicting {len(audio) / SAMPLE_RATE:.1f} s of audio for {len(names)} condition(s)")
     device = method.device
+    audio_t, template_t = torch.from_numpy(audio).to(device), torch.from_numpy(template).to(device)
     with torch.no_grad():
-        out = method.predict_conditions(
-            torch.from_numpy(audio).to(device), torch.from_numpy(template).to(device), indices
-        )
+        if sampling:
+            from talkbench.methods.base import sample_seeds
+
+            seeds = [sample_seeds(seed, name, c, samples) for c in names]
+            out = method.predict_condition_samples(audio_t, template_t, indices, seeds).flatten(0, 1)
+        else:
+            out = method.predict_conditions(audio_t, template_t, indices)
     predicted = out.detach().cpu().numpy().astype(np.float32)
     result.n_frames = int(predicted.shape[1])
+    if sampling:
+        return _write_samples(result, predicted, names, seeds, name, Path(out_dir), audio, template, spec,
+                              render, say)  # fmt: skip
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if getattr(method, "target", "vertices") != "blendshapes":
@@ -262,6 +288,36 @@ def animate(
         else:
             for cond, verts in zip(names, vertices):
                 result.videos[cond] = _render(verts, template, audio, spec, result.predictions[cond], say)
+    return result
+
+
+def _write_samples(
+    result: Animation, predicted, names, seeds, name, out_dir: Path, audio, template, spec, render, say
+) -> Animation:
+    """``<stem>_sample<k>.npy`` (and .mp4) per condition and sample, and ``<name>.seeds.csv``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n = len(seeds[0])
+    rows = []
+    for j, (cond, cond_seeds) in enumerate(zip(names, seeds)):
+        stem = prediction_file(name, cond).removesuffix(PREDICTION_SUFFIX)
+        for k, s in enumerate(cond_seeds):
+            path = out_dir / f"{stem}_sample{k}{PREDICTION_SUFFIX}"
+            np.save(path, predicted[j * n + k])
+            result.samples.setdefault(cond, []).append(path)
+            rows.append(("" if cond is None else cond, k, s, path.name))
+    result.seeds = out_dir / f"{name}.seeds.csv"
+    with open(result.seeds, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["condition", "sample", "seed", "file"])
+        writer.writerows(rows)
+    if render and (spec.faces is None or len(spec.faces) == 0):
+        result.notes.append(f"dataset '{spec.name}' has no faces: vertices saved, no video rendered")
+    elif render:
+        for j, cond in enumerate(names):
+            result.sample_videos[cond] = [
+                _render(predicted[j * n + k], template, audio, spec, path, say)
+                for k, path in enumerate(result.samples[cond])
+            ]
     return result
 
 

@@ -43,6 +43,7 @@ class Tag:
     SOURCE = "talkbench.source"  # a user study's folder
     ENCODER_KEY = "talkbench.encoder_key"  # a pretrained speech encoder's cache key (speech_pretrain)
     ENCODER_RUN_ID = "talkbench.encoder_run_id"  # the MLflow run that pretrained that encoder
+    SAMPLES = "talkbench.samples"  # N drawn per test clip and condition (1: a deterministic method)
     THREADS = "talkbench.threads"  # torch intra-op CPU threads: float sums, hence metrics, depend on it
     # runs made by `bench import` from an official checkpoint (value: contract.IMPORTED_OFFICIAL)
     IMPORTED = "talkbench.imported"
@@ -144,6 +145,12 @@ SUMMARY_ARTIFACT = "eval/summary.csv"
 PREDICTIONS_DIR = "predictions"  # (T, V*3) vertices; of a blendshape method, its weights through the rig
 WEIGHT_PREDICTIONS_DIR = "predictions_blendshapes"  # (T, K) weights of a blendshape method, same file names
 RENDERS_DIR = "renders"
+# a method that samples: (N, T, V*3) float32 per prediction, same file names; sample 0 is the one in
+# predictions/; the seed of every sample of every clip and condition (columns SAMPLE_SEED_COLUMNS)
+SAMPLE_PREDICTIONS_DIR = "predictions_samples"
+SAMPLE_SEEDS_ARTIFACT = "eval/sample_seeds.csv"
+SAMPLE_SEED_COLUMNS = ("clip", "condition", "sample", "seed")
+SAMPLE_SPREAD_ARTIFACT = "eval/sample_spread.csv"  # clip, condition, frame, spread (lips, u)
 CHECKPOINTS_DIR = "checkpoints"
 GIT_DIFF_ARTIFACT = "provenance/git.diff"
 MODEL_ARTIFACT = "model"  # the MLflow model (pyfunc): runs:/<run id>/model

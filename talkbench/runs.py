@@ -162,6 +162,37 @@ class TrackedRun:
         """Predicted (T, K) blendshape weights of one clip, None for a run that predicts vertices."""
         return self._load(contract.WEIGHT_PREDICTIONS_DIR, clip, condition)
 
+    @property
+    def samples_per_clip(self) -> int:
+        """N the run drew per test clip and condition (1: a deterministic method, or an older run)."""
+        return int(self.info.data.tags.get(contract.Tag.SAMPLES, "1"))
+
+    def samples(self, clip: str, condition: str | None = None) -> tuple[np.ndarray, list[int]]:
+        """The N samples (N, T, V, 3) of one clip of a run of a method that samples (conditioned runs:
+        the given or first condition), and the seed of each (each replays through predict_samples)."""
+        import pandas as pd
+
+        files = self._files_for(clip)
+        if condition is not None:
+            files = [f for f in files if self._predictions[f].condition == condition]
+        listed = self.tracker.list_artifacts(self.run_id, contract.SAMPLE_PREDICTIONS_DIR)
+        saved = {p.rsplit("/", 1)[-1] for p in listed}
+        files = [f for f in files if f in saved]
+        if not files:
+            raise TalkbenchError(
+                f"run {self.run_id} ({self.method}) saved no samples of clip '{clip}'"
+                + (f" under condition '{condition}'" if condition else "")
+                + f" (runs of methods that sample keep them in {contract.SAMPLE_PREDICTIONS_DIR}/; "
+                f"this one has {len(saved)} such file(s))"
+            )
+        path = f"{contract.SAMPLE_PREDICTIONS_DIR}/{files[0]}"
+        arr = np.load(self.tracker.download_artifacts(self.run_id, path), allow_pickle=False)
+        cond = self._predictions[files[0]].condition or ""
+        table = self.tracker.download_artifacts(self.run_id, contract.SAMPLE_SEEDS_ARTIFACT)
+        seeds = pd.read_csv(table, dtype={"condition": "string"})
+        mine = seeds[(seeds["clip"] == clip) & (seeds["condition"].fillna("") == cond)].sort_values("sample")
+        return arr.reshape(*arr.shape[:2], -1, 3), [int(s) for s in mine["seed"]]
+
     def has_prediction(self, clip: str) -> bool:
         return bool(self._files_for(clip))
 

@@ -7,7 +7,13 @@ own for a speaker seen in training; others: no condition). Each prediction is sc
 (metrics.Evaluator keeps a per-sequence row, not the vertices), written if it is one of the saved
 predictions and kept if it is a rendered sample, so memory stays at one clip's predictions
 whatever the size of the test split.
-Inference speed = seconds of animation produced per second of predict_conditions() compute.
+
+A method that samples (``Method.samples``) is asked instead for ``eval.samples`` (default 10)
+samples per clip and condition, sample k seeded ``sample_seed(run seed, clip, condition, k)``: sample
+0 is its prediction (LVE, MVE, FDD, the saved and rendered one), all N give MEE, CE and Diversity;
+the samples, every seed and the per-frame lip spread are logged beside the predictions. A
+deterministic method is predicted once (N = 1, the ``talkbench.samples`` tag), never N times.
+Inference speed = seconds of animation produced (every sample counted) per second of compute.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import logging
 import math
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -33,12 +39,14 @@ MAX_PREDICTION_BYTES = 200 << 20
 
 
 class Prediction(NamedTuple):
-    """One test prediction; unpacks as the ``(clip, condition, vertices, weights)`` Evaluator.add reads."""
+    """One test prediction (of a method that samples: its N samples, ``vertices`` being sample 0)."""
 
     clip: str
     condition: str | None  # the training speaker's name, None for unconditioned methods
     vertices: np.ndarray | None  # (T, V, 3) float32; of a blendshape method, its weights through the rig
     weights: np.ndarray | None = None  # (T, K) float32, of a method predicting blendshapes
+    samples: np.ndarray | None = None  # (N, T, V, 3) float32, of a method that samples
+    seeds: tuple[int, ...] = ()  # sample k's seed (methods.base.sample_seed), of a method that samples
 
 
 @dataclass
@@ -69,31 +77,57 @@ def conditions_for(method, spec, subject: str) -> list[int | None]:
     return list(range(len(spec.train_subjects)))
 
 
-def predict_clip(method, clip, spec, timing: Timing) -> list[Prediction]:
-    """One clip under all its conditions, one ``predict_conditions`` call; adds its cost to ``timing``."""
+def pair_seed(run_seed: int, clip: str, condition: str | None) -> int:
+    """The seed of ProbTalk3D's diversity pairing of one clip (index -1: no sample has it)."""
+    from talkbench.methods.base import sample_seed
+
+    return sample_seed(run_seed, clip, condition, -1)
+
+
+def predict_clip(
+    method, clip, spec, timing: Timing, n_samples: int = 1, run_seed: int = 0
+) -> list[Prediction]:
+    """One clip under all its conditions, one ``predict_conditions`` call (a method that samples: one
+    ``predict_condition_samples`` call, ``n_samples`` per condition seeded by ``sample_seeds`` of the
+    run seed, the clip and the condition's name); adds its cost to ``timing`` (every sample's frames
+    count as animation produced)."""
     import torch
+
+    from talkbench.methods.base import sample_seeds
 
     device = method.device
     audio = torch.tensor(np.asarray(clip.audio, np.float32), device=device)  # copies (read-only maps)
     template = torch.as_tensor(np.asarray(clip.template, np.float32), device=device)
     conditions = conditions_for(method, spec, clip.subject)
+    names = [None if c is None else spec.train_subjects[c] for c in conditions]
+    weights = getattr(method, "target", "vertices") == "blendshapes"
+    sampling = getattr(method, "samples", False)
+    if sampling and weights:
+        raise TalkbenchError(f"method '{method.name}': sampling blendshape weights is not supported")
+    seeds = [sample_seeds(run_seed, clip.name, c, n_samples) if sampling else () for c in names]
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
     t0 = time.perf_counter()
     with torch.no_grad():
-        out = method.predict_conditions(audio, template, conditions)
+        if sampling:
+            out = method.predict_condition_samples(audio, template, conditions, seeds)
+        else:
+            out = method.predict_conditions(audio, template, conditions)
     sync()
     timing.compute_s += time.perf_counter() - t0
     preds = out.detach().float().cpu().numpy()
-    weights = getattr(method, "target", "vertices") == "blendshapes"
     frame = (len(spec.channels),) if weights else (spec.n_vertices, 3)
-    if preds.ndim != 2 + len(frame) or preds.shape[0] != len(conditions) or preds.shape[2:] != frame:
+    lead = (len(conditions), n_samples) if sampling else (len(conditions),)
+    if preds.shape[: len(lead)] != lead or preds.shape[len(lead) + 1 :] != frame:
+        call = "predict_samples" if sampling else "predict_conditions"
+        want = ", ".join(map(str, (*lead, "T", *frame)))
         raise TalkbenchError(
-            f"method '{method.name}': predict_conditions() for clip '{clip.name}' returned shape "
-            f"{tuple(preds.shape)}, expected ({len(conditions)}, T, {', '.join(map(str, frame))})"
+            f"method '{method.name}': {call}() for clip '{clip.name}' returned shape "
+            f"{tuple(preds.shape)}, expected ({want})"
         )
-    timing.animation_s += preds.shape[0] * preds.shape[1] / spec.fps
-    names = [None if c is None else spec.train_subjects[c] for c in conditions]
+    timing.animation_s += math.prod(preds.shape[: len(lead) + 1]) / spec.fps
+    if sampling:
+        return [Prediction(clip.name, c, s[0], None, s, k) for c, s, k in zip(names, preds, seeds)]
     if not weights:
         return [Prediction(clip.name, c, pred) for c, pred in zip(names, preds)]
     # weights are scored and rendered as meshes too where the dataset has a rig (decoded once, here)
@@ -113,10 +147,11 @@ def predict_test(method, clips: list, spec) -> tuple[list[Prediction], Timing]:
     return [p for clip in clips for p in predict_clip(method, clip, spec, timing)], timing
 
 
-def prediction_selection(method, clips: list, spec) -> set[str] | None:
+def prediction_selection(method, clips: list, spec, n_samples: int = 1) -> set[str] | None:
     """None = save all; else the first clip of each test subject (when all would be too big)."""
     n_cond = max(1, len(spec.train_subjects)) if getattr(method, "uses_speaker_id", False) else 1
-    total = sum(c.n_frames for c in clips) * n_cond * spec.n_vertices * 3 * 4
+    copies = 1 + n_samples if getattr(method, "samples", False) else 1  # sample 0 and the samples
+    total = sum(c.n_frames for c in clips) * n_cond * copies * spec.n_vertices * 3 * 4
     if total <= MAX_PREDICTION_BYTES:
         return None
     return set(first_clip_per_subject(clips, len(clips)))
@@ -150,40 +185,81 @@ def score(tracker, run_id: str, cfg, method, data, rdir: Path | None = None) -> 
     evaluator = Evaluator(
         spec, {c.name: c for c in test}, load_alignments_for(data), n_boot=cfg.eval.n_boot, seed=cfg.seed
     )
-    saved = prediction_selection(method, test, spec) if cfg.eval.save_predictions else set()
+    n_samples = cfg.eval.samples_for(method)
+    saved = prediction_selection(method, test, spec, n_samples) if cfg.eval.save_predictions else set()
     renders = rdir is not None and spec.faces is not None
     wanted = set(first_clip_per_subject(test, cfg.eval.render_clips)) if renders else set()
     samples: dict[str, Prediction] = {}
+    record = SampleRecord()
     timing, n = Timing(), 0
     method.eval()
     with tempfile.TemporaryDirectory(prefix="talkbench-pred-") as tmp:
-        verts_dir, weights_dir = Path(tmp) / "vertices", Path(tmp) / "weights"
-        verts_dir.mkdir()
-        weights_dir.mkdir()
+        kinds = (contract.PREDICTIONS_DIR, contract.WEIGHT_PREDICTIONS_DIR, contract.SAMPLE_PREDICTIONS_DIR)
+        dirs = {a: Path(tmp) / a for a in kinds}
+        for folder in dirs.values():
+            folder.mkdir()
         for clip in test:
-            for p in predict_clip(method, clip, spec, timing):
-                evaluator.add(*p)
+            for p in predict_clip(method, clip, spec, timing, n_samples, cfg.seed):
+                seed = pair_seed(cfg.seed, p.clip, p.condition)
+                evaluator.add(p.clip, p.condition, p.vertices, p.weights, p.samples, seed)
+                record.add(p, evaluator.lips)
                 n += 1
                 if saved is None or p.clip in saved:
                     name = contract.prediction_file(p.clip, p.condition)
-                    if p.vertices is not None:
-                        np.save(verts_dir / name, p.vertices.reshape(len(p.vertices), -1).astype(np.float32))
-                    if p.weights is not None:
-                        np.save(weights_dir / name, p.weights.astype(np.float32))
+                    for folder, array in (
+                        (contract.PREDICTIONS_DIR, p.vertices),
+                        (contract.WEIGHT_PREDICTIONS_DIR, p.weights),
+                        (contract.SAMPLE_PREDICTIONS_DIR, p.samples),
+                    ):
+                        if array is not None:  # frames flattened: (T, V*3), (T, K), (N, T, V*3)
+                            flat = array.shape[:2] if array.ndim == 4 else array.shape[:1]
+                            np.save(dirs[folder] / name, array.reshape(*flat, -1).astype(np.float32))
                 if p.clip in wanted and p.vertices is not None:
                     samples.setdefault(p.clip, p)
         evaluation = evaluator.result()
-        for folder, artifact in (
-            (verts_dir, contract.PREDICTIONS_DIR),
-            (weights_dir, contract.WEIGHT_PREDICTIONS_DIR),
-        ):
+        for artifact, folder in dirs.items():
             if any(folder.iterdir()):
                 tracker.log_artifact(run_id, str(folder), artifact)
     if samples:
         _render_samples(tracker, run_id, method.name, list(samples.values()), test, spec, rdir)
+    record.log(tracker, run_id)
     metrics = _log_scores(tracker, run_id, method, spec, evaluation, timing)
-    log.info("run %s: %d predictions, %.1fx real time", run_id, n, timing.speed)
+    tracker.set_tags(run_id, {Tag.SAMPLES: str(n_samples)})
+    log.info("run %s: %d predictions (N = %d), %.1fx real time", run_id, n, n_samples, timing.speed)
     return Scores(evaluation, timing, metrics, n)
+
+
+@dataclass
+class SampleRecord:
+    """What a run of a method that samples keeps beside its metrics: every sample's seed (so any
+    sample replays: ``method.predict_samples(..., [seed])``) and, per frame, the spread of the
+    samples on the lips (the report's diversity plot)."""
+
+    seeds: list[tuple] = field(default_factory=list)
+    spread: list = field(default_factory=list)  # one DataFrame per prediction
+
+    def add(self, p: Prediction, lips: np.ndarray) -> None:
+        if p.samples is None:
+            return
+        import pandas as pd
+
+        from talkbench.metrics.stochastic import lip_spread
+
+        self.seeds += [(p.clip, p.condition, k, s) for k, s in enumerate(p.seeds)]
+        curve = lip_spread(p.samples, lips)
+        frames = np.arange(len(curve))
+        row = {"clip": p.clip, "condition": p.condition, "frame": frames, "spread": curve}
+        self.spread.append(pd.DataFrame(row))
+
+    def log(self, tracker, run_id: str) -> None:
+        if not self.seeds:
+            return
+        import pandas as pd
+
+        seeds = pd.DataFrame(self.seeds, columns=list(contract.SAMPLE_SEED_COLUMNS))
+        tracker.log_text(run_id, seeds.to_csv(index=False), contract.SAMPLE_SEEDS_ARTIFACT)
+        spread = pd.concat(self.spread).to_csv(index=False, float_format="%.6g")
+        tracker.log_text(run_id, spread, contract.SAMPLE_SPREAD_ARTIFACT)
 
 
 def _log_scores(tracker, run_id: str, method, spec, evaluation, timing: Timing) -> dict[str, float]:

@@ -241,6 +241,16 @@ def test_audio_is_encoded_once_per_clip(sampler):
     assert model.config.sampler_id.split("-")[0] == sampler.split("-")[0]
 
 
+def test_samples_under_several_conditions_encode_the_audio_once():
+    model = tiny(batch_samples=False)
+    audio, tpl = torch.randn(8000), torch.randn(20, 3)
+    calls = []
+    model.audio_encoder.register_forward_hook(lambda *a: calls.append(1))
+    out = model.predict_condition_samples(audio, tpl, ["a", "b"], [[1, 2], [3, 4]])
+    assert len(calls) == 1 and out.shape[:2] == (2, 2)
+    assert torch.equal(out[1], model.predict_samples(audio, tpl, "b", [3, 4]))
+
+
 def test_bad_sampler_and_condition_are_named():
     from talkbench.errors import ConfigError, TalkbenchError
 

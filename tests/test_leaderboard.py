@@ -244,3 +244,36 @@ def test_variant_names_show_a_missing_param_as_a_dash(store_uri):
         tr.finish_run(rid)
     variants = sorted(r.variant for r in lb.build(tr.search_runs("synthtalk"), "synthtalk").rows)
     assert variants == ["style_coupling=0.0", "style_coupling=–"]
+
+
+def test_stochastic_columns_and_deterministic_rows_as_n_1(store_uri):
+    """MEE, CE (by its N) and Diversity become columns once a run logged them; a deterministic row
+    (talkbench.samples = 1) shows MEE = CE = LVE and Diversity 0 marked N = 1; a row without the tag
+    (an older run) shows '–'."""
+    tr = Tracker(store_uri)
+    exp = tr.ensure_experiment("synthtalk")
+    rows = (
+        ("facediffuser", "10",
+         {"test/lve": 3e-5, "test/mee": 2e-5, "test/ce_n10": 1e-5, "test/diversity": 0.01}),
+        ("faceformer", "1", {"test/lve": 4e-5}),
+        ("memorytalker", None, {"test/lve": 5e-5}),
+    )
+    for method, n, metrics in rows:
+        tags = {"talkbench.method": method, "talkbench.config_hash": method, "talkbench.seed": 0,
+                "talkbench.scale.lve": 1e-5}
+        if n is not None:
+            tags["talkbench.samples"] = n
+        rid = tr.create_run(exp, method, tags)
+        tr.log_metrics(rid, metrics)
+        tr.finish_run(rid)
+    board = lb.build(tr.search_runs("synthtalk"), "synthtalk")
+    assert [c.name for c in board.columns] == ["lve", "mee", "ce_n10", "diversity"]
+    by = {r.method: r for r in board.rows}
+    det = by["faceformer"].values
+    assert det["mee"] == det["ce_n10"] == det["lve"]
+    assert det["diversity"][0] == 0.0
+    assert "mee" not in by["memorytalker"].values
+    text = lb.to_markdown(board)
+    line = next(row for row in text.splitlines() if "faceformer" in row)
+    assert "4.000 (N = 1)" in line and "(N = 1): a deterministic method" in text
+    assert "(N = 1)" not in next(row for row in text.splitlines() if "facediffuser" in row)

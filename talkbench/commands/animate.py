@@ -33,6 +33,15 @@ def animate_command(
         "weights as .blendshapes.npy/.csv (ARKit names)/.json (three.js AnimationClip)).",
     ),
     no_render: bool = typer.Option(False, "--no-render", help="Write the .npy only, no video."),
+    n_samples: int = typer.Option(
+        1,
+        "--samples",
+        help="Animations per condition of a method that samples (FaceDiffuser, CodeTalker-ND), written "
+        "as <stem>_sample<k> with <name>.seeds.csv (the seed of each); deterministic methods animate once.",
+    ),
+    seed: int = typer.Option(
+        0, "--seed", help="The seed the samples' seeds derive from (with the name, condition and k)."
+    ),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
 ) -> None:
     """Animate a WAV with a trained model: (T, V, 3) vertices as .npy and an MP4 with the audio.
@@ -63,6 +72,8 @@ def animate_command(
             name=audio.stem,
             reference=bundle.reference,
             progress=typer.echo,
+            samples=n_samples,
+            seed=seed,
         )
     for message in result.warnings:
         typer.secho(f"warning: audio unlike the training audio ({message})", err=True, fg=typer.colors.YELLOW)
@@ -71,6 +82,13 @@ def animate_command(
     for cond, path in result.predictions.items():
         video = result.videos.get(cond)
         typer.echo(f"{path} ({result.n_frames} frames)" + (f"  {video}" if video else ""))
+    for cond, paths in result.samples.items():
+        videos = result.sample_videos.get(cond, [])
+        for k, path in enumerate(paths):
+            video = f"  {videos[k]}" if k < len(videos) else ""
+            typer.echo(f"{path} ({result.n_frames} frames, sample {k}){video}")
+    if result.seeds is not None:
+        typer.echo(f"{result.seeds} (the seed of every sample)")
     for extra in result.notes:
         typer.echo(extra)
 

@@ -28,6 +28,10 @@ def make(
     viewer: bool = typer.Option(
         False, "--viewer", help="Show each trial in the 3D viewer (orbit, scrub) instead of an MP4."
     ),
+    samples: int = typer.Option(
+        1, "--samples", help="Runs of methods that sample show one of their first N samples per clip "
+        "(seeded by --seed; recorded per trial with its seed); 1: sample 0.",
+    ),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri"),
 ) -> None:
     """Render side-by-side trials of saved test predictions and write the manifest."""
@@ -43,6 +47,7 @@ def make(
         size,
         tracking_uri,
         viewer,
+        samples,
     )
     typer.echo(f"study written to {path}; serve it with: bench study serve {path}")
 

@@ -72,6 +72,9 @@ class TrainConfig:
     selection: Literal["val", "last"] | None = None  # None: each stage's own rule
 
 
+DEFAULT_SAMPLES = 10  # N of the stochastic protocol (ProbTalk3D, the benchmark study)
+
+
 @dataclass
 class EvalConfig:
     render_clips: int = 2  # how many test clips to render as videos (0: none)
@@ -81,6 +84,15 @@ class EvalConfig:
     # BIWI's Test-A); checked against the dataset's splits before a run exists (split_for)
     split: str | None = None
     register: str | None = None  # Model Registry name for the run's MLflow model (bench run --register)
+    # samples drawn per test clip and condition by a method that samples (None: DEFAULT_SAMPLES, the
+    # published protocol); a deterministic method is always predicted once (N = 1)
+    samples: Annotated[int, Field(ge=1)] | None = None
+
+    def samples_for(self, method) -> int:
+        """N for ``method``: 1 for a deterministic one, else ``samples`` or DEFAULT_SAMPLES."""
+        if not getattr(method, "samples", False):
+            return 1
+        return self.samples if self.samples is not None else DEFAULT_SAMPLES
 
     def split_for(self, spec) -> str:
         """The evaluation split of this dataset: ``split`` or the dataset's default, if it has it."""

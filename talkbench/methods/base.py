@@ -146,6 +146,18 @@ class Method(nn.Module):
         one = self.predict(audio, template, condition)
         return one[None].expand(len(seeds), *one.shape)
 
+    @torch.no_grad()
+    def predict_condition_samples(
+        self,
+        audio: torch.Tensor,
+        template: torch.Tensor,
+        conditions: Sequence[int | None],
+        seeds: Sequence[Sequence[int]],
+    ) -> torch.Tensor:
+        """``predict_samples`` under each condition with its seeds (the same N each): (C, N, T, V, 3).
+        The default loops; methods override it to encode the audio once for all conditions."""
+        return torch.stack([self.predict_samples(audio, template, c, s) for c, s in zip(conditions, seeds)])
+
     # -- helpers --------------------------------------------------------------------------------
     def named_trainable(self, stage: Stage) -> Iterator[tuple[str, nn.Parameter]]:
         for name, p in self.named_parameters():
@@ -176,6 +188,11 @@ def sample_seed(run_seed: int, clip: str, condition: int | str | None, index: in
     """
     key = f"{int(run_seed)}\x1f{clip}\x1f{'' if condition is None else condition}\x1f{int(index)}"
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") >> 1
+
+
+def sample_seeds(run_seed: int, clip: str, condition: int | str | None, n: int) -> tuple[int, ...]:
+    """The seeds of samples 0..n-1 of ``clip`` under ``condition`` (:func:`sample_seed` each)."""
+    return tuple(sample_seed(run_seed, clip, condition, k) for k in range(n))
 
 
 def sample_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:

@@ -22,7 +22,7 @@ import pandas as pd
 from talkbench.errors import ConfigError, DataError
 from talkbench.metrics import lipsync
 from talkbench.metrics.core import ArrayLike, as_template, as_vertices, check_finite, check_indices
-from talkbench.metrics.registry import METRIC_ORDER, MetricInfo, metric_info, metric_versions
+from talkbench.metrics.registry import METRIC_ORDER, MetricInfo, ce_name, metric_info
 from talkbench.metrics.stats import (
     StatBlock,
     bootstrap_weights,
@@ -30,6 +30,7 @@ from talkbench.metrics.stats import (
     percentile_ci,
     reduce,
 )
+from talkbench.metrics.stochastic import score_samples
 from talkbench.metrics.style import ratio
 
 if TYPE_CHECKING:  # the metric layer needs no dataset code at run time
@@ -315,10 +316,20 @@ class Evaluator:
         return w
 
     def add(
-        self, name: str, condition: str | None, verts: ArrayLike | None, weights: ArrayLike | None = None
+        self,
+        name: str,
+        condition: str | None,
+        verts: ArrayLike | None,
+        weights: ArrayLike | None = None,
+        samples: ArrayLike | None = None,
+        pair_seed: int = 0,
     ) -> None:
         """Score one prediction: vertices (T, V, 3), or blendshape weights (T, K) (scored channel by
-        channel, and as meshes through the dataset's rig when it has one)."""
+        channel, and as meshes through the dataset's rig when it has one).
+
+        ``samples`` (N, T, V, 3), of a method that samples, adds the stochastic columns (MEE, CE,
+        both diversities; ``verts`` is its sample 0, which LVE, MVE and FDD score); ``pair_seed``
+        seeds ProbTalk3D's diversity pairing of this clip."""
         spec, label = self.spec, _label(name, condition)
         if name not in self.clips:
             raise DataError(f"{label}: no clip of that name in the ground truth of '{spec.name}'")
@@ -360,6 +371,12 @@ class Evaluator:
         vertex_row, curve = sequence_row(
             p, g, self.templates[name], self.lips, self.upper, self.mouth, self.max_lag, label
         )
+        if samples is not None:
+            scores = score_samples(samples, g, self.lips, pair_seed)
+            row.update(
+                mee_sum=scores.mee_sum, ce_sum=scores.ce_sum, div_pt3d=scores.div_pt3d,
+                div_all=scores.div_all, n_samples=scores.n_samples, ce_index=scores.ce_index,
+            )  # fmt: skip
         self.rows.append({
             "clip": name, "subject": clip.subject, "sentence": clip.sentence, "condition": condition,
             "n_frames_pred": p.shape[0], "n_frames_gt": clip.n_frames, **row, **vertex_row,
@@ -405,16 +422,35 @@ class Evaluator:
             elif info.requires and info.requires.removesuffix("_channels") not in self.groups:
                 group = info.requires.removesuffix("_channels")
                 skipped[m] = f"dataset '{spec.name}' has no '{group}' channel group"
-        metrics = tuple(m for m in METRIC_ORDER if m not in skipped)
+        metrics = tuple(m for m in METRIC_ORDER if m not in skipped) + _sample_metrics(df, skipped)
         skipped = {m: why for m, why in skipped.items() if why}
         ev = Evaluation(
             dataset=spec.name, per_sequence=df, aggregates={}, ci={}, region_digest=spec.region_digest(),
-            metric_versions={k: v for k, v in metric_versions().items() if k in metrics},
+            metric_versions={m: metric_info(m).version for m in metrics},
             table_scales=dict(spec.table_scales), unit=spec.unit, metrics=metrics, skipped=skipped,
             length_mismatches=mismatches,
         )
         _aggregate(ev, self.n_boot, self.seed)
         return ev
+
+
+def _sample_metrics(df: pd.DataFrame, skipped: dict[str, str]) -> tuple[str, ...]:
+    """MEE, CE of N, the diversities: where the predictions carried samples (all of them, one N)."""
+    if "n_samples" not in df.columns:
+        return ()
+    counts = df["n_samples"]
+    if counts.isna().any():
+        raise DataError("samples were given for some predictions only; give them for all or none")
+    ns = sorted(set(counts.astype(int)))
+    if len(ns) > 1:
+        raise DataError(f"predictions have different sample counts {ns}; MEE and CE need one N")
+    n = ns[0]
+    out = ["mee", ce_name(n), "diversity"]
+    if n % 2 and n > 1:
+        skipped["diversity_pt3d"] = f"it pairs the samples in halves: N must be even (10 published), got {n}"
+    else:
+        out.append("diversity_pt3d")
+    return tuple(out)
 
 
 def _length_mismatches(rows: list[dict], dataset: str) -> list[LengthMismatch]:

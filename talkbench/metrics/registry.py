@@ -6,6 +6,8 @@ computed under different definitions are never compared silently (specs/metrics.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass, field
 
 from talkbench.registry import Registry
@@ -153,7 +155,11 @@ for _m in _ENTRIES:
 
 
 def metric_info(name: str) -> MetricInfo:
-    """The registry entry of ``name`` (a ConfigError with suggestions if unknown)."""
+    """The registry entry of ``name`` (a ConfigError with suggestions if unknown); ``ce_n<N>`` for
+    any N (CE carries its sample count in its name) is made from ``ce_n10`` on first use."""
+    match = _CE_NAME.fullmatch(name)
+    if match and name not in METRICS:
+        ce_name(int(match.group(1)))
     return METRICS.get(name)
 
 
@@ -163,7 +169,7 @@ def metric_versions() -> dict[str, int]:
 
 # the stochastic protocol (specs/stochastic-metrics.md, talkbench.metrics.stochastic): asked of
 # methods that sample (``requires="samples"``), N = 10 samples per clip, deterministic ones N = 1.
-# Kept out of METRIC_ORDER until the evaluator draws samples (issue 26, "through the stack").
+# Kept out of METRIC_ORDER: the Evaluator adds them to a run whose predictions carry samples.
 STOCHASTIC_METRICS = (
     MetricInfo("mee", 1, "u^2", "lower",
                "per frame the max over lip vertices of the squared L2 error of the vertex-wise mean of "
@@ -178,10 +184,29 @@ STOCHASTIC_METRICS = (
     MetricInfo("diversity_pt3d", 1, "u", "higher",
                "per sequence the N = 10 samples shuffled (seeded per clip), 5 disjoint pairs (i, i + 5), "
                "mean over frames and all vertices of the unsquared L2; mean over sequences (ProbTalk3D)",
-               "sequence-mean", ("div_pt3d",), requires="samples"),
+               "sequence-mean", ("div_pt3d",), requires="samples", scale_key="mve"),
     MetricInfo("diversity", 1, "u", "higher",
                "as diversity_pt3d over all N(N-1)/2 pairs of the N samples; mean over sequences",
-               "sequence-mean", ("div_all",), requires="samples"),
+               "sequence-mean", ("div_all",), requires="samples", scale_key="mve"),
 )
 for _m in STOCHASTIC_METRICS:
     METRICS.register(_m.name, _m)
+# the stochastic metrics a run with samples logs, CE named by its N (see ce_name)
+SAMPLE_METRICS = ("mee", "ce_n10", "diversity", "diversity_pt3d")
+_CE_NAME = re.compile(r"ce_n([1-9][0-9]*)")
+
+
+def ce_name(n: int) -> str:
+    """The CE metric of best-of-``n`` (``ce_n10`` is the published one), registered on first use: the
+    same definition with its N, so CE numbers of different N never share a column."""
+    name = f"ce_n{int(n)}"
+    if name not in METRICS:
+        ten = METRICS.get("ce_n10")
+        definition = ten.definition.replace("N = 10", f"N = {int(n)}")
+        METRICS.register(name, dataclasses.replace(ten, name=name, definition=definition))
+    return name
+
+
+def is_sample_metric(name: str) -> bool:
+    """Whether ``name`` is one of the stochastic metrics (any CE N)."""
+    return name in SAMPLE_METRICS or _CE_NAME.fullmatch(name) is not None

@@ -116,8 +116,17 @@ def score_samples(samples: ArrayLike, gt: ArrayLike, lips: ArrayLike, pair_seed:
         mee_sum=float(lve_frames(s.mean(axis=0), g, lips).sum()),
         ce_sum=float(errors[best].sum()),
         n_frames=int(errors.shape[1]),
-        div_pt3d=diversity_pt3d(s, pair_seed),
+        # undefined for an odd N > 1 (the evaluator then skips diversity_pt3d)
+        div_pt3d=diversity_pt3d(s, pair_seed) if s.shape[0] % 2 == 0 or s.shape[0] == 1 else float("nan"),
         div_all=diversity_all_pairs(s),
         n_samples=int(s.shape[0]),
         ce_index=best,
     )
+
+
+def lip_spread(samples: ArrayLike, lips: ArrayLike) -> np.ndarray:
+    """Per frame, how far the samples spread on the lips: the mean over lip vertices of the root of
+    the summed per-coordinate variance over the N samples (ddof 0), (T,) in u; 0 for N = 1.
+    The curve behind the report's diversity plot."""
+    s = _as_array(samples)[:, :, np.asarray(lips, dtype=np.int64)]
+    return np.sqrt(s.var(axis=0).sum(axis=-1)).mean(axis=1)

@@ -57,11 +57,13 @@ def render_side_by_side(
     template: np.ndarray | None = None,
     size: int = 512,
     progress: Callable[[int, int], None] | None = None,
+    columns: int | None = None,
 ) -> Path:
     """Render several sequences of one clip next to each other, each under its label, one audio track.
 
     Sequences are cut to the shortest, so every panel shows the same frame of the same audio.
     ``progress(done, total)`` is called after each frame (long clips take a while on CPU).
+    ``columns``: panels per row (a grid, the last row padded with blank panels); None: one row.
     """
     if not sequences:
         raise TalkbenchError("nothing to render: no sequences given")
@@ -73,7 +75,7 @@ def render_side_by_side(
     labels = [label for label, _ in sequences]
     with MeshRenderer(faces, camera, size) as renderer:
         streams = [renderer.render_sequence(v) for v in placed]
-        frames = (_stack([next(s) for s in streams], labels) for _ in range(n))
+        frames = (_stack([next(s) for s in streams], labels, columns) for _ in range(n))
         if progress is not None:
             frames = _reporting(frames, n, progress)
         if audio is not None:
@@ -87,10 +89,14 @@ def _reporting(frames, total: int, progress: Callable[[int, int], None]):
         progress(i, total)
 
 
-def _stack(images: list[np.ndarray], labels: list[str | None]) -> np.ndarray:
+def _stack(images: list[np.ndarray], labels: list[str | None], columns: int | None = None) -> np.ndarray:
     if any(labels):
         images = [_label(img, text) if text else img for img, text in zip(images, labels)]
-    return np.concatenate(images, axis=1) if len(images) > 1 else images[0]
+    if columns is None or columns >= len(images):
+        return np.concatenate(images, axis=1) if len(images) > 1 else images[0]
+    images = images + [np.zeros_like(images[0])] * (-len(images) % columns)
+    rows = [np.concatenate(images[i : i + columns], axis=1) for i in range(0, len(images), columns)]
+    return np.concatenate(rows, axis=0)
 
 
 def _label(image: np.ndarray, text: str) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Report figures (matplotlib, Agg backend): training curves, ablation curves, mouth-opening curves."""
+"""Report figures (matplotlib, Agg backend): training curves, ablation curves, mouth-opening curves,
+the spread of a sampling method's samples."""
 
 from __future__ import annotations
 
@@ -137,4 +138,18 @@ def mouth_opening(
     ax.set_ylabel(f"mouth opening ({label})")
     ax.set_title(title)
     ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.28), frameon=False)
+    return _save(fig, path)
+
+
+def sample_spread(curves: dict[str, np.ndarray], clip: str, path: Path, unit: str = "vertex units") -> Path:
+    """Per-frame spread of each sampling method's samples on the lips, for one clip (frames on x)."""
+    fig, ax = plt.subplots(figsize=(8, 3.0))
+    for method, curve in curves.items():
+        ax.plot(np.arange(len(curve)), curve, lw=1.2, label=method)
+    ax.set_xlabel("frame")
+    ax.set_ylabel(f"lip spread of the samples ({unit})")
+    ax.set_title(clip)
+    ax.set_ylim(bottom=0)
+    if curves:
+        ax.legend(fontsize=7)
     return _save(fig, path)

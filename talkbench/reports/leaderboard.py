@@ -41,11 +41,12 @@ def _metric_column(name: str, dataset: str, runs: pd.DataFrame) -> MetricColumn:
 
     info = metric_info(name)  # unknown name -> ConfigError with did-you-mean
     scale = None
-    tag = column(Tag.scale(name))
-    if tag in runs.columns:
-        logged = runs[tag].dropna()
-        if len(logged):
-            scale = float(logged.iloc[0])
+    for key in dict.fromkeys((name, info.scale_key or name)):  # MEE and CE share LVE's scale
+        tag = column(Tag.scale(key))
+        if scale is None and tag in runs.columns:
+            logged = runs[tag].dropna()
+            if len(logged):
+                scale = float(logged.iloc[0])
     if scale is None:
         scale = info.scale_for(dataset)
     return MetricColumn(name, info.direction, scale, info.unit)
@@ -84,6 +85,7 @@ def build(
         from talkbench.metrics.registry import METRIC_ORDER
 
         metrics = [m for m in DEFAULT_METRICS if m in present] or [m for m in METRIC_ORDER if m in present]
+        metrics += sample_columns(present)
     columns = [_metric_column(m, dataset, runs) for m in metrics]
     board = Leaderboard(dataset, columns)
     method_col = column(Tag.METHOD)
@@ -118,6 +120,9 @@ def build(
                 values[col.name] = (float(vals.mean()), std, len(vals))
         first = group.iloc[0]
         method = str(first[method_col])
+        single = first.get(column(Tag.SAMPLES)) == "1"
+        if single:
+            _single_sample(values, columns)
         board.rows.append(
             Row(
                 method=method,
@@ -129,6 +134,7 @@ def build(
                 floor=method in FLOORS,
                 imported=_is_imported(first),
                 highlighted=highlight is not None and highlight in group["run_id"].tolist(),
+                single_sample=single,
                 params={
                     k.removeprefix(_PARAM_COLUMN): str(v)
                     for k, v in first.items()
@@ -139,6 +145,23 @@ def build(
     _name_variants(board.rows)
     board.rows.sort(key=lambda r: (r.floor, _sort_value(board, r), r.method))
     return board
+
+
+def sample_columns(present: list[str]) -> list[str]:
+    """The stochastic metrics among the logged ones, in table order: MEE, CE (by N), Diversity."""
+    ces = [m for m in present if m.startswith("ce_") and _is_sample_metric(m)]
+    ces.sort(key=lambda m: int(m.removeprefix("ce_n")))
+    return [m for m in ("mee", *ces, "diversity", "diversity_pt3d") if m in present]
+
+
+def _single_sample(values: dict[str, tuple[float, float, int]], columns: list[MetricColumn]) -> None:
+    """A deterministic row's stochastic cells: MEE = CE = LVE and Diversity = 0 (N = 1, never N copies)."""
+    if "lve" not in values:
+        return
+    mean, std, n = values["lve"]
+    for c in columns:
+        if _is_sample_metric(c.name) and c.name not in values:
+            values[c.name] = (0.0, 0.0, n) if c.name.startswith("diversity") else (mean, std, n)
 
 
 def _name_variants(rows: list[Row]) -> None:
@@ -177,6 +200,8 @@ def _cell(row: Row, col: MetricColumn, sep: str = " ± ") -> str:
     text = f(mean)
     if n > 1:
         text += f"{sep}{f(std)}"
+    if row.single_sample and _is_sample_metric(col.name):
+        return text + " (N = 1)"
     est = row.estimates.get(col.name)
     if est is not None:
         text += f" [{f(est.ci[0])}, {f(est.ci[1])}]" if est.ci is not None else f" (no CI: {est.reason})"
@@ -202,7 +227,18 @@ def notes(board: Leaderboard) -> list[str]:
             lines.append(f"No significantly best value: {', '.join(map(metric_title, unresolved))}.")
     else:
         lines[0] += "; per-sequence tables not loaded, so no CI and nothing marked best."
+    if any(r.single_sample for r in board.rows) and any(_is_sample_metric(c.name) for c in board.columns):
+        lines.append(
+            "(N = 1): a deterministic method, predicted once: MEE = CE = LVE and Diversity = 0 by "
+            "definition, not measured."
+        )
     return lines
+
+
+def _is_sample_metric(name: str) -> bool:
+    from talkbench.metrics.registry import is_sample_metric
+
+    return is_sample_metric(name)
 
 
 def _label(row: Row) -> str:

@@ -24,6 +24,7 @@ import pandas as pd
 
 from talkbench.config import canonical_key
 from talkbench.contract import (
+    SAMPLE_SPREAD_ARTIFACT,
     SPEED_METRIC,
     Kind,
     Tag,
@@ -106,7 +107,9 @@ def build_report(
     out = Path(out_dir or Path("reports") / dataset)
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
-    metrics = _present(runs, metrics or REPORT_METRICS)
+    logged = metric_column(test_metric(""))
+    present = [c.removeprefix(logged) for c in runs if c.startswith(logged)]
+    metrics = _present(runs, metrics or (*REPORT_METRICS, *lb.sample_columns(present)))
     board = lb.build(runs, dataset, list(metrics))
     tables = ev.per_sequence_tables(tracker, [r for row in board.rows for r in row.run_ids])
     ev.attach(board, tables)
@@ -131,6 +134,7 @@ def build_report(
     md += _paired_section(board, groups, tables)
     md += _subject_section(board, per_seq)
     md += _cost_section(runs, groups)
+    md += _sampling_section(tracker, runs, groups, fig_dir)
     md += _training_section(tracker, groups, fig_dir)
     md += _ablation_section(tracker, dataset, board, fig_dir)
     shown = _shown_clips(tracker, groups, n_clips)
@@ -355,6 +359,56 @@ def _cost_section(runs: pd.DataFrame, groups: list[Group]) -> list[str]:
         _md_table(["method", "parameters", "speed"], rows),
         "",
     ]
+
+
+def _sampling_section(tracker, runs: pd.DataFrame, groups: list[Group], fig_dir: Path) -> list[str]:
+    """Methods that sample: N per clip, and the per-frame spread of their samples on the lips for one
+    test clip (eval/sample_spread.csv of each group's newest run)."""
+    by_id = runs.set_index("run_id")
+    spreads: dict[str, pd.DataFrame] = {}
+    rows = []
+    for g in groups:
+        n = by_id.loc[g.newest].get(column(Tag.SAMPLES))
+        if not isinstance(n, str) or n == "1":
+            continue
+        rows.append([g.label, n])
+        try:
+            spreads[g.label] = pd.read_csv(
+                tracker.download_artifacts(g.newest, SAMPLE_SPREAD_ARTIFACT), dtype={"condition": "string"}
+            )
+        except TalkbenchError:  # a run logged before the spread was stored
+            continue
+    if not rows:
+        return []
+    lines = [
+        "## Samples",
+        "",
+        "Methods that sample are scored on N samples per test clip and condition, sample k seeded from "
+        "(run seed, clip, condition, k) (`eval/sample_seeds.csv`): MEE is the LVE of their mean, CE the "
+        "LVE of the best of N, Diversity the mean distance between samples; LVE, MVE and FDD score "
+        "sample 0. Deterministic methods are predicted once (N = 1).",
+        "",
+        _md_table(["method", "samples per clip (N)"], rows),
+        "",
+    ]
+    if spreads:
+        clip = next(iter(spreads.values()))["clip"].iloc[0]
+        curves = {}
+        for label, table in spreads.items():
+            sub = table[table["clip"] == clip]
+            if len(sub):
+                first = sub[sub["condition"].fillna("") == sub["condition"].fillna("").iloc[0]]
+                curves[label] = first["spread"].to_numpy()
+        path = figures.sample_spread(curves, clip, fig_dir / "sample_spread.png")
+        lines += [
+            f"Spread of the samples on the lips per frame, clip {clip}: the mean over lip vertices of "
+            "the root of the summed per-coordinate variance over the N samples (0 for identical "
+            "samples).",
+            "",
+            f"![sample spread](figures/{path.name})",
+            "",
+        ]
+    return lines
 
 
 def _count(value) -> str:

@@ -30,6 +30,9 @@ class Row:
     variant: str = ""  # what sets this row apart from other rows of the same method
     imported: bool = False  # an official checkpoint (bench import), not a talkbench training
     estimates: dict[str, SeedClipEstimate] = field(default_factory=dict)  # metric -> seeds x clips
+    # a deterministic method (talkbench.samples = 1): its MEE, CE and Diversity are LVE, LVE and 0
+    # by definition (N = 1), filled in, not measured (reports.leaderboard._single_sample)
+    single_sample: bool = False
 
     @property
     def label(self) -> str:
@@ -43,8 +46,16 @@ class Row:
         return len(self.run_ids)
 
 
+_TITLES = {"diversity": "Diversity", "diversity_pt3d": "Diversity (PT3D)"}
+
+
 def metric_title(name: str) -> str:
-    """Acronyms (LVE, MVE, FDD) in capitals, longer names as words (articulation log err)."""
+    """Acronyms (LVE, MVE, FDD) in capitals, longer names as words (articulation log err); CE with
+    its sample count (CE@10)."""
+    if name in _TITLES:
+        return _TITLES[name]
+    if name.startswith("ce_n") and name[4:].isdigit():
+        return f"CE@{name[4:]}"
     return name.upper() if "_" not in name else name.replace("_", " ")
 
 

@@ -70,10 +70,13 @@ def build_study(
     size: int = 384,
     title: str = "Talking-face study",
     viewer: bool = False,
+    drawn: dict[str, dict[str, dict]] | None = None,
 ) -> Path:
     """Render every method pair on ``n_clips`` clips plus catch trials and write manifest.json.
 
-    ``predictions`` maps a method label to {clip name: (T, V, 3)}. Left/right and trial order are
+    ``predictions`` maps a method label to {clip name: (T, V, 3)}; ``drawn`` says, for a method that
+    samples, which sample each clip shows ({label: {clip: {"sample": k, "seed": s}}}), recorded in
+    the trials as ``left_sample`` / ``right_sample``. Left/right and trial order are
     randomised with ``seed``; with ``reference`` the speaker's ground truth plays in the middle and
     the speaking-style question is asked. With ``viewer`` a trial is shown in the 3D viewer (the rater
     may orbit, scrub and step; panels are named Left, Reference, Right only) instead of an MP4.
@@ -133,6 +136,11 @@ def build_study(
                 "catch": is_catch,
                 "expected": ("left" if left == "ground-truth" else "right") if is_catch else None,
                 "criteria": [c for c in criteria if not (is_catch and c == "style")],
+                **{
+                    f"{side}_sample": drawn[label][clip.name]
+                    for side, label in (("left", left), ("right", right))
+                    if drawn and clip.name in drawn.get(label, {})
+                },
             }
         )
     manifest = {
@@ -161,8 +169,13 @@ def make_study_from_runs(
     size: int = 384,
     tracking_uri: str | None = None,
     viewer: bool = False,
+    samples: int = 1,
 ) -> Path:
-    """A study comparing the test predictions saved by tracked runs (all on the same dataset)."""
+    """A study comparing the test predictions saved by tracked runs (all on the same dataset).
+
+    A run of a method that samples shows, per clip, one of its first ``samples`` stored samples,
+    drawn with ``seed`` (1: always sample 0, its prediction), so the ratings cover its distribution
+    rather than one seed; each trial records which sample and its seed."""
     from talkbench.render import camera_for
     from talkbench.runs import TrackedRun, run_labels, same_dataset
 
@@ -173,8 +186,12 @@ def make_study_from_runs(
     data = runs[0].dataset
     if data.spec.faces is None:
         raise TalkbenchError(f"dataset '{data.spec.name}' has no faces (triangles): cannot render a study")
+    if samples < 1:
+        raise TalkbenchError(f"--samples {samples}: expected at least 1 sample per clip")
     labels = run_labels(runs)
     clips, predictions = [], {label: {} for label in labels}
+    drawn: dict[str, dict[str, dict]] = {label: {} for label in labels}
+    pick = random.Random(seed)
     for clip in runs[0].test_clips:
         if not all(r.has_prediction(clip.name) for r in runs):
             continue
@@ -189,7 +206,13 @@ def make_study_from_runs(
             )
         )
         for label, r in zip(labels, runs):
-            predictions[label][clip.name] = r.prediction(clip.name)
+            if r.samples_per_clip > 1 and samples > 1:
+                stored, seeds = r.samples(clip.name)
+                k = pick.randrange(min(samples, len(stored)))
+                predictions[label][clip.name] = stored[k]
+                drawn[label][clip.name] = {"sample": k, "seed": seeds[k]}
+            else:
+                predictions[label][clip.name] = r.prediction(clip.name)
     return build_study(
         out_dir,
         clips,
@@ -204,4 +227,5 @@ def make_study_from_runs(
         size,
         title=f"Talking-face study ({data.spec.name})",
         viewer=viewer,
+        drawn=drawn,
     )

@@ -289,7 +289,7 @@ class CodeTalker(Method):
                 feats.append(f)
                 if i == n - 1:
                     break
-                # nearest codes only: no loss/usage statistics per step (z_q equals quantize's to rounding)
-                codes = quantizer.embedding(quantizer.nearest(self.vqvae.to_tokens(f)))
+                # codes only: no loss/usage statistics per step (z_q equals quantize's to rounding)
+                codes = quantizer.embedding(quantizer.choose(self.vqvae.to_tokens(f)))
                 token = decoder.push(self.vqvae.from_tokens(codes))[:, 0] + style  # = embed(offsets, style)
         return torch.cat(feats, dim=1)  # outside inference mode: a normal tensor

@@ -254,6 +254,13 @@ class FaceDiffuser(Method):
         return self.predict_samples(audio, template, condition, [0])[0]
 
     @torch.no_grad()
+    def predict_condition_samples(self, audio, template, conditions, seeds):
+        """The audio encoded once, then each condition's samples."""
+        cond, tpl = self._clip(audio, template)
+        out = [self.sample(cond, tpl, self.condition_index(c), s) for c, s in zip(conditions, seeds)]
+        return torch.stack(out).reshape(len(conditions), len(seeds[0]), cond.shape[1], -1, 3)
+
+    @torch.no_grad()
     def predict_conditions(self, audio, template, conditions):
         """The audio encoded once, then one sample (seed 0) per condition."""
         if len(conditions) == 0:
