@@ -66,6 +66,7 @@ run-encoders: $(STAMP)
 
 test: $(STAMP) system
 	$(BIN)/python -m pytest -n 2 -q
+	BIN=$(BIN) bash scripts/check-new-method.sh
 
 test-slow: $(STAMP) system
 	$(BIN)/python -m pytest -m slow -q -s --timeout 7200

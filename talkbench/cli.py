@@ -18,7 +18,7 @@ from talkbench.errors import TalkbenchError
 # each module defines register(app) and adds its commands or sub-apps
 COMMAND_MODULES = (
     "data", "run", "eval", "sweep", "report", "render", "view", "study", "pretrain", "ui", "animate",
-    "import_",
+    "import_", "new_method",
 )  # fmt: skip
 
 # command name -> (module in COMMAND_MODULES, first line of its help), in the order `bench --help` lists
@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import": ("import_", "Load an official checkpoint and log it as an imported run."),
     "data": ("data", "Make, convert and check datasets."),
     "study": ("study", "Perceptual user studies (two-alternative forced choice)."),
+    "new-method": ("new_method", "Write an installable plugin package for a new method."),
 }
 
 

@@ -140,16 +140,41 @@ class Registry(Generic[T]):
             )
         target = self._items[name]
         lazy = isinstance(target, str) or _is_entry_point(target)
-        if isinstance(target, str):
-            module, _, attr = target.partition(":")
-            target = getattr(importlib.import_module(module), attr)
-        elif _is_entry_point(target):
-            target = target.load()
         if lazy:
+            target = self._resolve(name, target)
             if self.check is not None:
                 self.check(name, target)  # refused: the lazy entry stays, so the error repeats
             self._items[name] = target
         return target  # type: ignore[return-value]
+
+    def _resolve(self, name: str, target: object) -> object:
+        """Import a lazy target; a failing import is one ConfigError naming the plugin and the error
+        (the entry stays lazy, so other names load as before and this one fails the same way again)."""
+        try:
+            if isinstance(target, str):
+                module, _, attr = target.partition(":")
+                return getattr(importlib.import_module(module), attr)
+            return target.load()  # type: ignore[attr-defined]
+        except Exception as exc:
+            raise ConfigError(
+                f"{self.kind} '{name}': {_describe(target)} failed to import: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def package_root(self, name: str) -> Path | None:
+        """The folder of the top-level package that holds ``name``'s target, found without importing it
+        (``None`` when unknown): where a plugin ships its data, e.g. its presets."""
+        self._load_entry_points()
+        target = self._items.get(name)
+        if target is None:
+            return None
+        if _is_entry_point(target):
+            target = target.value
+        module = target.partition(":")[0] if isinstance(target, str) else getattr(target, "__module__", "")
+        try:
+            path, is_package = _source_of(module.split(".")[0])
+        except (ModuleNotFoundError, ValueError):
+            return None
+        return path.parent if is_package else None
 
 
 def _source_of(module: str) -> tuple[Path, bool]:
@@ -172,7 +197,9 @@ def _source_of(module: str) -> tuple[Path, bool]:
     return path, is_package
 
 
-def _literal_class_attr(module: str, cls_name: str, attr: str, hops: int = 2) -> object | None:
+def _literal_class_attr(module: str, cls_name: str, attr: str, hops: int = 4) -> object | None:
+    """A literal class attribute read from source, following ``from x import Cls`` and the class's
+    bases (first base first: the MRO of single inheritance), at most ``hops`` steps."""
     import ast
     import importlib.util
 
@@ -190,6 +217,11 @@ def _literal_class_attr(module: str, cls_name: str, attr: str, hops: int = 2) ->
                         return ast.literal_eval(item.value)
                     except ValueError:
                         return None
+            for base in node.bases if hops > 0 else ():  # inherited, e.g. Method's uses_speaker_id
+                if isinstance(base, ast.Name):
+                    found = _literal_class_attr(module, base.id, attr, hops - 1)
+                    if found is not None:
+                        return found
             return None
         if isinstance(node, ast.ImportFrom) and hops > 0:
             for alias in node.names:
@@ -200,6 +232,10 @@ def _literal_class_attr(module: str, cls_name: str, attr: str, hops: int = 2) ->
     return None
 
 
+# the hooks every method implements (the base class raises NotImplementedError); the others have defaults
+REQUIRED_HOOKS = ("stages", "loss", "predict")
+
+
 def _check_method(name: str, target: object) -> None:
     # A Method subclass has imported talkbench.methods.base already; looking it up in sys.modules
     # keeps this module free of imports of methods (the datasets registry builds on it).
@@ -207,6 +243,13 @@ def _check_method(name: str, target: object) -> None:
     if base is None or not (isinstance(target, type) and issubclass(target, base)):
         raise ConfigError(
             f"method '{name}': {_describe(target)} is not a subclass of talkbench.methods.base.Method"
+        )
+    missing = [h for h in REQUIRED_HOOKS if getattr(target, h) is getattr(base, h)]
+    if missing:
+        raise ConfigError(
+            f"method '{name}': {_describe(target)} does not implement {', '.join(missing)} "
+            "(every method defines stages(), loss(stage, batch) and predict(audio, template, condition); "
+            "see docs/adding-a-method.md)"
         )
 
 

@@ -11,6 +11,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest  # noqa: E402
 from _report_runs import report, store  # noqa: E402, F401 (fixtures: built once, read by several modules)
 
+pytest_plugins = ["talkbench.testing.fixtures"]  # the conformance kit's: conformance, synthtalk_tiny_data
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_homes(tmp_path_factory):

@@ -425,3 +425,11 @@ def test_training_fingerprint_covers_training_only(presets):
     assert load_config("toy-config", overrides=["toy-config.lr=2"]).training_fingerprint() != (
         a.training_fingerprint()
     )
+
+
+def test_a_method_without_the_default_preset_runs_and_is_labelled_on_its_defaults(presets):
+    (presets / "synthtalk.yaml").unlink()
+    cfg = load_config("toy-config")
+    assert cfg.preset == "defaults" and cfg.method_config.epochs == 3  # ToyConfig's own default
+    explicit = load_config("toy-config", preset="defaults", dataset="biwi")  # asked for by name too
+    assert explicit.preset == "defaults" and explicit.method_config.epochs == 3

@@ -3,6 +3,8 @@ files of another method, another preset or with a missing key fail with one line
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from _paper_encoder import ENCODER
@@ -186,3 +188,25 @@ def test_unreadable_and_unknown_files(tmp_path):
         common.converter("mean-motion")
     with pytest.raises(TalkbenchError, match="expected one of paper-vocaset, paper-biwi"):
         official_import.dataset_of("paper")
+
+
+def test_a_plugin_ships_its_importer_beside_its_method(tmp_path, monkeypatch):
+    """``<plugin package>/official.py`` with import_checkpoint: found for the plugin's method."""
+    from talkbench.registry import METHODS
+    from talkbench.scaffold import write_plugin
+
+    write_plugin("kit-official", tmp_path)
+    (tmp_path / "talkbench_kit_official" / "official.py").write_text(
+        "LICENCE = 'CC BY-NC 4.0'\n\ndef import_checkpoint(model, checkpoint, vqvae=None):\n    return {}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import talkbench_kit_official
+
+    METHODS.register("kit-official", talkbench_kit_official.KitOfficial)
+    try:
+        module = common.converter("kit-official")
+        assert module.__name__ == "talkbench_kit_official.official" and module.LICENCE == "CC BY-NC 4.0"
+    finally:
+        METHODS.unregister("kit-official")
+        for name in [m for m in sys.modules if m.startswith("talkbench_kit_official")]:
+            del sys.modules[name]

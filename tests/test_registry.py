@@ -57,9 +57,18 @@ def test_third_party_method_arrives_through_the_entry_point_group(tmp_path):
 
                 def stages(self):
                     return [Stage("main", 1, 1e-3)]
+
+                def loss(self, stage, batch):
+                    raise NotImplementedError
+
+                def predict(self, audio, template, condition=None):
+                    raise NotImplementedError
             """
         )
     )
+    # the plugin ships its own presets: <top-level package>/presets/<method>/
+    (pkg / "presets" / "acme").mkdir(parents=True)
+    (pkg / "presets" / "acme" / "tiny.yaml").write_text("dataset:\n  preset: tiny\nacme:\n  width: 2\n")
     dist = site / "acme_talk-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-talk\nVersion: 0.1\n")
@@ -74,13 +83,17 @@ def test_third_party_method_arrives_through_the_entry_point_group(tmp_path):
         cls = METHODS.get("acme")
         from talkbench.config import load_config
         cfg = load_config("acme", overrides=["acme.width=8"])
+        from talkbench.config import available_presets
+        tiny = load_config("acme", preset="tiny")
         try:
             METHODS.get("acmee")
             hint = ""
         except Exception as exc:
             hint = str(exc)
         print(json.dumps({"names": names, "early": imported_early, "cls": cls.__module__ + ":" + cls.__name__,
-                          "width": cfg.method_config.width, "preset": cfg.preset, "hint": hint}))
+                          "width": cfg.method_config.width, "preset": cfg.preset, "hint": hint,
+                          "presets": available_presets("acme"),
+                          "tiny": [tiny.preset, tiny.method_config.width, tiny.dataset.options]}))
         """
     )
     env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
@@ -92,7 +105,9 @@ def test_third_party_method_arrives_through_the_entry_point_group(tmp_path):
     assert "acme" in out["names"] and BUILT_IN <= set(out["names"])
     assert out["early"] is False
     assert out["cls"] == "acme_talk:AcmeMethod"
-    assert out["width"] == 8 and out["preset"] == "synthtalk"  # no preset files: the Config defaults
+    # no 'synthtalk' preset in the plugin: the Config defaults, and the run says so
+    assert out["width"] == 8 and out["preset"] == "defaults"
+    assert out["presets"] == ["tiny"] and out["tiny"] == ["tiny", 2, {"preset": "tiny"}]
     assert "Did you mean: acme" in out["hint"]
     # and nothing leaked into this interpreter
     assert "acme" not in METHODS.names()
@@ -170,3 +185,46 @@ def test_datasets_are_registered_like_methods(tmp_path, monkeypatch):
         load_dataset("biwi", root=tmp_path, preprocesing="facexhubert")
     with pytest.raises(ConfigError, match=r"dataset 'x': .* is not a loader function"):
         DATASETS.register("x", 42)
+
+
+def test_a_method_missing_a_hook_is_refused_at_registration_naming_it():
+    from talkbench.methods.base import Method, Stage
+
+    class NoPredict(Method):
+        name = "no-predict"
+
+        def stages(self):
+            return [Stage("main", 1, 1e-3)]
+
+        def loss(self, stage, batch):
+            return {}
+
+    with pytest.raises(ConfigError, match=r"method 'no-predict': .*NoPredict' does not implement predict \("):
+        METHODS.register("no-predict", NoPredict)
+    assert "no-predict" not in METHODS
+
+    class Bare(Method):
+        name = "bare"
+
+    with pytest.raises(ConfigError, match=r"does not implement stages, loss, predict"):
+        METHODS.register("bare", Bare)
+
+
+def test_a_plugin_that_fails_to_import_is_named_and_the_others_still_load(tmp_path, monkeypatch):
+    group = "talkbench.test_broken"
+    (tmp_path / "broken_talk.py").write_text("import no_such_dependency_xyz\n")
+    _install_plugin(tmp_path, group, "broken", "broken_talk:Broken", dist="broken-talk")
+    _install_plugin(tmp_path, group, "fine", "pathlib:PurePath", dist="fine-talk")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg = Registry("thing", entry_point_group=group)
+    reg.register("builtin", "pathlib:PurePosixPath")
+    assert reg.names() == ["broken", "builtin", "fine"]  # listing imports nothing
+    for _ in range(2):  # it stays lazy, so it fails the same way each time
+        with pytest.raises(ConfigError) as caught:
+            reg.get("broken")
+        text = str(caught.value)
+        assert "thing 'broken'" in text and "broken_talk:Broken" in text and "broken-talk" in text
+        assert "ModuleNotFoundError: No module named 'no_such_dependency_xyz'" in text
+    from pathlib import PurePath, PurePosixPath
+
+    assert reg.get("fine") is PurePath and reg.get("builtin") is PurePosixPath

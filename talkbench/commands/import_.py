@@ -11,7 +11,10 @@ from talkbench.commands import one_line_errors
 
 def import_command(
     method: str = typer.Option(
-        ..., "--method", "-m", help="faceformer, codetalker, memorytalker, selftalk or facediffuser."
+        ...,
+        "--method",
+        "-m",
+        help="faceformer, codetalker, memorytalker, selftalk, facediffuser, or a plugin with an importer.",
     ),
     checkpoint: Path = typer.Option(
         ..., "--checkpoint", help="The official checkpoint file (.pth / .pth.tar)."

@@ -27,7 +27,10 @@ def run_command(
     dataset: str | None = typer.Option(None, "--dataset", "-d", help="synthtalk (default), vocaset or biwi."),
     data_root: Path | None = typer.Option(None, "--data-root", help="Prepared dataset directory."),
     preset: str | None = typer.Option(
-        None, "--preset", "-p", help="Preset: paper, synthtalk, tiny (default: per dataset)."
+        None,
+        "--preset",
+        "-p",
+        help="Preset: paper, synthtalk, tiny, ... (default: per dataset, else 'defaults': the method's own).",
     ),
     # text, checked by the config schema: -1 or 1e20 are one `error:` line naming --seed, not a usage box
     seed: str | None = typer.Option(None, "--seed", metavar="INT", help="Training seed (0 to 2**32-1)."),
@@ -163,8 +166,9 @@ def methods_command(
     preset: str = typer.Option("tiny", "--preset", help="Preset whose stage settings are shown."),
 ) -> None:
     """List the registered methods with their stages and presets."""
-    # Read, never built: class attributes from the source, stage settings from the presets folder, so
-    # that listing needs neither torch nor the methods (nor a plugin's imports).
+    # Read, never built: class attributes from the source, stage settings from the presets folder (a
+    # plugin's own, see config.preset_folder), so listing needs neither torch nor the methods (nor a
+    # plugin's imports).
     from rich.table import Table
 
     from talkbench.config import available_presets
@@ -181,9 +185,9 @@ def methods_command(
 
 def _stage_summary(name: str, preset: str) -> str:
     """The epoch and sampler settings of a method's section in one preset file (bases merged)."""
-    from talkbench.config import PRESET_DIR, preset_layers
+    from talkbench.config import preset_folder, preset_layers
 
-    path = PRESET_DIR / name / f"{preset}.yaml"
+    path = preset_folder(name) / f"{preset}.yaml"
     if not path.is_file():
         return f"- (no preset '{preset}')"
     section: dict = {}

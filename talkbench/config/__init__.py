@@ -21,11 +21,13 @@ from .schema import (
 )
 from .sources import (
     BASE_KEY,
+    NO_PRESET,
     PRESET_DIR,
     available_presets,
     default_preset,
     find_preset,
     load_config,
+    preset_folder,
     preset_layers,
 )
 
@@ -33,6 +35,7 @@ __all__ = [
     "BASE_KEY",
     "DEFAULT_DATASET",
     "NOT_IDENTITY",
+    "NO_PRESET",
     "PRESET_DIR",
     "SEED_MAX",
     "ConfigError",
@@ -46,5 +49,6 @@ __all__ = [
     "default_preset",
     "find_preset",
     "load_config",
+    "preset_folder",
     "preset_layers",
 ]

@@ -4,6 +4,11 @@ Resolution order (later wins): dataclass defaults < preset file (after the files
 with ``base: <file stem>``) < ``--config`` file < ``--set a.b=c`` < explicit arguments (dataset,
 seed, device, data root). Each layer is named in errors (``preset <file>``, ``config file <file>``,
 ``--set a.b=c``, ``--seed``) and checked by the schema's :class:`Builder`.
+
+Presets live in ``presets/<method>/`` of the top-level package that holds the method: talkbench's own
+folder for the built-ins, ``<plugin package>/presets/<method>/`` for a plugin (read without importing
+it). Without ``--preset`` a run uses the dataset's default preset when the method ships one, else the
+dataclass defaults, recorded as preset :data:`NO_PRESET`.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from .schema import DEFAULT_DATASET, PRESET_SOURCE, Builder, RunConfig, read_yam
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 BASE_KEY = "base"  # first line of a preset file: ``base: paper-vocaset`` merges that file first
+NO_PRESET = "defaults"  # the preset name of a run on the dataclass defaults (no preset file)
 
 
 def load_config(
@@ -51,9 +57,12 @@ def load_config(
 
     explicit_preset = preset is not None
     preset_name = preset if explicit_preset else default_preset(ds)
-    builder = Builder(method, preset_name)
+    builder = Builder(method, preset_name)  # checks the method name first
     preset_path = find_preset(method, preset_name, ds)
-    if preset_path is None and explicit_preset:
+    if preset_path is None and not explicit_preset:  # the method ships no default: say what runs
+        preset_name = NO_PRESET
+        builder.set("preset", NO_PRESET, "the method's defaults")
+    if preset_path is None and explicit_preset and preset_name != NO_PRESET:
         known = available_presets(method)
         close = difflib.get_close_matches(preset_name, known, n=3, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
@@ -82,9 +91,20 @@ def default_preset(dataset: str) -> str:
     return "synthtalk" if dataset.partition("-")[0] == DEFAULT_DATASET else "paper"  # its variants too
 
 
+def preset_folder(method: str) -> Path:
+    """``presets/<method>/`` of talkbench, or else of the plugin package that holds the method."""
+    from talkbench.registry import METHODS  # late, as the schema's Builder: names resolve lazily
+
+    own = PRESET_DIR / method
+    plugin_root = METHODS.package_root(method) if method in METHODS else None
+    if own.is_dir() or plugin_root is None:
+        return own
+    return plugin_root / "presets" / method
+
+
 def find_preset(method: str, preset: str, dataset: str) -> Path | None:
     """``presets/<method>/<preset>-<dataset>.yaml`` wins over ``presets/<method>/<preset>.yaml``."""
-    base = PRESET_DIR / method
+    base = preset_folder(method)
     for candidate in (base / f"{preset}-{dataset}.yaml", base / f"{preset}.yaml"):
         if candidate.is_file():
             return candidate
@@ -93,7 +113,7 @@ def find_preset(method: str, preset: str, dataset: str) -> Path | None:
 
 def available_presets(method: str) -> list[str]:
     """File stems under ``presets/<method>/`` (``paper``, ``paper-biwi``, ``tiny``, ...)."""
-    base = PRESET_DIR / method
+    base = preset_folder(method)
     return sorted(p.stem for p in base.glob("*.yaml")) if base.is_dir() else []
 
 

@@ -1,6 +1,7 @@
 """Checkpoints of the official repositories: file reading, key checks and the shared name rules.
 
-Each method's ``official.py`` (``talkbench.methods.<name>.official``) holds its own name mapping
+Each method's ``official.py`` (``talkbench.methods.<name>.official``; for a plugin, the module
+``official`` of the package that defines its Method class) holds its own name mapping
 (specs/official-checkpoints.md) with two functions:
 
     import_checkpoint(model, checkpoint, vqvae=None) -> our state dict, ready for model.load_state_dict
@@ -16,6 +17,7 @@ spec, is :mod:`talkbench.official_import`'s (``bench import``).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -44,13 +46,23 @@ State = dict[str, torch.Tensor]
 
 
 def converter(method: str):
-    """The ``official`` module of a method that has one (imported lazily: methods stay independent)."""
-    if method not in OFFICIAL_METHODS:
-        raise TalkbenchError(
-            f"no official checkpoint format for method '{method}'; "
-            f"expected one of {', '.join(OFFICIAL_METHODS)}"
-        )
-    return importlib.import_module(f"talkbench.methods.{method}.official")
+    """The ``official`` module of a method that has one (imported lazily: methods stay independent):
+    a built-in's ``talkbench.methods.<name>.official``, a plugin's ``official`` module beside the
+    module of its Method class (``talkbench_gru/official.py`` for ``talkbench_gru.method:Gru``)."""
+    if method in OFFICIAL_METHODS:
+        return importlib.import_module(f"talkbench.methods.{method}.official")
+    from talkbench.registry import METHODS
+
+    package = METHODS.get(method).__module__.rpartition(".")[0] if method in METHODS else ""
+    if package and importlib.util.find_spec(f"{package}.official") is not None:
+        module = importlib.import_module(f"{package}.official")
+        if hasattr(module, "import_checkpoint"):  # not this shared module (mean-motion's package)
+            return module
+    raise TalkbenchError(
+        f"no official checkpoint format for method '{method}'; expected one of "
+        f"{', '.join(OFFICIAL_METHODS)}, or a plugin whose package has an 'official' module with "
+        "import_checkpoint(model, checkpoint, vqvae=None)"
+    )
 
 
 # ------------------------------------------------------------------------------------------ reading
