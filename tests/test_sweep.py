@@ -67,10 +67,18 @@ def test_compact_summary_shows_keys_status_and_headline_metrics_with_cis():
     sweep = plan("mean-motion", ["mean-motion.period=5,10"], preset="tiny")
     table = pd.DataFrame(
         {
-            "mean-motion.period": ["5", "10"], "seed": [0, 0], "status": ["done", "failed"],
-            "run_id": ["abc", ""], "lve": [1.23456, float("nan")], "lve_ci_low": [1.1, float("nan")],
-            "lve_ci_high": [1.3, float("nan")], "mve": [2.0, float("nan")], "fdd": [0.5, float("nan")],
-            "fdd_ci_low": [0.4, float("nan")], "fdd_ci_high": [0.6, float("nan")], "lse_d": [7.0, 8.0],
+            "mean-motion.period": ["5", "10"],
+            "seed": [0, 0],
+            "status": ["done", "failed"],
+            "run_id": ["abc", ""],
+            "lve": [1.23456, float("nan")],
+            "lve_ci_low": [1.1, float("nan")],
+            "lve_ci_high": [1.3, float("nan")],
+            "mve": [2.0, float("nan")],
+            "fdd": [0.5, float("nan")],
+            "fdd_ci_low": [0.4, float("nan")],
+            "fdd_ci_high": [0.6, float("nan")],
+            "lse_d": [7.0, 8.0],
         }
     )
     compact = sweep_mod.compact_summary(table, sweep)
@@ -166,9 +174,10 @@ def test_a_point_finished_by_a_0_1_0_run_is_skipped(tmp_path):
     # n_boot=200 is the tiny preset's value: that point is the 0.1.0 run's; 100 is a new point
     sweep = plan("mean-motion", ["eval.n_boot=200,100"], preset="tiny")
     same, other = sweep.points
-    assert same.config_hash != json.loads((OLD_CONFIGS / "hashes.json").read_text())["config_hash"][
-        "mean-motion-tiny"
-    ]  # the identity changed since 0.1.0, so the tag alone cannot match
+    assert (
+        same.config_hash
+        != json.loads((OLD_CONFIGS / "hashes.json").read_text())["config_hash"]["mean-motion-tiny"]
+    )  # the identity changed since 0.1.0, so the tag alone cannot match
     finished = sweep_mod._finished_runs(tracker, sweep)
     assert finished == {(same.config_hash, "0"): old_run}
     assert other.config_hash not in {h for h, _ in finished}

@@ -81,19 +81,28 @@ def test_parent_links_its_children_and_reused_runs_together(store_uri, synthtalk
 
 
 def _bench_sweep(store_uri, data_root, *args):
-    import os
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "talkbench.cli", "sweep", "--method", "mean-motion", "--preset", "tiny",
-           "--data-root", str(data_root), "--tracking-uri", store_uri, *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ})
+    cmd = [
+        sys.executable,
+        "-m",
+        "talkbench.cli",
+        "sweep",
+        "--method",
+        "mean-motion",
+        "--preset",
+        "tiny",
+        "--data-root",
+        str(data_root),
+        "--tracking-uri",
+        store_uri,
+        *args,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
-def test_seeds_alone_are_a_sweep_and_seed_in_the_grid_is_the_same_axis(
-    store_uri, synthtalk_tiny, tmp_path, monkeypatch
-):
-    monkeypatch.setenv("TALKBENCH_HOME", str(tmp_path / "home"))  # inherited by the subprocesses
+def test_seeds_alone_are_a_sweep_and_seed_in_the_grid_is_the_same_axis(store_uri, synthtalk_tiny):
     out = _bench_sweep(store_uri, synthtalk_tiny, "--seeds", "0,1")
     assert out.returncode == 0, out.stdout + out.stderr
     tracker = Tracker(store_uri)
