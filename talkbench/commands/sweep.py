@@ -34,8 +34,11 @@ def sweep(
         "table", "--format", help="table (keys, status, headline metrics with CIs) or csv (every metric)."
     ),
 ) -> None:
-    """Run the grid x seeds (skipping points that already have a finished run) and print a summary;
-    the full table is also the parent run's artifact sweep_summary.csv."""
+    """Run the grid (skipping points that already have a finished run) and print a summary table.
+
+    The grid's points x the seeds (--seeds alone: a sweep over seeds); the table shows each point's
+    keys, status and headline metrics with CIs, the full one is --format csv and the parent run's
+    sweep_summary.csv."""
     from talkbench.errors import ConfigError
     from talkbench.sweep import compact_summary, missing_points_error, plan, run
 
