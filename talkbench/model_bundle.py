@@ -140,12 +140,12 @@ def write_bundle(
     checkpoint without its dataset has none: animating it then needs a template)."""
     from safetensors.torch import save_file
 
+    from talkbench.checkpoint import safetensors_state
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / CONFIG_FILE)
-    # cloned: safetensors refuses tensors that share memory (tied weights)
-    state = {k: v.detach().cpu().clone().contiguous() for k, v in method.state_dict().items()}
-    save_file(state, out / WEIGHTS_FILE)
+    save_file(safetensors_state(method.state_dict()), out / WEIGHTS_FILE)
     plain, arrays = _spec_to_parts(spec)
     for s in spec.train_subjects:
         if s in templates:
