@@ -30,7 +30,6 @@ from talkbench.model_bundle import BUNDLE_FILES, talkbench_version, write_manife
 
 HF_CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
-CARD_METRICS = ("lve", "mve", "fdd")  # the leaderboard's headline columns, first in the card
 
 # method -> (paper, official code); template and mean-motion are talkbench's floors
 PAPERS = {
@@ -108,7 +107,7 @@ def run_facts(source) -> dict[str, Any]:
         for _, row in same.iterrows():
             scores = {
                 m: row.get(contract.metric_column(contract.test_metric(m)))
-                for m in CARD_METRICS
+                for m in contract.HEADLINE_METRICS
                 if contract.metric_column(contract.test_metric(m)) in row
             }
             facts["seeds"].append({"seed": row.get(contract.column(contract.Tag.SEED)), **scores})
@@ -125,7 +124,7 @@ def _test_metrics(metrics: dict[str, float]) -> dict[str, tuple[float, float | N
         low = metrics.get(contract.test_ci_low(name))
         high = metrics.get(contract.test_ci_high(name))
         out[name] = (value, low, high)
-    first = [m for m in CARD_METRICS if m in out]
+    first = [m for m in contract.HEADLINE_METRICS if m in out]
     return {m: out[m] for m in [*first, *sorted(set(out) - set(first))]}
 
 
@@ -249,7 +248,7 @@ def model_card(bundle, facts: dict) -> str:
         ]
         seeds = facts.get("seeds") or []
         if len(seeds) > 1:
-            shown = [m for m in CARD_METRICS if any(m in s for s in seeds)]
+            shown = [m for m in contract.HEADLINE_METRICS if any(m in s for s in seeds)]
             lines += [
                 "",
                 f"The same configuration over {len(seeds)} seeds:",

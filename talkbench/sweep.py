@@ -27,7 +27,7 @@ import pandas as pd
 
 from talkbench import paths
 from talkbench.config import RunConfig, load_config
-from talkbench.contract import CONFIG_ARTIFACT, Tag, column, param_column, sweep_grid_param
+from talkbench.contract import CONFIG_ARTIFACT, HEADLINE_METRICS, Tag, column, param_column, sweep_grid_param
 from talkbench.errors import ConfigError, TalkbenchError
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,6 @@ SEED_KEY = "seed"
 # config keys a top-level option of `bench sweep` sets for every point: not a grid axis
 OPTION_KEYS = {"dataset.name": "--dataset", "dataset.root": "--data-root", "device": "--device"}
 SUMMARY_ARTIFACT = "sweep_summary.csv"  # the parent's artifact: the full table, every metric and CI bound
-HEADLINE_METRICS = ("lve", "mve", "fdd")  # the terminal summary's (the leaderboard's default columns)
 
 
 def parse_grid(items: Sequence[str]) -> list[GridAxis]:
@@ -145,6 +144,8 @@ def plan(
     """Resolve every point's config (a grid key not in the schema fails here, before any run).
     ``seeds``: None = the grid's ``seed`` axis, else seed 0."""
     axes, seeds = split_seed_axis(parse_grid(grid), seeds)
+    if any(o.partition("=")[0].strip() == SEED_KEY for o in overrides):
+        raise ConfigError("--set seed=...: a sweep's seeds are --seeds (or --grid seed=...)")
     first = load_config(method, dataset, preset, overrides=list(overrides), data_root=data_root)
     sweep = Sweep(method, first.dataset.name, preset, axes, seeds, list(overrides), data_root, device)
     for combo in product(*(a.values for a in axes)):

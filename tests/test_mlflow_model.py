@@ -39,7 +39,6 @@ def mlflow_store(uri: str):
         mlflow.set_tracking_uri(old[0])
         mlflow.set_registry_uri(old[1])
 
-
 FRESH = r"""
 import json, sys
 import mlflow, numpy as np
@@ -200,12 +199,8 @@ def test_bundle_builds_without_the_pretrained_encoder_it_holds(method, synthtalk
     spec = load_dataset("synthtalk", synthtalk_tiny).spec
 
     def cfg(*extra):
-        return load_config(
-            method,
-            preset="tiny",
-            data_root=synthtalk_tiny,
-            overrides=[f"{method}.audio.kind=synthtalk", *extra],
-        )
+        return load_config(method, preset="tiny", data_root=synthtalk_tiny,
+                           overrides=[f"{method}.audio.kind=synthtalk", *extra])
 
     with pytest.raises(ConfigError, match="pretrain-encoder"):  # the run's config needs the cache
         build_method(cfg(), spec)

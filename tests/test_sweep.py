@@ -187,3 +187,8 @@ def test_a_point_finished_by_a_0_1_0_run_is_skipped(tmp_path):
     table = sweep_mod.run(only, tracking_uri=tracker.uri, echo=lines.append)
     assert "1 already finished, running 0" in lines[0]
     assert only.points[0].status == "skipped" and list(table["run_id"]) == [old_run]
+
+
+def test_a_seed_in_the_shared_overrides_is_refused():
+    with pytest.raises(ConfigError, match="--seeds"):
+        plan("mean-motion", [], overrides=["seed=3"], preset="tiny")
