@@ -26,7 +26,7 @@ from typing import Any
 
 from talkbench import contract
 from talkbench.errors import TalkbenchError
-from talkbench.model_bundle import BUNDLE_FILES, talkbench_version, write_manifest
+from talkbench.model_bundle import BUNDLE_FILES, WEIGHTS_FILE, talkbench_version, write_manifest
 
 HF_CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
@@ -61,6 +61,9 @@ DATA_TERMS = {
 def export_hf(ref: str | Path, out: str | Path, tracking_uri: str | None = None) -> Path:
     """Write the folder of the model behind ``ref`` (verified first) to ``out``, a new or empty
     folder; it appears whole or not at all (written beside it, then renamed)."""
+    from safetensors.torch import save_file
+
+    from talkbench.checkpoint import safetensors_state
     from talkbench.model_loader import opened
 
     out = Path(out)
@@ -73,7 +76,10 @@ def export_hf(ref: str | Path, out: str | Path, tracking_uri: str | None = None)
         stage = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
         try:
             for name in BUNDLE_FILES:
-                shutil.copyfile(bundle.root / name, stage / name)
+                if (bundle.root / name).is_file():
+                    shutil.copyfile(bundle.root / name, stage / name)
+            if not (bundle.root / WEIGHTS_FILE).is_file():  # a folder from before safetensors: convert
+                save_file(safetensors_state(bundle.method().state_dict()), stage / WEIGHTS_FILE)
             (stage / HF_CONFIG_FILE).write_text(json.dumps(hf_config(bundle, facts), indent=1) + "\n")
             (stage / CARD_FILE).write_text(model_card(bundle, facts))
             write_manifest(stage, [*BUNDLE_FILES, HF_CONFIG_FILE, CARD_FILE])

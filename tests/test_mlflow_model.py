@@ -446,3 +446,21 @@ def test_export_refuses_a_folder_that_is_not_empty(trained, tmp_path):
     )
     assert res.exit_code == 2 and "not an empty folder" in res.output
     assert (tmp_path / "keep.txt").read_text() == "mine" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_an_old_weights_pt_folder_exports_as_safetensors(trained, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from talkbench import load_model
+    from talkbench.hf_export import export_hf
+
+    bundle = _download(trained, tmp_path / "m") / "artifacts" / "model"
+    torch.save(load_file(bundle / "model.safetensors"), bundle / "weights.pt")  # talkbench 0.1's layout
+    (bundle / "model.safetensors").unlink()
+    (bundle / "manifest.json").unlink()
+    out = export_hf(bundle, tmp_path / "hf")
+    assert (out / "model.safetensors").is_file() and not (out / "weights.pt").exists()
+    logged = _predict(load_model(trained["run_id"], trained["uri"]), trained)
+    np.testing.assert_array_equal(_predict(load_model(out), trained), logged)
+    assert "No metrics recorded" in (out / "README.md").read_text()  # a folder, not a run of the store
