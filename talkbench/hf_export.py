@@ -74,6 +74,7 @@ def export_hf(ref: str | Path, out: str | Path, tracking_uri: str | None = None)
         facts = run_facts(source) if source.run_id else {}
         bundle = source.bundle
         stage = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+        stage.chmod(0o755)  # mkdtemp's 0700 would keep the folder from whoever it is handed to
         try:
             for name in BUNDLE_FILES:
                 if (bundle.root / name).is_file():
