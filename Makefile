@@ -45,14 +45,14 @@ run: $(STAMP)
 	$(BIN)/bench data make synthtalk --preset small
 	$(BIN)/bench data make synthtalk --preset small --style-coupling 0
 .sweep-memorytalker:
-	$(BIN)/bench sweep --method memorytalker --grid memorytalker.audio.kind=synthtalk --seeds 0,1,2
+	$(BIN)/bench sweep --method memorytalker --seeds 0,1,2
 .sweep-codetalker:
-	$(BIN)/bench sweep --method codetalker --grid codetalker.audio.kind=synthtalk --seeds 0,1,2
+	$(BIN)/bench sweep --method codetalker --seeds 0,1,2
 .sweep-memorytalker-style:
 	$(BIN)/bench sweep --method memorytalker --grid memorytalker.stage2=true,false \
 	  --grid dataset.style_coupling=0,0.8
 .sweep-faceformer:
-	$(BIN)/bench sweep --method faceformer --grid faceformer.audio.kind=synthtalk --seeds 0,1,2
+	$(BIN)/bench sweep --method faceformer --seeds 0,1,2
 .sweep-memorytalker-memory:
 	$(BIN)/bench sweep --method memorytalker --grid memorytalker.memory=true,false
 

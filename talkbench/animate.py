@@ -124,6 +124,21 @@ def audio_reference(clips: Iterable[np.ndarray]) -> dict[str, list[float]]:
     return out
 
 
+def _spread(key: str, mean: float, std: float) -> float:
+    """The training audio's sd of a statistic, floored (5 % of the mean; 0.05 decades)."""
+    return max(std, 0.05 * abs(mean) if key == "centroid_hz" else 0.05, 1e-6)
+
+
+def domain_bounds(reference: dict[str, Sequence[float]]) -> dict[str, tuple[float, float]]:
+    """The range of each statistic that :func:`domain_warnings` lets through (the model card's)."""
+    out = {}
+    for key in STATISTICS:
+        if key in reference:
+            mean, std = reference[key]
+            out[key] = (mean - _MAX_Z * _spread(key, mean, std), mean + _MAX_Z * _spread(key, mean, std))
+    return out
+
+
 def domain_warnings(profile: dict[str, float], reference: dict[str, Sequence[float]]) -> list[str]:
     """One message per statistic more than 4 (floored) standard deviations from the training mean;
     empty when the audio looks like the training audio."""
@@ -132,8 +147,7 @@ def domain_warnings(profile: dict[str, float], reference: dict[str, Sequence[flo
         if key not in reference:
             continue
         mean, std = reference[key]
-        floor = 0.05 * abs(mean) if key == "centroid_hz" else 0.05  # 5 % of the mean; 0.05 decades
-        z = (profile[key] - mean) / max(std, floor, 1e-6)
+        z = (profile[key] - mean) / _spread(key, mean, std)
         if abs(z) > _MAX_Z:
             out.append(f"{key} {profile[key]:.3g} is {z:+.1f} sd from the training audio's {mean:.3g}")
     return out

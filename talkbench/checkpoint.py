@@ -5,6 +5,10 @@ Format 3 on disk: ``MAGIC`` + the sha256 (32 bytes) of the rest + the ``torch.sa
 TrainState as a plain dict (tensors and plain values, read back with ``weights_only``). The checksum
 covers every byte after the header and a damaged header is no checkpoint, so one byte changed anywhere
 in the file is refused, naming it. Formats 1 and 2 (torch archives) still load.
+
+A run's final weights (:func:`save_weights`) are a safetensors file (tensors only: nothing to
+unpickle) with its sha256 beside it (``<name>.sha256``, sha256sum's format), checked by
+:func:`load_weights`.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ FORMAT = "talkbench-checkpoint"
 VERSION = 3  # 3: header + sha256 + payload; 2: the payload inside a checksummed torch envelope
 MAGIC = b"talkbench-ckpt3\n"
 LAST = "last.pt"
+FINAL = "model.safetensors"  # a run's final weights (save_weights)
 _HINT = "delete it (and resume from an older checkpoint) or start the run without --resume"
 
 
@@ -216,6 +221,48 @@ def _from_version_1(payload: dict[str, Any], path: Path) -> TrainState:
         best_epochs=payload.get("best_epochs", {}),
         selection=payload.get("selection", {}),
     )
+
+
+DIGEST_SUFFIX = ".sha256"
+
+
+def safetensors_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CPU, contiguous, unshared copies: safetensors refuses tensors that share memory (tied weights)."""
+    return {k: v.detach().cpu().clone().contiguous() for k, v in state.items()}
+
+
+def save_weights(state: dict[str, torch.Tensor], path: Path) -> Path:
+    """A state dict as safetensors, written atomically, its sha256 in ``<path>.sha256`` (written after
+    it: a digest file always names complete weights)."""
+    from safetensors.torch import save
+
+    blob = save(safetensors_state(state))
+    path = _atomic_write(Path(path), lambda fh: fh.write(blob))
+    digest = hashlib.sha256(blob).hexdigest()
+    _atomic_write(
+        path.with_name(path.name + DIGEST_SUFFIX), lambda fh: fh.write(f"{digest}  {path.name}\n".encode())
+    )
+    return path
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict :func:`save_weights` wrote, after checking it against its sha256 file."""
+    from safetensors.torch import load
+
+    path = Path(path)
+    sidecar = path.with_name(path.name + DIGEST_SUFFIX)
+    try:
+        expected = sidecar.read_text().split()[0]
+        blob = path.read_bytes()
+    except (OSError, IndexError) as exc:
+        raise TalkbenchError(
+            f"{path}: cannot be verified ({sidecar.name} or the weights unreadable: {exc})"
+        ) from None
+    if hashlib.sha256(blob).hexdigest() != expected:
+        raise TalkbenchError(
+            f"{path}: its sha256 differs from {sidecar.name} (changed or damaged); refusing it"
+        )
+    return load(blob)
 
 
 def atomic_save(payload: Any, path: Path) -> Path:

@@ -18,7 +18,7 @@ from talkbench.errors import TalkbenchError
 # each module defines register(app) and adds its commands or sub-apps
 COMMAND_MODULES = (
     "data", "run", "eval", "sweep", "report", "render", "view", "study", "pretrain", "ui", "animate",
-    "import_", "new_method",
+    "import_", "export", "new_method",
 )  # fmt: skip
 
 # command name -> (module in COMMAND_MODULES, first line of its help), in the order `bench --help` lists
@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ui": ("ui", "Open the MLflow UI on the tracking store (loopback only); Ctrl-C stops it."),
     "animate": ("animate", "Animate a WAV with a trained model: vertices as .npy and an MP4 with the audio."),
     "import": ("import_", "Load an official checkpoint and log it as an imported run."),
+    "export": ("export", "Export a trained model as a Hugging Face-style folder with a model card."),
     "data": ("data", "Make, convert and check datasets."),
     "study": ("study", "Perceptual user studies (two-alternative forced choice)."),
     "new-method": ("new_method", "Write an installable plugin package for a new method."),

@@ -106,6 +106,9 @@ TEST_PREFIX = "test/"
 SPEED_METRIC = "speed/realtime_factor"
 
 
+HEADLINE_METRICS = ("lve", "mve", "fdd")  # the leaderboard's default columns, a sweep's and a model card's
+
+
 def test_metric(name: str) -> str:
     return f"{TEST_PREFIX}{name}"
 

@@ -157,8 +157,9 @@ def log_model(
     quiet.setLevel(logging.ERROR)  # "model logged without an input example" etc.
     try:
         with _store(tracker.uri), warnings.catch_warnings():
-            # the signature is explicit and an example would be a second copy of a clip
-            warnings.filterwarnings("ignore", "An input example was not provided", UserWarning)
+            # the signature is explicit and an example would be a second copy of a clip (the message
+            # starts with a colour code, hence the leading .*)
+            warnings.filterwarnings("ignore", ".*An input example was not provided", UserWarning)
             # created in the run's experiment: left to Model.log, the model goes to the Default
             # experiment (its artifacts under ./mlruns in the cwd) and the run page lists no model
             run = tracker.client.get_run(run_id)

@@ -140,12 +140,12 @@ def write_bundle(
     checkpoint without its dataset has none: animating it then needs a template)."""
     from safetensors.torch import save_file
 
+    from talkbench.checkpoint import safetensors_state
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / CONFIG_FILE)
-    # cloned: safetensors refuses tensors that share memory (tied weights)
-    state = {k: v.detach().cpu().clone().contiguous() for k, v in method.state_dict().items()}
-    save_file(state, out / WEIGHTS_FILE)
+    save_file(safetensors_state(method.state_dict()), out / WEIGHTS_FILE)
     plain, arrays = _spec_to_parts(spec)
     for s in spec.train_subjects:
         if s in templates:
@@ -161,9 +161,15 @@ def write_bundle(
         **(extra or {}),
     }
     (out / META_FILE).write_text(json.dumps(meta, indent=1, default=str))
-    manifest = {"format": MANIFEST_FORMAT, "files": {f: sha256_file(out / f) for f in BUNDLE_FILES}}
-    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+    write_manifest(out, BUNDLE_FILES)
     return out
+
+
+def write_manifest(root: Path, files: tuple[str, ...] | list[str]) -> None:
+    """``manifest.json``: the sha256 of each of ``files`` (the bundle's, and any a folder adds, such as
+    an exported model's card); every file it lists is checked on load."""
+    manifest = {"format": MANIFEST_FORMAT, "files": {f: sha256_file(root / f) for f in files}}
+    (root / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
 
 
 def sha256_file(path: Path) -> str:
@@ -208,10 +214,15 @@ def verify_bundle(root: str | Path, expected: dict[str, str] | None = None) -> N
             f"{root / MANIFEST_FILE}: its sha256 of {', '.join(changed)} differs from the one its run "
             "recorded: the model folder was changed after it was logged; refusing to load it"
         )
-    for name in BUNDLE_FILES:
+    unrecorded = [name for name in BUNDLE_FILES if name not in recorded]
+    if unrecorded:
+        raise TalkbenchError(f"{root / MANIFEST_FILE}: records no sha256 of {', '.join(unrecorded)}")
+    for name in recorded:  # the bundle's files and any the folder adds (an export's card, config.json)
         path = root / name
-        if name not in recorded:
-            raise TalkbenchError(f"{root / MANIFEST_FILE}: records no sha256 of {name}")
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise TalkbenchError(f"{root / MANIFEST_FILE}: '{name}' is not a file of the folder")
+        if not path.is_file():
+            raise TalkbenchError(f"{path}: listed in {MANIFEST_FILE} but missing")
         if sha256_file(path) != recorded[name]:
             raise TalkbenchError(
                 f"{path}: its sha256 differs from the one in {MANIFEST_FILE} (changed or damaged after "

@@ -1,5 +1,9 @@
 """Sweeps: a Cartesian grid of config overrides x seeds under one parent MLflow run.
 
+The seeds are the sweep's seed axis, given by ``--seeds`` or as ``seed`` in the grid (not both); a
+sweep over seeds alone needs no grid. The other keys a top-level option owns (the dataset, its root,
+the device) are one per sweep: in the grid they are an error naming that option.
+
 Each point runs as its own `bench run` subprocess attached to the parent run, so a crash or an
 out-of-memory error in one point never takes the sweep down. A point whose run identity
 (``RunConfig.config_hash``) and seed already have a finished run is skipped, so a killed sweep started
@@ -23,7 +27,7 @@ import pandas as pd
 
 from talkbench import paths
 from talkbench.config import RunConfig, load_config
-from talkbench.contract import CONFIG_ARTIFACT, Tag, column, param_column, sweep_grid_param
+from talkbench.contract import CONFIG_ARTIFACT, HEADLINE_METRICS, Tag, column, param_column, sweep_grid_param
 from talkbench.errors import ConfigError, TalkbenchError
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,10 @@ class SweepPoint:
 
     def overrides(self) -> list[str]:
         return [f"{k}={v}" for k, v in self.values.items()]
+
+    @property
+    def label(self) -> str:
+        return " ".join([*self.overrides(), f"seed={self.seed}"])
 
 
 @dataclass
@@ -77,8 +85,15 @@ class Sweep:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+SEED_KEY = "seed"
+# config keys a top-level option of `bench sweep` sets for every point: not a grid axis
+OPTION_KEYS = {"dataset.name": "--dataset", "dataset.root": "--data-root", "device": "--device"}
+SUMMARY_ARTIFACT = "sweep_summary.csv"  # the parent's artifact: the full table, every metric and CI bound
+
+
 def parse_grid(items: Sequence[str]) -> list[GridAxis]:
-    """``key=v1,v2,...`` per item; keys are checked against the config schema when planning."""
+    """``key=v1,v2,...`` per item (none: a sweep over seeds alone); keys are checked against the
+    config schema when planning."""
     axes = []
     for item in items:
         key, sep, values = item.partition("=")
@@ -87,27 +102,50 @@ def parse_grid(items: Sequence[str]) -> list[GridAxis]:
             raise ConfigError(
                 f"--grid '{item}': expected KEY=V1,V2,... (e.g. memorytalker.memory_slots=16,32)"
             )
-        if any(a.key == key.strip() for a in axes):
-            raise ConfigError(f"--grid: key '{key.strip()}' given twice")
-        axes.append(GridAxis(key.strip(), parts))
-    if not axes:
-        raise ConfigError("a sweep needs at least one --grid KEY=V1,V2,...")
+        key = key.strip()
+        if any(a.key == key for a in axes):
+            raise ConfigError(f"--grid: key '{key}' given twice")
+        if key in OPTION_KEYS:
+            raise ConfigError(
+                f"--grid '{item}': {key} is set for the whole sweep by {OPTION_KEYS[key]}; "
+                f"run one sweep per value"
+            )
+        axes.append(GridAxis(key, parts))
     return axes
+
+
+def split_seed_axis(axes: list[GridAxis], seeds: Sequence[int] | None) -> tuple[list[GridAxis], list[int]]:
+    """(the grid without ``seed``, the sweep's seeds): ``seed`` in the grid is the seed axis, the same
+    as ``--seeds``; both at once is an error. Neither: seed 0."""
+    seed_axes = [a for a in axes if a.key == SEED_KEY]
+    rest = [a for a in axes if a.key != SEED_KEY]
+    if seed_axes and seeds is not None:
+        raise ConfigError(
+            "the seeds are given twice (--grid seed=... and --seeds): give them once, e.g. --seeds 0,1,2"
+        )
+    values = seed_axes[0].values if seed_axes else seeds
+    try:
+        out = list(dict.fromkeys(int(s) for s in values)) if values is not None else [0]
+    except ValueError:
+        raise ConfigError(f"--grid seed={','.join(values)}: expected integers, e.g. seed=0,1,2") from None
+    return rest, out or [0]
 
 
 def plan(
     method: str,
-    grid: Sequence[str],
-    seeds: Sequence[int] = (0,),
+    grid: Sequence[str] = (),
+    seeds: Sequence[int] | None = None,
     dataset: str | None = None,
     preset: str | None = None,
     overrides: Sequence[str] = (),
     data_root: str | None = None,
     device: str | None = None,
 ) -> Sweep:
-    """Resolve every point's config (a grid key not in the schema fails here, before any run)."""
-    axes = parse_grid(grid)
-    seeds = list(dict.fromkeys(int(s) for s in seeds)) or [0]
+    """Resolve every point's config (a grid key not in the schema fails here, before any run).
+    ``seeds``: None = the grid's ``seed`` axis, else seed 0."""
+    axes, seeds = split_seed_axis(parse_grid(grid), seeds)
+    if any(o.partition("=")[0].strip() == SEED_KEY for o in overrides):
+        raise ConfigError("--set seed=...: a sweep's seeds are --seeds (or --grid seed=...)")
     first = load_config(method, dataset, preset, overrides=list(overrides), data_root=data_root)
     sweep = Sweep(method, first.dataset.name, preset, axes, seeds, list(overrides), data_root, device)
     for combo in product(*(a.values for a in axes)):
@@ -194,7 +232,7 @@ def run(
         p.run_id = _finished_runs(tracker, sweep).get((p.config_hash, str(p.seed)))
         if p.run_id:
             p.status = "skipped"
-            echo(f"  [skipped] {' '.join(p.overrides())} seed={p.seed} (finished elsewhere: {p.run_id})")
+            echo(f"  [skipped] {p.label} (finished elsewhere: {p.run_id})")
             return
         p.log = log_dir / f"point-{i:03d}-seed{p.seed}.log"
         with p.log.open("w") as fh:
@@ -202,8 +240,7 @@ def run(
                 _child_command(sweep, p, parent, tracker.uri), stdout=fh, stderr=subprocess.STDOUT
             )
         p.status = "done" if code == 0 else "failed"
-        label = " ".join(p.overrides()) + f" seed={p.seed}"
-        echo(f"  [{p.status}] {label}" + ("" if code == 0 else f" (exit {code}, log: {p.log})"))
+        echo(f"  [{p.status}] {p.label}" + ("" if code == 0 else f" (exit {code}, log: {p.log})"))
 
     status = "FINISHED"
     try:
@@ -225,8 +262,10 @@ def run(
             status = "FAILED"
         # every point's run, including those finished elsewhere (they are not children of this parent)
         tracker.set_tags(parent, point_links(sweep, experiment_id))
+        table = summary(sweep, tracker)
+        tracker.log_text(parent, table.to_csv(index=False), SUMMARY_ARTIFACT)
         tracker.finish_run(parent, status)
-    return summary(sweep, tracker)
+    return table
 
 
 def point_links(sweep: Sweep, experiment_id: str) -> dict[str, str]:
@@ -235,7 +274,7 @@ def point_links(sweep: Sweep, experiment_id: str) -> dict[str, str]:
     so the UI does not nest them under the parent)."""
     lines = [f"Sweep of {sweep.method} on {sweep.dataset}: {len(sweep.points)} points", ""]
     for p in sweep.points:
-        label = " ".join([*p.overrides(), f"seed={p.seed}"])
+        label = p.label
         if p.run_id:
             reused = " (reused: finished earlier)" if p.status == "skipped" else ""
             lines.append(f"- {label}: [{p.run_id}](#/experiments/{experiment_id}/runs/{p.run_id}){reused}")
@@ -309,7 +348,7 @@ def _parent_run(tracker, sweep: Sweep, experiment_id: str) -> str:
         "talkbench.grid": json.dumps({a.key: list(a.values) for a in sweep.axes}),
         "talkbench.seeds": json.dumps(sweep.seeds),
     }
-    name = f"sweep {sweep.method}: " + ", ".join(a.key for a in sweep.axes)
+    name = f"sweep {sweep.method}: " + ", ".join([*(a.key for a in sweep.axes), SEED_KEY])
     return tracker.create_run(experiment_id, run_name=name, tags=tags)
 
 
@@ -326,6 +365,31 @@ def summary(sweep: Sweep, tracker) -> pd.DataFrame:
                     row[col.removeprefix("metrics.test/")] = metrics.at[p.run_id, col]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def compact_summary(table: pd.DataFrame, sweep: Sweep) -> pd.DataFrame:
+    """The terminal's table: each point's keys, status, run and its headline metrics as ``value
+    [CI low, CI high]`` (the full table, every metric and bound, is :func:`summary`)."""
+    from talkbench.contract import TEST_PREFIX, test_ci_high, test_ci_low
+
+    keys = [a.key for a in sweep.axes]
+    out = table[[*keys, "seed", "status", "run_id"]].copy()
+    metrics = [m for m in HEADLINE_METRICS if m in table] or [
+        c for c in table.columns if c not in out and not c.endswith(("_ci_low", "_ci_high"))
+    ][:3]
+    for m in metrics:
+        lo = table.get(test_ci_low(m).removeprefix(TEST_PREFIX))
+        hi = table.get(test_ci_high(m).removeprefix(TEST_PREFIX))
+        cells = []
+        for i, value in table[m].items():
+            if pd.isna(value):
+                cells.append("")
+            elif lo is not None and hi is not None and not pd.isna(lo[i]):
+                cells.append(f"{value:.4g} [{lo[i]:.4g}, {hi[i]:.4g}]")
+            else:
+                cells.append(f"{value:.4g}")
+        out[m] = cells
+    return out
 
 
 def missing_points_error(sweep: Sweep) -> TalkbenchError | None:

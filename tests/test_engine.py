@@ -127,13 +127,34 @@ def test_selection_never_reads_the_test_split(data, tmp_path):
 def test_checkpoints_at_stage_ends_and_every_n_epochs(trained):
     _, logger, result, run_dir = trained
     files = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
-    assert files == ["last.pt", "model.pt", "stage01-pre.pt", "stage02-fine.pt"]
+    assert files == [
+        "last.pt",
+        "model.safetensors",
+        "model.safetensors.sha256",
+        "stage01-pre.pt",
+        "stage02-fine.pt",
+    ]
     last = ckpt.load(run_dir / "checkpoints" / "last.pt")
     assert (last.stage_index, last.epoch, last.batch, last.global_epoch) == (2, 0, 0, 7)
-    assert result.checkpoint == run_dir / "checkpoints" / "model.pt"
-    assert logger.artifacts == [str(result.checkpoint)]
-    saved = torch.load(result.checkpoint, weights_only=True)
-    assert saved.keys() == dict(trained[0].state_dict()).keys()
+    assert result.checkpoint == run_dir / "checkpoints" / "model.safetensors"
+    assert logger.artifacts == [str(result.checkpoint), f"{result.checkpoint}.sha256"]
+    saved = ckpt.load_weights(result.checkpoint)  # safetensors, checked against its sha256
+    state = trained[0].state_dict()
+    assert saved.keys() == state.keys() and all(torch.equal(saved[k], state[k].cpu()) for k in state)
+
+
+def test_final_weights_with_one_byte_changed_are_refused_naming_the_file(trained, tmp_path):
+    import shutil
+
+    _, _, result, _ = trained
+    copy = tmp_path / result.checkpoint.name
+    shutil.copyfile(result.checkpoint, copy)
+    shutil.copyfile(f"{result.checkpoint}.sha256", f"{copy}.sha256")
+    blob = bytearray(copy.read_bytes())
+    blob[len(blob) - 3] ^= 0x01  # inside the last tensor's bytes: safetensors alone would not notice
+    copy.write_bytes(bytes(blob))
+    with pytest.raises(TalkbenchError, match=re.escape(f"{copy}: its sha256 differs")):
+        ckpt.load_weights(copy)
 
 
 def test_periodic_checkpoint_holds_the_full_training_state(data, tmp_path):

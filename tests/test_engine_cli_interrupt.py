@@ -37,7 +37,7 @@ def _runs(tmp_path: Path) -> set[str]:
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run_dir / "checkpoints" / "model.pt", weights_only=True)
+    return ckpt.load_weights(run_dir / "checkpoints" / "model.safetensors")
 
 
 @pytest.mark.slow
@@ -69,7 +69,7 @@ def test_sigint_then_resume_is_bit_identical(tmp_path, synthtalk_tiny):
     (killed,) = _runs(tmp_path) - {straight}
     assert "Traceback" not in err and f"bench run --resume {killed}" in err
     run_dir = tmp_path / "home" / "runs" / killed
-    assert not (run_dir / "checkpoints" / "model.pt").exists()  # it really stopped mid-training
+    assert not (run_dir / "checkpoints" / "model.safetensors").exists()  # it really stopped mid-training
     saved = ckpt.load(last)  # the signal's own checkpoint, taken after the one seen before sending it
     assert (saved.stage_index, saved.epoch, saved.batch) > (seen.stage_index, seen.epoch, seen.batch)
 

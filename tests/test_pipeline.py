@@ -113,7 +113,9 @@ def test_template_run_logs_everything(store_uri, synthtalk_tiny, tmp_path):
     # the run directory's record keeps only the store (MLflow keeps the status)
     assert tracking.read_run_record(result.run_id) == {"run_id": result.run_id, "tracking_uri": tr.uri}
     # the final weights are logged as a checkpoint
-    assert "checkpoints/model.pt" in tr.list_artifacts(result.run_id, "checkpoints")
+    assert {"checkpoints/model.safetensors", "checkpoints/model.safetensors.sha256"} <= set(
+        tr.list_artifacts(result.run_id, "checkpoints")
+    )
 
 
 def test_speaker_conditioned_method_predicts_every_condition(
@@ -159,6 +161,7 @@ def test_conditions_for_seen_and_unseen_speakers(synthtalk_tiny):
 
 def test_failed_run_is_marked_failed(store_uri, synthtalk_tiny, monkeypatch, tmp_path):
     monkeypatch.setenv("TALKBENCH_HOME", str(tmp_path / "home"))  # no other test's run directories
+
     class Boom(RuntimeError):
         pass
 

@@ -23,9 +23,12 @@ def test_grid_is_parsed_and_checked_against_the_schema():
         ("mean-motion.period", ("10", "20")),
         ("eval.n_boot", ("100",)),
     ]
-    for bad in (["period"], ["a.b="], ["x=1", "x=2"], []):
+    for bad in (["period"], ["a.b="], ["x=1", "x=2"], ["dataset.name=biwi"], ["device=cpu,cuda"]):
         with pytest.raises(ConfigError):
             parse_grid(bad)
+    with pytest.raises(ConfigError, match="--data-root"):
+        parse_grid(["dataset.root=/a,/b"])
+    assert parse_grid([]) == []  # a sweep over seeds alone
     with pytest.raises(ConfigError, match="mean-motion.perod"):
         plan("mean-motion", ["mean-motion.perod=1,2"], preset="tiny")
 
@@ -41,6 +44,47 @@ def test_plan_is_the_cartesian_product_with_seeds_and_distinct_hashes():
         "mean-motion", ["mean-motion.period=10,20,30", "eval.n_boot=100,200"], seeds=[0, 1], preset="tiny"
     )
     assert again.sweep_hash == sweep.sweep_hash
+
+
+def test_seed_in_the_grid_is_the_seed_axis_never_a_duplicate_point():
+    by_seeds = plan("mean-motion", [], seeds=[0, 1], preset="tiny")
+    by_grid = plan("mean-motion", ["seed=0,1"], preset="tiny")
+    for sweep in (by_seeds, by_grid):
+        assert [(p.values, p.seed) for p in sweep.points] == [({}, 0), ({}, 1)]
+        assert sweep.axes == []
+    assert by_grid.sweep_hash == by_seeds.sweep_hash  # the same sweep, so a restart finds its parent
+    assert [p.config_hash for p in by_grid.points] == [p.config_hash for p in by_seeds.points]
+    with_grid = plan("mean-motion", ["mean-motion.period=5,10", "seed=3"], preset="tiny")
+    assert [(p.values["mean-motion.period"], p.seed) for p in with_grid.points] == [("5", 3), ("10", 3)]
+    with pytest.raises(ConfigError, match="seeds are given twice"):
+        plan("mean-motion", ["seed=0,1"], seeds=[0, 1], preset="tiny")
+    with pytest.raises(ConfigError, match="seed=a"):
+        plan("mean-motion", ["seed=a"], preset="tiny")
+    assert [p.seed for p in plan("mean-motion", preset="tiny").points] == [0]
+
+
+def test_compact_summary_shows_keys_status_and_headline_metrics_with_cis():
+    sweep = plan("mean-motion", ["mean-motion.period=5,10"], preset="tiny")
+    table = pd.DataFrame(
+        {
+            "mean-motion.period": ["5", "10"],
+            "seed": [0, 0],
+            "status": ["done", "failed"],
+            "run_id": ["abc", ""],
+            "lve": [1.23456, float("nan")],
+            "lve_ci_low": [1.1, float("nan")],
+            "lve_ci_high": [1.3, float("nan")],
+            "mve": [2.0, float("nan")],
+            "fdd": [0.5, float("nan")],
+            "fdd_ci_low": [0.4, float("nan")],
+            "fdd_ci_high": [0.6, float("nan")],
+            "lse_d": [7.0, 8.0],
+        }
+    )
+    compact = sweep_mod.compact_summary(table, sweep)
+    assert list(compact.columns) == ["mean-motion.period", "seed", "status", "run_id", "lve", "mve", "fdd"]
+    assert list(compact["lve"]) == ["1.235 [1.1, 1.3]", ""]
+    assert list(compact["mve"]) == ["2", ""]  # no CI logged: the value alone
 
 
 def _sweep_cmd(uri):
@@ -130,9 +174,10 @@ def test_a_point_finished_by_a_0_1_0_run_is_skipped(tmp_path):
     # n_boot=200 is the tiny preset's value: that point is the 0.1.0 run's; 100 is a new point
     sweep = plan("mean-motion", ["eval.n_boot=200,100"], preset="tiny")
     same, other = sweep.points
-    assert same.config_hash != json.loads((OLD_CONFIGS / "hashes.json").read_text())["config_hash"][
-        "mean-motion-tiny"
-    ]  # the identity changed since 0.1.0, so the tag alone cannot match
+    assert (
+        same.config_hash
+        != json.loads((OLD_CONFIGS / "hashes.json").read_text())["config_hash"]["mean-motion-tiny"]
+    )  # the identity changed since 0.1.0, so the tag alone cannot match
     finished = sweep_mod._finished_runs(tracker, sweep)
     assert finished == {(same.config_hash, "0"): old_run}
     assert other.config_hash not in {h for h, _ in finished}
@@ -142,3 +187,8 @@ def test_a_point_finished_by_a_0_1_0_run_is_skipped(tmp_path):
     table = sweep_mod.run(only, tracking_uri=tracker.uri, echo=lines.append)
     assert "1 already finished, running 0" in lines[0]
     assert only.points[0].status == "skipped" and list(table["run_id"]) == [old_run]
+
+
+def test_a_seed_in_the_shared_overrides_is_refused():
+    with pytest.raises(ConfigError, match="--seeds"):
+        plan("mean-motion", [], overrides=["seed=3"], preset="tiny")

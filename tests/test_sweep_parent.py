@@ -3,9 +3,11 @@ and logs the grid as params (issue 13.4)."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import _mlflow_store
+import pandas as pd
 import pytest
 
 from talkbench import sweep as sweep_mod
@@ -76,3 +78,50 @@ def test_parent_links_its_children_and_reused_runs_together(store_uri, synthtalk
     assert any(second.run_id in line and "reused" not in line for line in note), note
     assert any(old in line and "reused" in line for line in note), note
     assert parent.data.params == {sweep_grid_param("mean-motion.period"): "5,10"}
+
+
+def _bench_sweep(store_uri, data_root, *args):
+    import subprocess
+    import sys
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "talkbench.cli",
+        "sweep",
+        "--method",
+        "mean-motion",
+        "--preset",
+        "tiny",
+        "--data-root",
+        str(data_root),
+        "--tracking-uri",
+        store_uri,
+        *args,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def test_seeds_alone_are_a_sweep_and_seed_in_the_grid_is_the_same_axis(store_uri, synthtalk_tiny):
+    out = _bench_sweep(store_uri, synthtalk_tiny, "--seeds", "0,1")
+    assert out.returncode == 0, out.stdout + out.stderr
+    tracker = Tracker(store_uri)
+    runs = tracker.search_runs("synthtalk", finished_only=False)
+    kids = runs[runs[f"tags.{Tag.PARENT_RUN_ID}"].notna()]
+    assert sorted(kids[f"tags.{Tag.SEED}"].astype(int)) == [0, 1]
+    assert set(kids["status"]) == {"FINISHED"}
+    # the terminal's table: keys, status, run, headline metrics with CIs; not every bound as a column
+    header = next((line for line in out.stdout.splitlines() if "| status" in line), out.stdout)
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert columns == ["seed", "status", "run_id", "lve", "mve", "fdd"]
+    assert "_ci_low" not in out.stdout and " [" in out.stdout
+    # --grid seed=0,1 is the same two points: both already finished, none run twice
+    again = _bench_sweep(store_uri, synthtalk_tiny, "--grid", "seed=0,1", "--format", "csv")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "2 already finished, running 0" in again.stderr
+    table = pd.read_csv(io.StringIO(again.stdout))
+    assert sorted(table["run_id"]) == sorted(kids["run_id"]) and list(table["seed"]) == [0, 1]
+    assert {"lve", "lve_ci_low", "lve_ci_high"} <= set(table.columns)  # the full table
+    both = _bench_sweep(store_uri, synthtalk_tiny, "--grid", "seed=0,1", "--seeds", "0,1")
+    assert both.returncode != 0 and "seeds are given twice" in both.stderr
+    assert "Traceback" not in both.stderr

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from talkbench.checkpoint import load_weights
 from talkbench.contract import Tag
 
 SETS = ["--set", "faceformer.epochs=6", "--set", "train.checkpoint_every=1"]
@@ -68,7 +69,7 @@ def test_torchrun_one_run_killed_and_resumed(tmp_path, synthtalk_tiny):
     assert proc.returncode != 0, err[-3000:]
     (run_id,) = _runs(tmp_path)  # both ranks trained under the one run rank 0 created
     run_dir = tmp_path / "home" / "runs" / run_id
-    assert not (run_dir / "checkpoints" / "model.pt").exists()  # it stopped mid-training
+    assert not (run_dir / "checkpoints" / "model.safetensors").exists()  # it stopped mid-training
 
     done = subprocess.run(_torchrun("--resume", run_id), env=_env(tmp_path), capture_output=True, text=True,
                           timeout=600)  # fmt: skip
@@ -82,5 +83,5 @@ def test_torchrun_one_run_killed_and_resumed(tmp_path, synthtalk_tiny):
     assert run.data.tags[Tag.RESUMED] == "true" and run.data.tags[Tag.WORLD_SIZE] == "2"
     assert any(k.startswith("test/") for k in run.data.metrics)
     # the weights rank 0 saved are the ones every rank ended with (checked across ranks in the run)
-    final = torch.load(run_dir / "checkpoints" / "model.pt", weights_only=True)
+    final = load_weights(run_dir / "checkpoints" / "model.safetensors")
     assert run.data.tags[Tag.REPLICA_DIGEST] == _digest(final)

@@ -1,4 +1,5 @@
-"""`bench animate`: a trained model (run id, runs:/ or models:/ URI) animates any WAV."""
+"""`bench animate`: a trained model (run id, runs:/ or models:/ URI, a model folder, a Hugging Face repo
+id in the local cache) animates any WAV."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from talkbench.commands import one_line_errors
 
 def animate_command(
     model: str = typer.Option(
-        ..., "--model", help="RUN_ID, runs:/RUN_ID/model, models:/NAME/VERSION or models:/NAME@ALIAS."
+        ...,
+        "--model",
+        help="RUN_ID, runs:/RUN_ID/model, models:/NAME/VERSION, models:/NAME@ALIAS, a model folder "
+        "(bench export) or a Hugging Face repo id in the local cache (never downloaded).",
     ),
     audio: Path = typer.Option(..., "--audio", help="Speech file (any sample rate and channel count)."),
     template: Path | None = typer.Option(

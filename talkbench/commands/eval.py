@@ -9,6 +9,7 @@ training speaker, wrong shapes or dtypes, NaNs, and predictions shorter than hal
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from talkbench.errors import DataError
 
 FRAME_TOLERANCE = 1  # the audio-length rule and the capture can differ by one frame
 MIN_LENGTH_SHARE = 0.5  # shorter than this share of its clip: an error unless --allow-short
+UNKNOWN_CLIP = "unknown clip name"
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ def check_prediction(
     the only valid ``_condition_<name>`` values.
     """
     if pf.clip not in lengths:
-        return FileCheck(f"unknown clip name '{pf.clip}' (not in split '{split}')")
+        return FileCheck(f"{UNKNOWN_CLIP} '{pf.clip}' (not in split '{split}')")
     if pf.condition is not None and pf.condition not in conditions:
         shown = ", ".join(conditions[:8]) + (", ..." if len(conditions) > 8 else "")
         return FileCheck(
@@ -140,6 +142,41 @@ def check_bootstrap(n_boot: int, seed: int, n_clips: int | None = None) -> None:
     check(n_boot, seed, n_clips, n_boot_key="--n-boot", seed_key="--seed")
 
 
+def _dataset(dataset: str | None, run: str | None, data_root: Path | None, tracking_uri: str | None):
+    """(the dataset to score against, the split of ``run`` or None): a run's logged dataset (name,
+    options, root unless --data-root moves it), else ``--dataset``."""
+    from talkbench.datasets import load_dataset
+    from talkbench.errors import ConfigError
+
+    if run is None:
+        if dataset is None:
+            raise ConfigError("give --dataset NAME (e.g. synthtalk) or --run RUN_ID (the run's dataset)")
+        return load_dataset(dataset, root=data_root), None
+    from talkbench.runs import TrackedRun
+
+    tracked = TrackedRun.open(run, tracking_uri)
+    cfg = tracked.config
+    if dataset is not None and dataset != cfg.dataset.name:
+        raise ConfigError(
+            f"--dataset {dataset}: run {tracked.run_id} was evaluated on {cfg.dataset.name} "
+            "(leave --dataset out to use the run's)"
+        )
+    logged = cfg.dataset if data_root is None else dataclasses.replace(cfg.dataset, root=str(data_root))
+    ds = logged.load()
+    return ds, cfg.eval.split_for(ds.spec)
+
+
+def _where_checked(ds, split: str, run: str | None) -> str:
+    """What the clip names were checked against, and how to pick another."""
+    root = getattr(ds, "root", None)
+    where = f"split '{split}' of {ds.spec.name}" + (f" at {root}" if root is not None else "")
+    source = f"run {run}'s dataset" if run else "--dataset"
+    return (
+        f". Clip names were checked against {where} ({source}); predictions of a run: --run RUN_ID; "
+        "another copy or size of the data: --data-root DIR or --dataset NAME; another split: --split"
+    )
+
+
 def _fmt(v: float) -> str:
     return "–" if v is None or not math.isfinite(v) else f"{v:.4g}"
 
@@ -148,11 +185,19 @@ def eval_command(
     pred: Path = typer.Option(
         ..., "--pred", help="Folder of predicted .npy files (<clip>[_condition_<Subject>].npy)."
     ),
-    dataset: str = typer.Option(..., "--dataset", "-d", help="synthtalk, vocaset or biwi."),
+    dataset: str | None = typer.Option(
+        None, "--dataset", "-d", help="synthtalk, vocaset, biwi, ... (default: the --run's dataset)."
+    ),
+    run: str | None = typer.Option(
+        None, "--run", help="Score against this run's dataset and split (its logged config names them)."
+    ),
     data_root: Path | None = typer.Option(None, "--data-root", help="Prepared dataset directory."),
     split: str | None = typer.Option(
-        None, "--split", help="Split the predictions belong to (default: the dataset's evaluation split)."
+        None,
+        "--split",
+        help="Split the predictions belong to (default: the run's, else the dataset's evaluation split).",
     ),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="The store of --run."),
     out: Path | None = typer.Option(None, "--out", help="Write the per-sequence table to this CSV file."),
     n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples for the 95% CIs (0: none)."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
@@ -167,7 +212,6 @@ def eval_command(
 ) -> None:
     """Score predicted vertex sequences against a dataset split and print the aggregate table."""
     with one_line_errors():
-        from talkbench.datasets import load_dataset
         from talkbench.metrics import evaluate, load_alignments
 
         check_bootstrap(n_boot, seed)
@@ -178,9 +222,9 @@ def eval_command(
             raise DataError(
                 f"--pred {pred}: no .npy files (expected <clip>.npy or <clip>_condition_<Subject>.npy)"
             )
-        ds = load_dataset(dataset, root=data_root)
+        ds, run_split = _dataset(dataset, run, data_root, tracking_uri)
         spec = ds.spec
-        split = split or spec.eval_split
+        split = split or run_split or spec.eval_split
         view = ds.split(split)
         clips = _ClipsByName(view)
 
@@ -197,9 +241,11 @@ def eval_command(
                 typer.secho(f"{pf.path}: note: {note}", err=True)
         good = [pf for pf, c in checks if not c.problem]
         if bad and not skip_invalid:
+            unknown = any(problem.startswith(UNKNOWN_CLIP) for _, problem in bad)
             raise DataError(
                 f"{len(bad)} of {len(files)} prediction files are invalid (listed above); "
                 "fix them or pass --skip-invalid to score the others"
+                + (_where_checked(ds, split, run) if unknown else "")
             )
         if not good:
             raise DataError(f"--pred {pred}: no valid prediction files")

@@ -10,8 +10,12 @@ from talkbench.commands import one_line_command
 @one_line_command
 def sweep(
     method: str = typer.Option(..., "--method", help="Registered method name."),
-    grid: list[str] = typer.Option(..., "--grid", help="KEY=V1,V2,... (repeat for a Cartesian grid)."),
-    seeds: str = typer.Option("0", "--seeds", help="Comma-separated training seeds per point."),
+    grid: list[str] = typer.Option(
+        None, "--grid", help="KEY=V1,V2,... (repeat for a Cartesian grid; seed=0,1 is the same as --seeds)."
+    ),
+    seeds: str | None = typer.Option(
+        None, "--seeds", help="Seeds per point, e.g. 0,1,2 (default 0); alone: a sweep over seeds."
+    ),
     dataset: str | None = typer.Option(None, "--dataset"),
     data_root: str | None = typer.Option(None, "--data-root"),
     preset: str | None = typer.Option(None, "--preset"),
@@ -26,16 +30,27 @@ def sweep(
         None, "--gpus-per-point", help="Ray: GPUs per point (default: 1 with --device cuda, else 0)."
     ),
     retries: int = typer.Option(2, "--retries", help="Ray: resubmissions of a point whose bench run failed."),
+    fmt: str = typer.Option(
+        "table", "--format", help="table (keys, status, headline metrics with CIs) or csv (every metric)."
+    ),
 ) -> None:
-    """Run the grid (skipping points that already have a finished run) and print a summary table."""
-    from talkbench.errors import ConfigError
-    from talkbench.sweep import missing_points_error, plan, run
+    """Run the grid (skipping points that already have a finished run) and print a summary table.
 
-    try:
-        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    except ValueError:
-        raise ConfigError(f"--seeds '{seeds}': expected comma-separated integers, e.g. 0,1,2") from None
-    planned = plan(method, grid, seed_list, dataset, preset, overrides or [], data_root, device)
+    The grid's points x the seeds (--seeds alone: a sweep over seeds); the table shows each point's
+    keys, status and headline metrics with CIs, the full one is --format csv and the parent run's
+    sweep_summary.csv."""
+    from talkbench.errors import ConfigError
+    from talkbench.sweep import compact_summary, missing_points_error, plan, run
+
+    if fmt not in ("table", "csv"):
+        raise ConfigError(f"--format '{fmt}': expected table or csv")
+    seed_list = None
+    if seeds is not None:
+        try:
+            seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+        except ValueError:
+            raise ConfigError(f"--seeds '{seeds}': expected comma-separated integers, e.g. 0,1,2") from None
+    planned = plan(method, grid or [], seed_list, dataset, preset, overrides or [], data_root, device)
     runner = None
     if backend == "ray":
         from talkbench.sweep_ray import RayBackend
@@ -45,8 +60,13 @@ def sweep(
         runner = RayBackend(address, cpus_per_point, gpus, retries)
     elif backend != "local":
         raise ConfigError(f"--backend '{backend}': expected local or ray")
-    table = run(planned, jobs, tracking_uri, echo=typer.echo, backend=runner)
-    typer.echo(table.to_markdown(index=False, floatfmt=".4g"))
+    # with csv the progress goes to stderr, so stdout is the table alone
+    echo = typer.echo if fmt == "table" else (lambda line: typer.echo(line, err=True))
+    table = run(planned, jobs, tracking_uri, echo=echo, backend=runner)
+    if fmt == "csv":
+        typer.echo(table.to_csv(index=False), nl=False)
+    else:
+        typer.echo(compact_summary(table, planned).to_markdown(index=False))
     error = missing_points_error(planned)
     if error is not None:
         raise error

@@ -313,11 +313,12 @@ class Trainer:
         self.method.eval()
         final = None
         if self.dist.is_main:
-            final = ckpt.atomic_save(cpu_state(self.method), self.ckpt_dir / "model.pt")
+            final = ckpt.save_weights(self.method.state_dict(), self.ckpt_dir / ckpt.FINAL)
         distributed.barrier(self.dist)
         self.result.checkpoint = final
         if final is not None and self.logger is not None:
             self.logger.log_artifact(final)
+            self.logger.log_artifact(final.with_name(final.name + ckpt.DIGEST_SUFFIX))
         return self.result
 
 

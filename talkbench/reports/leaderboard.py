@@ -21,13 +21,21 @@ import math
 
 import pandas as pd
 
-from talkbench.contract import IMPORTED_OFFICIAL, Tag, column, metric_column, param_column, test_metric
+from talkbench.contract import (
+    HEADLINE_METRICS,
+    IMPORTED_OFFICIAL,
+    Tag,
+    column,
+    metric_column,
+    param_column,
+    test_metric,
+)
 from talkbench.errors import ConfigError
 from talkbench.reports import evidence as ev
 from talkbench.reports.rows import Leaderboard, MetricColumn, Row, metric_title
 
 FLOORS = ("template", "mean-motion")
-DEFAULT_METRICS = ("lve", "mve", "fdd")
+DEFAULT_METRICS = HEADLINE_METRICS
 FORMATS = ("table", "markdown", "latex", "csv")
 _TEST_COLUMN = metric_column(test_metric(""))  # "metrics.test/"
 _PARAM_COLUMN = param_column("")  # "params."

@@ -359,7 +359,7 @@ class MlflowLogger:
             self.tracker.log_metrics(self.run_id, metrics, step)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        if artifact_path is None and Path(path).suffix in (".pt", ".ckpt", ".pth"):
+        if artifact_path is None and Path(path).suffix in (".pt", ".ckpt", ".pth", ".safetensors", ".sha256"):
             artifact_path = contract.CHECKPOINTS_DIR  # the engine logs its final weights without a folder
         self.tracker.log_artifact(self.run_id, path, artifact_path)
 
