@@ -39,9 +39,13 @@ from talkbench.reports import figures
 from talkbench.reports import leaderboard as lb
 
 # the metrics that carry each method's claim: accuracy (LVE, MVE), upper-face dynamics (FDD),
-# speaking style (articulation and upper-face log errors), lip closure and opening
+# speaking style (articulation and upper-face log errors), lip closure and opening; next to LVE its
+# timing-tolerant forms (metrics/timing.py), so a reader sees how much of the lip error is timing
 REPORT_METRICS = (
     "lve",
+    "lve_dtw",
+    "lip_open_err",
+    "lip_open_dtw",
     "mve",
     "fdd",
     "articulation_log_err",
