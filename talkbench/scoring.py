@@ -7,7 +7,8 @@ own for a speaker seen in training; others: no condition). Each prediction is sc
 (metrics.Evaluator keeps a per-sequence row, not the vertices), written if it is one of the saved
 predictions and kept if it is a rendered sample, so memory stays at one clip's predictions
 whatever the size of the test split.
-Inference speed = seconds of animation produced per second of predict_conditions() compute.
+Inference speed = seconds of animation produced per second of predict_conditions() compute; the
+speed profile of talkbench.speed (one timing function for every method, a 10 s clip) is logged beside it.
 """
 
 from __future__ import annotations
@@ -182,11 +183,27 @@ def score(tracker, run_id: str, cfg, method, data, rdir: Path | None = None) -> 
     if samples:
         _render_samples(tracker, run_id, method.name, list(samples.values()), test, spec, rdir)
     metrics = _log_scores(tracker, run_id, method, spec, evaluation, timing)
+    metrics.update(log_speed(tracker, run_id, method, spec, test[0], cfg.eval.speed_clip_s))
     log.info("run %s: %d predictions, %.1fx real time", run_id, n, timing.speed)
     return Scores(evaluation, timing, metrics, n)
 
 
+def log_speed(tracker, run_id: str, method, spec, clip, clip_s: float) -> dict[str, float]:
+    """The speed profile (talkbench.speed) of ``predict`` on ``clip_s`` seconds of ``clip``'s speech,
+    under the clip's first condition, logged as ``speed/*`` metrics; nothing when ``clip_s`` is 0."""
+    from talkbench.speed import measure
+
+    if clip_s <= 0:
+        return {}
+    condition = conditions_for(method, spec, clip.subject)[0]
+    profile = measure(method, clip.audio, clip.template, spec.fps, condition, clip_s)
+    metrics = profile.metrics()
+    tracker.log_metrics(run_id, metrics)
+    return metrics
+
+
 def _log_scores(tracker, run_id: str, method, spec, evaluation, timing: Timing) -> dict[str, float]:
+    from talkbench.audio.provenance import encoder_provenance
     from talkbench.metrics.registry import metric_info
 
     metrics = {contract.test_metric(k): float(v) for k, v in evaluation.aggregates.items()}
@@ -202,6 +219,7 @@ def _log_scores(tracker, run_id: str, method, spec, evaluation, timing: Timing) 
         Tag.DATASET_DIGEST: spec.digest,
     }
     tags.update({Tag.params(k): v for k, v in method.parameter_counts().items()})
+    tags.update({Tag.encoder(k): v for k, v in encoder_provenance(method).items()})
     tags.update({Tag.metric_version(k): v for k, v in evaluation.metric_versions.items()})
     for name in evaluation.metrics:
         tags[Tag.scale(name)] = repr(metric_info(name).scale_for(spec.name, spec.table_scales))

@@ -81,6 +81,8 @@ class EvalConfig:
     # BIWI's Test-A); checked against the dataset's splits before a run exists (split_for)
     split: str | None = None
     register: str | None = None  # Model Registry name for the run's MLflow model (bench run --register)
+    # seconds of speech the speed profile times predict on at the end of a run (talkbench.speed); 0: none
+    speed_clip_s: Annotated[float, Field(ge=0)] = 10.0
 
     def split_for(self, spec) -> str:
         """The evaluation split of this dataset: ``split`` or the dataset's default, if it has it."""
