@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import torch
 
-from talkbench.audio.config import AudioEncoderConfig
-from talkbench.audio.provenance import encoder_name, encoder_provenance, main_encoder
+from talkbench.audio.config import AudioEncoderConfig, encoder_name
+from talkbench.audio.provenance import encoder_provenance, main_encoder
 from talkbench.methods.faceformer import FaceFormer, FaceFormerConfig
 from talkbench.speed import measure
 from tests.test_audio_encoders import TINY_HF

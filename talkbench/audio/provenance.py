@@ -10,22 +10,14 @@ import torch
 from torch import nn
 
 from talkbench.audio.base import AudioEncoder
+from talkbench.audio.config import HF_KINDS, encoder_name
 from talkbench.audio.feature_cache import weights_digest
-
-HF_KINDS = ("wav2vec2", "hubert", "wavlm")  # the kinds whose weights come from a named checkpoint
 
 
 def main_encoder(method: nn.Module) -> AudioEncoder | None:
     """The method's speech encoder: the outermost AudioEncoder (SelfTalk's recogniser, say, sits deeper)."""
     found = [(name.count("."), name, m) for name, m in method.named_modules() if isinstance(m, AudioEncoder)]
     return min(found, key=lambda f: f[:2])[2] if found else None
-
-
-def encoder_name(kind: str, checkpoint: str, pretrained: bool) -> str:
-    """One string per distinct encoder, the identity a report compares across runs."""
-    if kind not in HF_KINDS:
-        return kind  # mel and SynthTalk's: trained with the method or by speech_pretrain (its key tag)
-    return f"{kind}: {checkpoint}" + ("" if pretrained else " (random init)")
 
 
 def _frozen_summary(encoder: AudioEncoder, frozen: list[str]) -> str:

@@ -30,6 +30,9 @@ class Row:
     variant: str = ""  # what sets this row apart from other rows of the same method
     imported: bool = False  # an official checkpoint (bench import), not a talkbench training
     estimates: dict[str, SeedClipEstimate] = field(default_factory=dict)  # metric -> seeds x clips
+    # reports.provenance: what the row's runs used (encoder, data, code, threads, device) and speed means
+    provenance: dict[str, str] = field(default_factory=dict)
+    speed: dict[str, float] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -75,6 +78,7 @@ class Leaderboard:
     # metric -> (config hash of the significantly best row, its comparison with the runner-up)
     best_claims: dict[str, tuple[str, SeedClipComparison]] = field(default_factory=dict)
     evidence: bool = False  # per-sequence tables were attached (estimates and best claims)
+    column_sets: tuple[str, ...] = ("quality",)  # what renderers show: quality, speed, provenance
 
     def best(self, metric: str) -> float | None:
         """The best group mean of one metric (by its direction), or None without values."""
