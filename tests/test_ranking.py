@@ -86,3 +86,37 @@ def test_higher_is_better_metrics_pick_the_largest():
         for blk in b.values():
             blk.columns["lip_corr"] = blk.columns["lve_sum"]
     assert first_place_probability("lip_corr", blocks, n_boot=200)["hi"] == 1.0
+
+
+def _board(dataset: str, lves: dict[str, float]):
+    from talkbench.reports import leaderboard as lb
+
+    runs = pd.DataFrame(
+        {
+            "run_id": [f"{dataset}-{m}" for m in lves],
+            "status": "FINISHED",
+            "tags.talkbench.method": list(lves),
+            "tags.talkbench.config_hash": [f"h-{m}" for m in lves],
+            "metrics.test/lve": list(lves.values()),
+        }
+    )
+    return lb.build(runs, dataset, ["lve"])
+
+
+def test_the_report_section_says_which_rankings_hold():
+    from talkbench.reports import stability
+
+    main = _board("a", {"x": 1.0, "y": 2.0, "z": 3.0})
+    boards = {
+        "a": main,
+        "b": _board("b", {"x": 1.5, "y": 2.5, "z": 3.5}),  # same order
+        "c": _board("c", {"x": 3.0, "y": 2.0, "z": 1.0}),  # reversed
+    }
+    text = "\n".join(stability.section(main, {}, boards))
+    assert "| x | 1 | 1 | 3 |" in text
+    assert "- a vs b: the ranking holds (0 of 3 pairs of methods change order)." in text
+    assert "- a vs c: the ranking does not hold (3 of 3 pairs of methods change order)." in text
+    assert "| a vs c | -1.00 |" in text
+    assert "fewer than two learned methods with per-sequence LVE tables" in text  # no tables given
+    alone = "\n".join(stability.section(main, {}, {"a": main}))
+    assert "no two datasets or dataset versions share two methods" in alone

@@ -62,3 +62,11 @@ def test_speed_section_and_plot_come_from_the_speed_profile(two_encoder_report):
     assert "RTF" in speed and "encoder share" in speed and "%" in speed
     assert "![speed against quality](figures/speed_quality.png)" in speed
     assert (report.out_dir / "figures" / "speed_quality.png").stat().st_size > 1000
+
+
+def test_rank_stability_section_gives_first_place_probabilities(two_encoder_report):
+    report, _, _ = two_encoder_report
+    section = report.markdown.read_text().split("## Rank stability", 1)[1].split("\n## ", 1)[0]
+    assert "P(first)" in section and "no two datasets or dataset versions" in section
+    probs = [float(x.split("|")[2].strip(" %")) for x in section.splitlines() if x.startswith("| faceformer")]
+    assert len(probs) == 2 and sum(probs) == pytest.approx(100.0, abs=0.2)

@@ -36,9 +36,10 @@ from talkbench.contract import (
 from talkbench.errors import TalkbenchError
 from talkbench.metrics.stats import MIN_CLIPS
 from talkbench.reports import evidence as ev
-from talkbench.reports import figures
+from talkbench.reports import figures, stability
 from talkbench.reports import leaderboard as lb
 from talkbench.reports import provenance as prov
+from talkbench.reports.rows import md_table
 
 # the metrics that carry each method's claim: accuracy (LVE, MVE), upper-face dynamics (FDD),
 # speaking style (articulation and upper-face log errors), lip closure and opening; next to LVE its
@@ -104,6 +105,7 @@ def build_report(
     n_clips: int = 3,
     log_to_runs: bool = True,
     viewer: bool = True,
+    compare: tuple[str, ...] = (),  # other datasets (experiments) for the rank-stability section
 ) -> Report:
     from talkbench.tracking import Tracker
 
@@ -136,6 +138,8 @@ def build_report(
             "",
         ]
     md += _paired_section(board, groups, tables)
+    by_dataset = _boards_by_dataset(tracker, board, runs, variants, compare, metrics)
+    md += stability.section(board, tables, by_dataset)
     md += _subject_section(board, per_seq)
     md += _speed_section(board, groups, fig_dir)
     md += _training_section(tracker, groups, fig_dir)
@@ -201,6 +205,27 @@ def _variant_board(tracker, runs, variants, dataset, metrics) -> lb.Leaderboard:
     both.rows = [r for r in both.rows if keep & set(r.run_ids)]
     ev.attach(both, ev.per_sequence_tables(tracker, [i for r in both.rows for i in r.run_ids]))
     return both
+
+
+def _boards_by_dataset(tracker, board, runs, variants, compare, metrics) -> dict[str, lb.Leaderboard]:
+    """The main table, each other version of the dataset, and each ``compare`` dataset's table."""
+    dataset = board.dataset
+    if variants.empty:
+        boards = {dataset: board}
+    else:
+        boards = {stability.version_label(runs, variants, dataset): board}
+        col = column(Tag.DATASET_DIGEST)
+        for _, part in variants.groupby(col):
+            label = stability.version_label(part, runs, dataset)
+            boards[label] = lb.build(part, dataset, list(metrics))
+    for other in compare:
+        found = tracker.search_runs(other)
+        if found.empty:
+            raise TalkbenchError(
+                f"--compare {other}: experiment '{other}' has no finished runs in '{tracker.uri}'"
+            )
+        boards[other] = lb.build(found, other, list(metrics))
+    return boards
 
 
 def _groups(board: lb.Leaderboard) -> list[Group]:
@@ -315,7 +340,7 @@ def _paired_section(board: lb.Leaderboard, groups: list[Group], tables: dict) ->
         f"(p from the same t, so the CI excludes 0 exactly when p < 0.05). One seed or fewer than "
         f"{MIN_CLIPS} clips: no claim.",
         "",
-        _md_table(head, rows),
+        md_table(head, rows),
         "",
     ]
 
@@ -345,7 +370,7 @@ def _subject_section(board: lb.Leaderboard, per_seq: dict) -> list[str]:
         "",
         f"{col.header()} per test subject (frames pooled within a subject; newest run of each row).",
         "",
-        _md_table(head, rows),
+        md_table(head, rows),
         "",
     ]
 
@@ -367,7 +392,7 @@ def _provenance_section(runs: pd.DataFrame, board: lb.Leaderboard) -> list[str]:
         "frozen weights where it has any, which name the checkpoint, else of all its weights), the "
         "dataset version, the preset, the commit, and the CPU threads and device it ran on.",
         "",
-        _md_table(["run", "row", "seed", *prov.PROVENANCE], rows),
+        md_table(["run", "row", "seed", *prov.PROVENANCE], rows),
         "",
     ]
 
@@ -381,7 +406,7 @@ def _speed_section(board: lb.Leaderboard, groups: list[Group], fig_dir: Path) ->
         "",
         *prov.notes(("speed",)),
         "",
-        _md_table(head, rows),
+        md_table(head, rows),
         "",
     ]
     col = board.columns[0] if board.columns else None
@@ -476,7 +501,7 @@ def _ablation_section(tracker, dataset: str, board: lb.Leaderboard, fig_dir: Pat
                 "",
                 f"![{name}](figures/{path.name})",
                 "",
-                _md_table(
+                md_table(
                     [
                         key,
                         *([", ".join(o.removeprefix(param_column("")) for o in others)] if others else []),
@@ -576,10 +601,6 @@ def _viewer_section(shown: ShownClips | None, out: Path) -> list[str]:
 
 
 # -- rendering ---------------------------------------------------------------------------------
-def _md_table(head: list[str], rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
 
 
 def to_html(markdown: str, base: Path, title: str) -> str:

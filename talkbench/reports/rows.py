@@ -103,3 +103,10 @@ class Leaderboard:
         """Only a significantly best value counts (see ``reports.evidence``)."""
         claim = self.best_claims.get(metric)
         return claim is not None and claim[0] == row.config_hash
+
+
+def md_table(head: list[str], rows: list[list[str]]) -> str:
+    """A Markdown (GitHub) table."""
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
