@@ -4,14 +4,11 @@ leaderboard row and report can name the encoder and warn when rows mix encoders.
 
 from __future__ import annotations
 
-import hashlib
-
-import torch
 from torch import nn
 
 from talkbench.audio.base import AudioEncoder
 from talkbench.audio.config import HF_KINDS, encoder_name
-from talkbench.audio.feature_cache import weights_digest
+from talkbench.audio.feature_cache import tensors_digest, weights_digest
 
 
 def main_encoder(method: nn.Module) -> AudioEncoder | None:
@@ -33,16 +30,6 @@ def _frozen_summary(encoder: AudioEncoder, frozen: list[str]) -> str:
     return f"{shown} ({n_frozen:,} of {total:,})"
 
 
-def _digest_of(encoder: AudioEncoder, names: list[str]) -> str:
-    h = hashlib.sha256()
-    params = dict(encoder.named_parameters())
-    for name in names:
-        t = params[name].detach().to("cpu").contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()[:32]
-
-
 def encoder_provenance(method: nn.Module) -> dict[str, str]:
     """field -> value for ``Tag.encoder(field)``; empty for a method without a speech encoder."""
     encoder = main_encoder(method)
@@ -50,6 +37,7 @@ def encoder_provenance(method: nn.Module) -> dict[str, str]:
         return {}
     cfg = encoder.cfg
     frozen = encoder.frozen_parameters()
+    params = dict(encoder.named_parameters())
     checkpoint = cfg.name_or_path if cfg.kind in HF_KINDS else ""
     pretrained = bool(cfg.pretrained) if cfg.kind in HF_KINDS else False
     return {
@@ -58,7 +46,8 @@ def encoder_provenance(method: nn.Module) -> dict[str, str]:
         "checkpoint": checkpoint or "-",
         "pretrained": str(pretrained),
         "weights_digest": weights_digest(encoder),  # every weight as predicted with (trained ones too)
-        "frozen_digest": _digest_of(encoder, frozen) if frozen else "-",  # same checkpoint -> same digest
+        # the frozen weights name the checkpoint: the same one gives the same digest whatever trained
+        "frozen_digest": tensors_digest((n, params[n]) for n in frozen) if frozen else "-",
         "frozen": _frozen_summary(encoder, frozen),
         "layer": str(encoder.output_layer),
     }
