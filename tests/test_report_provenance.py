@@ -60,6 +60,7 @@ def test_speed_section_and_plot_come_from_the_speed_profile(two_encoder_report):
     md = report.markdown.read_text()
     speed = md.split("## Size and speed", 1)[1].split("\n## ", 1)[0]
     assert "RTF" in speed and "encoder share" in speed and "%" in speed
+    assert "× real time (test split)" in speed and "× |" in speed  # the older whole-split speed too
     assert "![speed against quality](figures/speed_quality.png)" in speed
     assert (report.out_dir / "figures" / "speed_quality.png").stat().st_size > 1000
 

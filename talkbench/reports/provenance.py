@@ -12,7 +12,7 @@ import math
 import pandas as pd
 
 from talkbench.audio.config import encoder_name
-from talkbench.contract import Tag, column, metric_column, param_column, speed_metric
+from talkbench.contract import SPEED_METRIC, Tag, column, metric_column, param_column, speed_metric
 from talkbench.reports.rows import Leaderboard, Row
 
 NOT_LOGGED = "not logged"
@@ -79,8 +79,16 @@ def _mean(runs: pd.DataFrame, name: str) -> float:
 
 
 def row_speed(runs: pd.DataFrame) -> dict[str, float]:
-    """Mean over a row's runs of each logged speed metric (NaN where none logged it)."""
-    return {n: _mean(runs, n) for n in SPEED_KEYS}
+    """Mean over a row's runs of each logged speed metric (NaN where none logged it); runs from before
+    talkbench.speed give their parameter count tag and their test-split speed (``test_split``)."""
+    out = {n: _mean(runs, n) for n in SPEED_KEYS}
+    total = column(Tag.params("total"))
+    if not math.isfinite(out["params_total"]) and total in runs:
+        counts = pd.to_numeric(runs[total], errors="coerce").dropna()
+        out["params_total"] = float(counts.mean()) if len(counts) else math.nan
+    speed = metric_column(SPEED_METRIC)
+    out["test_split"] = float(runs[speed].dropna().mean()) if speed in runs else math.nan
+    return out
 
 
 def attach(board: Leaderboard, runs: pd.DataFrame) -> None:
@@ -106,9 +114,9 @@ def speed_cells(row: Row) -> list[str]:
     def num(v: float, fmt: str) -> str:
         return "–" if not math.isfinite(v) else format(v, fmt)
 
-    params = "–" if not math.isfinite(s.get("params_total", math.nan)) else (
-        f"{_count(s['params_trainable'])}/{_count(s['params_total'])}"
-    )
+    total = s.get("params_total", math.nan)
+    trainable = _count(s.get("params_trainable", math.nan))
+    params = "–" if not math.isfinite(total) else f"{trainable}/{_count(total)}"
     share = s.get("encoder_share", math.nan)
     return [
         params,

@@ -6,8 +6,8 @@ Sections: a warning when runs mix commits, dataset versions or speech encoders, 
 method's claim, paired comparisons of the best method against each other over seeds and clips,
 per-subject breakdown, training curves per stage, ablation curves of sweeps, mouth-opening curves of
 a few test clips, size and speed from the one timing function (talkbench.speed) with a speed/quality
-plot. Where the data cannot support a claim (one
-seed, fewer than 8 clips) the report says so instead of printing an interval.
+plot. Where the data cannot support a claim (one seed, fewer than 8 clips) the report says so instead
+of printing an interval.
 """
 
 from __future__ import annotations
@@ -399,8 +399,8 @@ def _provenance_section(runs: pd.DataFrame, board: lb.Leaderboard) -> list[str]:
 
 def _speed_section(board: lb.Leaderboard, groups: list[Group], fig_dir: Path) -> list[str]:
     """Size and speed from the one timing function (talkbench.speed), and quality against speed."""
-    head = ["method", *prov.SPEED]
-    rows = [[g.label, *prov.speed_cells(g.row)] for g in groups]
+    head = ["method", *prov.SPEED, "× real time (test split)"]
+    rows = [[g.label, *prov.speed_cells(g.row), _test_split_speed(g.row)] for g in groups]
     lines = [
         "## Size and speed",
         "",
@@ -427,6 +427,12 @@ def _speed_section(board: lb.Leaderboard, groups: list[Group], fig_dir: Path) ->
     else:
         lines += ["No run logged a speed profile (runs before talkbench.speed): no speed/quality plot.", ""]
     return lines
+
+
+def _test_split_speed(row: lb.Row) -> str:
+    """Seconds of animation per second of predict over the whole test split (every run logs it)."""
+    value = row.speed.get("test_split", np.nan)
+    return "–" if not np.isfinite(value) else f"{value:.1f}×"
 
 
 def _training_section(tracker, groups: list[Group], fig_dir: Path) -> list[str]:
@@ -601,8 +607,6 @@ def _viewer_section(shown: ShownClips | None, out: Path) -> list[str]:
 
 
 # -- rendering ---------------------------------------------------------------------------------
-
-
 def to_html(markdown: str, base: Path, title: str) -> str:
     """Render the Markdown report to one self-contained HTML page (figures inlined as data URIs)."""
     from markdown_it import MarkdownIt
