@@ -7,7 +7,8 @@ literal. Pure data and string functions: importing this module imports neither m
 - one experiment per dataset, named after the dataset;
 - params: the flattened resolved config (dotted keys);
 - metrics: per-epoch losses ``<stage>/<term>`` (step = epoch; validation ``<stage>/val_<term>``),
-  final test metrics ``test/<metric>``, inference speed ``speed/realtime_factor``;
+  final test metrics ``test/<metric>``, inference speed ``speed/realtime_factor`` and the speed
+  profile ``speed/<name>`` of talkbench.speed;
 - tags: the ``Tag`` keys below;
 - artifacts: the ``*_ARTIFACT`` / ``*_DIR`` paths below; predictions are
   ``predictions/<clip>.npy`` or ``predictions/<clip>_condition_<Subject>.npy`` ((T, V*3) float32).
@@ -75,6 +76,12 @@ class Tag:
         return f"talkbench.params.{module}"
 
     @staticmethod
+    def encoder(field: str) -> str:
+        """The speech encoder a run predicted with (audio/provenance.py): name, kind, checkpoint,
+        pretrained, weights_digest, frozen_digest, frozen, layer."""
+        return f"talkbench.encoder.{field}"
+
+    @staticmethod
     def metric_version(metric: str) -> str:
         return f"talkbench.metric_version.{metric}"
 
@@ -103,7 +110,13 @@ def column(tag: str) -> str:
 
 # -- metrics --------------------------------------------------------------------------------------
 TEST_PREFIX = "test/"
-SPEED_METRIC = "speed/realtime_factor"
+SPEED_METRIC = "speed/realtime_factor"  # seconds of animation per second of compute, over the test split
+SPEED_PREFIX = "speed/"
+
+
+def speed_metric(name: str) -> str:
+    """``speed/<name>``: a column of the one timing function (talkbench.speed) on a 10 s clip."""
+    return f"{SPEED_PREFIX}{name}"
 
 
 HEADLINE_METRICS = ("lve", "mve", "fdd")  # the leaderboard's default columns, a sweep's and a model card's

@@ -172,22 +172,17 @@ class TrackedRun:
         the given or first condition), and the seed of each (each replays through predict_samples)."""
         import pandas as pd
 
-        files = self._files_for(clip)
-        if condition is not None:
-            files = [f for f in files if self._predictions[f].condition == condition]
-        listed = self.tracker.list_artifacts(self.run_id, contract.SAMPLE_PREDICTIONS_DIR)
-        saved = {p.rsplit("/", 1)[-1] for p in listed}
-        files = [f for f in files if f in saved]
-        if not files:
+        folder = contract.SAMPLE_PREDICTIONS_DIR
+        arr = self._load(folder, clip, condition)
+        if arr is None:
             raise TalkbenchError(
                 f"run {self.run_id} ({self.method}) saved no samples of clip '{clip}'"
                 + (f" under condition '{condition}'" if condition else "")
-                + f" (runs of methods that sample keep them in {contract.SAMPLE_PREDICTIONS_DIR}/; "
-                f"this one has {len(saved)} such file(s))"
+                + f" (runs of methods that sample keep them in {folder}/; "
+                f"this one has {len(self._saved(folder))} such file(s))"
             )
-        path = f"{contract.SAMPLE_PREDICTIONS_DIR}/{files[0]}"
-        arr = np.load(self.tracker.download_artifacts(self.run_id, path), allow_pickle=False)
-        cond = self._predictions[files[0]].condition or ""
+        saved = self._saved(folder)
+        cond = condition or next(saved[f].condition for f in self._files_for(clip, folder)) or ""
         table = self.tracker.download_artifacts(self.run_id, contract.SAMPLE_SEEDS_ARTIFACT)
         seeds = pd.read_csv(table, dtype={"condition": "string"})
         mine = seeds[(seeds["clip"] == clip) & (seeds["condition"].fillna("") == cond)].sort_values("sample")

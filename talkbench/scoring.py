@@ -14,6 +14,8 @@ samples per clip and condition, sample k seeded ``sample_seed(run seed, clip, co
 the samples, every seed and the per-frame lip spread are logged beside the predictions. A
 deterministic method is predicted once (N = 1, the ``talkbench.samples`` tag), never N times.
 Inference speed = seconds of animation produced (every sample counted) per second of compute.
+The speed profile of talkbench.speed (one timing function for every method, a 10 s clip) is logged
+beside it.
 """
 
 from __future__ import annotations
@@ -225,6 +227,7 @@ def score(tracker, run_id: str, cfg, method, data, rdir: Path | None = None) -> 
     record.log(tracker, run_id)
     metrics = _log_scores(tracker, run_id, method, spec, evaluation, timing)
     tracker.set_tags(run_id, {Tag.SAMPLES: str(n_samples)})
+    metrics.update(log_speed(tracker, run_id, method, spec, test[0], cfg.eval.speed_clip_s))
     log.info("run %s: %d predictions (N = %d), %.1fx real time", run_id, n, n_samples, timing.speed)
     return Scores(evaluation, timing, metrics, n)
 
@@ -262,7 +265,22 @@ class SampleRecord:
         tracker.log_text(run_id, spread, contract.SAMPLE_SPREAD_ARTIFACT)
 
 
+def log_speed(tracker, run_id: str, method, spec, clip, clip_s: float) -> dict[str, float]:
+    """The speed profile (talkbench.speed) of ``predict`` on ``clip_s`` seconds of ``clip``'s speech,
+    under the clip's first condition, logged as ``speed/*`` metrics; nothing when ``clip_s`` is 0."""
+    from talkbench.speed import measure
+
+    if clip_s <= 0:
+        return {}
+    condition = conditions_for(method, spec, clip.subject)[0]
+    profile = measure(method, clip.audio, clip.template, spec.fps, condition, clip_s)
+    metrics = profile.metrics()
+    tracker.log_metrics(run_id, metrics)
+    return metrics
+
+
 def _log_scores(tracker, run_id: str, method, spec, evaluation, timing: Timing) -> dict[str, float]:
+    from talkbench.audio.provenance import encoder_provenance
     from talkbench.metrics.registry import metric_info
 
     metrics = {contract.test_metric(k): float(v) for k, v in evaluation.aggregates.items()}
@@ -278,6 +296,7 @@ def _log_scores(tracker, run_id: str, method, spec, evaluation, timing: Timing) 
         Tag.DATASET_DIGEST: spec.digest,
     }
     tags.update({Tag.params(k): v for k, v in method.parameter_counts().items()})
+    tags.update({Tag.encoder(k): v for k, v in encoder_provenance(method).items()})
     tags.update({Tag.metric_version(k): v for k, v in evaluation.metric_versions.items()})
     for name in evaluation.metrics:
         tags[Tag.scale(name)] = repr(metric_info(name).scale_for(spec.name, spec.table_scales))

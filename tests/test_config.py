@@ -12,6 +12,7 @@ import yaml
 
 from talkbench.config import RunConfig, available_presets, find_preset, load_config
 from talkbench.config import sources as config_sources
+from talkbench.config.schema import EvalConfig
 from talkbench.errors import ConfigError
 from talkbench.methods.base import Method
 from talkbench.registry import METHODS
@@ -300,7 +301,9 @@ def test_shipped_presets_resolve_as_before_the_refactor(key):
     assert {k: new_flat.get(k, "<missing>") for k in old_flat} == old_flat
     added = set(new_flat) - set(old_flat)
     defaults = dataclasses.asdict(type(new.method_config)()) if new.method_config is not None else {}
-    assert {k: new_flat[k] for k in added} == {k: _flat(defaults, f"{method}.").get(k) for k in added}
+    # added evaluation settings (eval.speed_clip_s) hold their schema defaults too
+    defaults_flat = {**_flat(defaults, f"{method}."), **_flat(dataclasses.asdict(EvalConfig()), "eval.")}
+    assert {k: new_flat[k] for k in added} == {k: defaults_flat.get(k) for k in added}
     assert new.config_hash() == RunConfig.from_dict(old).config_hash()
     assert RunConfig.from_dict(SNAPSHOT[key]["config"]).legacy_hashes["config_hash"] == SNAPSHOT[key]["hash"]
 

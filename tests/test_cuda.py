@@ -26,6 +26,10 @@ def test_tiny_run_on_cuda_with_bf16(method, tmp_path):
     assert run.data.tags["talkbench.device"].startswith("cuda")
     assert all(math.isfinite(v) for k, v in result.metrics.items() if k.endswith(("lve", "mve")))
     assert result.inference_speed > 0
+    # the speed profile times predict on the GPU (synchronised), the encoder share included
+    speed = run.data.metrics
+    assert speed["speed/rtf"] > 0 and speed["speed/first_frame_ms"] > 0
+    assert 0 < speed["speed/encoder_share"] < 1
 
 
 def test_cuda_and_cpu_predictions_agree_in_fp32(synthtalk_tiny):

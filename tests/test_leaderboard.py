@@ -277,3 +277,59 @@ def test_stochastic_columns_and_deterministic_rows_as_n_1(store_uri):
     line = next(row for row in text.splitlines() if "faceformer" in row)
     assert "4.000 (N = 1)" in line and "(N = 1): a deterministic method" in text
     assert "(N = 1)" not in next(row for row in text.splitlines() if "facediffuser" in row)
+
+
+def _provenance_store(store_uri):
+    """Two faceformer seeds with the encoder tags and speed metrics of a run, and an older run
+    without them whose encoder is read from its config params."""
+    tr = Tracker(store_uri)
+    exp = tr.ensure_experiment("synthtalk")
+    for seed, rtf in ((0, 0.2), (1, 0.4)):
+        rid = tr.create_run(exp, f"ff{seed}", {
+            "talkbench.method": "faceformer", "talkbench.config_hash": "hF", "talkbench.seed": seed,
+            "talkbench.preset": "synthtalk", "talkbench.dataset_digest": "d1" * 8, "talkbench.device": "cpu",
+            "talkbench.threads": 1, "talkbench.git_commit": "c" * 40,
+            "talkbench.encoder.name": "wav2vec2: facebook/wav2vec2-base-960h",
+            "talkbench.encoder.frozen_digest": "f" * 32, "talkbench.encoder.weights_digest": "w" * 32,
+        })
+        tr.log_metrics(rid, {"test/lve": 2e-5, "speed/rtf": rtf, "speed/first_frame_ms": 8.0,
+                             "speed/ms_per_audio_s": 1000 * rtf, "speed/encoder_share": 0.25,
+                             "speed/params_total": 2e6, "speed/params_trainable": 1.5e6})
+        tr.finish_run(rid)
+    old = tr.create_run(exp, "old", {"talkbench.method": "memorytalker", "talkbench.config_hash": "hM"})
+    tr.log_params(old, {"memorytalker.audio.kind": "hubert", "memorytalker.audio.name_or_path": "x/hubert",
+                        "memorytalker.audio.pretrained": "False"})
+    tr.log_metrics(old, {"test/lve": 3e-5})
+    tr.finish_run(old)
+    return tr
+
+
+def test_speed_and_provenance_columns(store_uri):
+    tr = _provenance_store(store_uri)
+    board = lb.build(tr.search_runs("synthtalk"), "synthtalk", ["lve"])
+    board = lb.with_columns(board, ["speed", "provenance"])
+    ff = next(r for r in board.rows if r.method == "faceformer")
+    assert ff.speed["rtf"] == pytest.approx(0.3)  # mean over the row's seeds
+    md = lb.render(board, "markdown")
+    assert "LVE" not in md and "RTF" in md and "first frame (ms)" in md  # quality left out
+    assert "1.50M/2.00M" in md and "25 %" in md and "300.0" in md
+    assert "wav2vec2: facebook/wav2vec2-base-960h" in md and "ffffffffffff" in md and "d1d1d1d1d1d1" in md
+    assert "hubert: x/hubert (random init)" in md and "not logged" in md  # the old run, from its params
+    rows = list(csv.DictReader(io.StringIO(lb.render(board, "csv"))))
+    assert float(rows[0]["speed_rtf"]) == pytest.approx(0.3) and rows[0]["encoder"].startswith("wav2vec2")
+    both = lb.render(lb.with_columns(board, ["quality", "speed"]), "table", width=250)
+    assert "LVE" in both and "RTF" in both
+    with pytest.raises(ConfigError, match="--columns sped"):
+        lb.with_columns(board, ["sped"])
+
+
+def test_leaderboard_command_columns(store_uri):
+    from typer.testing import CliRunner
+
+    from talkbench.cli import app
+
+    _provenance_store(store_uri)
+    out = CliRunner().invoke(app, ["leaderboard", "--tracking-uri", store_uri, "--columns", "speed",
+                                   "--format", "markdown"])
+    assert out.exit_code == 0, out.output
+    assert "RTF" in out.stdout and "LVE" not in out.stdout

@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -95,6 +96,7 @@ def test_study_from_runs_then_export_and_analyze_to_mlflow(two_runs, tmp_path):
     )
     manifest = json.loads((study / "manifest.json").read_text())
     assert manifest["methods"] == ["mean-motion", "template"]
+    assert manifest["runs"] == {"template": ids[0], "mean-motion": ids[1]}
     store = AnswerStore(study / "answers.db")
     for rater in ("r1", "r2"):
         for t in manifest["trials"]:
@@ -112,6 +114,10 @@ def test_study_from_runs_then_export_and_analyze_to_mlflow(two_runs, tmp_path):
     pref = runs.iloc[0]["metrics.pref/mean-motion_vs_template/lipsync"]
     assert pref == 1.0  # r1 always preferred mean-motion; r2 was excluded
     assert (study / "analysis" / "preferences.png").stat().st_size > 1000
+    # each metric's per-clip advantage against the preference (2 clips: too few items for a rho)
+    assert "Spearman rho" in out
+    agreement = pd.read_csv(study / "analysis" / "metric_agreement.csv")
+    assert set(agreement["metric"]) >= {"lve", "lve_dtw", "mve"} and (agreement["n_items"] == 2).all()
 
 
 def test_study_needs_two_runs_and_a_served_folder(two_runs, tmp_path):

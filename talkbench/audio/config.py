@@ -5,6 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 KINDS = ("mel", "wav2vec2", "hubert", "wavlm", "synthtalk")
+HF_KINDS = ("wav2vec2", "hubert", "wavlm")  # the kinds whose weights come from a named checkpoint
+
+
+def encoder_name(kind: str, checkpoint: str, pretrained: bool) -> str:
+    """One string per distinct encoder, the identity reports compare across runs (audio/provenance.py)."""
+    if kind not in HF_KINDS:
+        return kind  # mel and SynthTalk's: trained with the method or by speech_pretrain (its key tag)
+    return f"{kind}: {checkpoint}" + ("" if pretrained else " (random init)")
 
 
 @dataclass

@@ -35,14 +35,19 @@ def clip_digest(samples: torch.Tensor) -> str:
     return hashlib.blake2b(data.tobytes(), digest_size=16).hexdigest() + f"-{data.shape[0]}"
 
 
-def weights_digest(module: nn.Module) -> str:
-    """Digest of a module's parameters and buffers (names, dtypes, shapes, values)."""
-    h = hashlib.sha256(type(module).__qualname__.encode())
-    for name, tensor in module.state_dict().items():
+def tensors_digest(named, salt: str = "") -> str:
+    """Digest of (name, tensor) pairs: names, dtypes, shapes and bytes, in order."""
+    h = hashlib.sha256(salt.encode())
+    for name, tensor in named:
         t = tensor.detach().to("cpu").contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:32]
+
+
+def weights_digest(module: nn.Module) -> str:
+    """Digest of a module's parameters and buffers (names, dtypes, shapes, values)."""
+    return tensors_digest(module.state_dict().items(), type(module).__qualname__)
 
 
 def _content_digest(feats: torch.Tensor) -> str:

@@ -31,6 +31,9 @@ def report(
         True, "--log/--no-log", help="Log the report as an artifact of the runs it covers."
     ),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri"),
+    compare: list[str] = typer.Option(
+        None, "--compare", help="Other datasets (experiments) to rank the methods on too (repeatable)."
+    ),
 ) -> None:
     """Leaderboard with CIs, paired tests, per-subject table, training and ablation curves, mouth opening."""
     from talkbench.errors import ConfigError
@@ -52,6 +55,7 @@ def report(
         clips,
         log,
         viewer,
+        tuple(compare or ()),
     )
     for path in (result.html, result.markdown, result.latex):
         if path is not None and path.exists():

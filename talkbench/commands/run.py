@@ -213,6 +213,13 @@ def leaderboard_command(
     ),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
     highlight: str | None = typer.Option(None, "--highlight", help="Run id to mark."),
+    columns: list[str] | None = typer.Option(
+        None,
+        "--columns",
+        help="Column sets: quality (the metrics, default), speed (params, first-frame latency, ms per "
+        "audio second, RTF, encoder share), provenance (encoder, digests, preset, commit, threads, "
+        "device); comma separated, e.g. --columns quality,speed.",
+    ),
 ) -> None:
     """The leaderboard of one dataset: seeds grouped into mean ± std, best in bold."""
     with one_line_errors():
@@ -223,6 +230,8 @@ def leaderboard_command(
             raise ConfigError(f"--format '{fmt}': expected one of {', '.join(lb.FORMATS)}")
         names = [m.strip() for item in metrics or [] for m in item.split(",") if m.strip()]
         board = lb.leaderboard(dataset, tracking_uri=tracking_uri, metrics=names or None, highlight=highlight)
+        sets = [c.strip() for item in columns or [] for c in item.split(",") if c.strip()]
+        lb.with_columns(board, sets or None)
         from talkbench.tracking import resolve_tracking_uri
 
         store = resolve_tracking_uri(tracking_uri)

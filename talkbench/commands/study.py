@@ -113,8 +113,14 @@ def analyze(
         True, "--log/--no-log", help="Log the analysis to the MLflow 'user-study' experiment."
     ),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri"),
+    metrics: str = typer.Option(
+        "lve,lve_dtw,lip_open_err,lip_open_dtw,mve,fdd,lip_corr",
+        "--metrics",
+        help="Objective metrics to correlate with the preferences per clip (a study made from runs).",
+    ),
 ) -> None:
-    """Preference rates, binomial tests, Wilson CIs, Holm correction, Bradley-Terry scores."""
+    """Preference rates, binomial tests, Wilson CIs, Holm correction, Bradley-Terry scores, and the
+    Spearman correlation of each metric with the preferences per clip."""
     from talkbench.study.analysis import analyze as run_analysis
     from talkbench.study.analysis import load_answers, plot_preferences
 
@@ -143,11 +149,73 @@ def analyze(
     for criterion, scores in result["bradley_terry"].items():
         ranked = ", ".join(f"{m} {s:+.2f}" for m, s in sorted(scores.items(), key=lambda kv: -kv[1]))
         typer.echo(f"Bradley-Terry ({criterion}): {ranked}")
+    names = [m.strip() for m in metrics.split(",") if m.strip()]
+    agreement = _metric_agreement(source, result, names, tracking_uri)
+    if agreement is not None:
+        agreement.to_csv(out / "metric_agreement.csv", index=False)
+        typer.echo("Spearman rho between each metric's per-clip advantage and the preference (95 % CI):")
+        typer.echo(
+            agreement.assign(
+                rho=agreement["rho"].map("{:+.2f}".format),
+                ci=[f"[{lo:+.2f}, {hi:+.2f}]" for lo, hi in zip(agreement["ci_low"], agreement["ci_high"])],
+            )[["criterion", "metric", "rho", "ci", "n_items"]].to_markdown(index=False)
+        )
     if log:
         from talkbench.study.record import log_study
 
         run_id = log_study(result, out, source, tracking_uri)
         typer.echo(f"logged to MLflow experiment 'user-study', run {run_id}")
+
+
+def _metric_agreement(source: Path, result: dict, metrics: list[str], tracking_uri: str | None):
+    """The per-clip metric/preference correlations of a study folder whose manifest names its runs
+    (``bench study make --runs``); None for a CSV or a study of other predictions."""
+    import json
+
+    from talkbench.contract import PER_SEQUENCE_ARTIFACT
+    from talkbench.metrics.registry import metric_info
+    from talkbench.study.correlation import clip_preferences, metric_agreement
+    from talkbench.tracking import Tracker
+
+    manifest = source / "manifest.json"
+    runs = json.loads(manifest.read_text()).get("runs") if source.is_dir() and manifest.is_file() else None
+    if not runs:
+        return None
+    for m in metrics:
+        metric_info(m)  # an unknown name: one clear error with suggestions
+    import pandas as pd
+
+    tracker = Tracker(tracking_uri, create=False)
+    tables = {
+        label: pd.read_csv(tracker.download_artifacts(run_id, PER_SEQUENCE_ARTIFACT))
+        for label, run_id in runs.items()
+    }
+    return metric_agreement(clip_preferences(result["kept"]), tables, metrics)
+
+
+@study_app.command("power")
+@one_line_command
+def power(
+    rate: float = typer.Option(..., "--rate", help="True preference rate to detect (e.g. 0.6 vs 0.5)."),
+    target: float = typer.Option(0.8, "--power", help="Wanted power of the two-sided binomial test."),
+    alpha: float = typer.Option(0.05, "--alpha", help="Significance level (before --comparisons)."),
+    trials_per_rater: int = typer.Option(20, "--trials-per-rater", help="Answers each rater gives."),
+    comparisons: int = typer.Option(1, "--comparisons", help="Method pairs x criteria tested (Bonferroni)."),
+    icc: float = typer.Option(0.0, "--icc", help="Correlation of one rater's answers (design effect)."),
+    exclusion: float = typer.Option(0.0, "--exclusion", help="Share of raters catch trials remove."),
+) -> None:
+    """Raters and answers needed to detect a preference rate at a given power (exact binomial)."""
+    from talkbench.study.power import study_size
+
+    size = study_size(rate, target, alpha, trials_per_rater, comparisons, icc, exclusion)
+    typer.echo(
+        f"answers per comparison: {size.answers} (exact power {size.power:.3f} at alpha {size.alpha:.3g})"
+        + (f"; {size.answers_with_icc} with the design effect of icc {icc}" if icc else "")
+    )
+    typer.echo(
+        f"raters: {size.raters} at {trials_per_rater} answers each"
+        + (f", recruiting for {100 * exclusion:.0f} % excluded by catch trials" if exclusion else "")
+    )
 
 
 def register(app: typer.Typer) -> None:

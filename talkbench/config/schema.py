@@ -94,6 +94,9 @@ class EvalConfig:
             return 1
         return self.samples if self.samples is not None else DEFAULT_SAMPLES
 
+    # seconds of speech the speed profile times predict on at the end of a run (talkbench.speed); 0: none
+    speed_clip_s: Annotated[float, Field(ge=0)] = 10.0
+
     def split_for(self, spec) -> str:
         """The evaluation split of this dataset: ``split`` or the dataset's default, if it has it."""
         name = self.split if self.split is not None else getattr(spec, "eval_split", "test")

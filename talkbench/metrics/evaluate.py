@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from talkbench.errors import ConfigError, DataError
-from talkbench.metrics import lipsync
+from talkbench.metrics import lipsync, timing
 from talkbench.metrics.core import ArrayLike, as_template, as_vertices, check_finite, check_indices
 from talkbench.metrics.registry import METRIC_ORDER, MetricInfo, ce_name, metric_info
 from talkbench.metrics.stats import (
@@ -177,6 +177,7 @@ def sequence_row(
     mouth: tuple[np.ndarray, np.ndarray] | None,
     max_lag: int,
     label: str = "prediction",
+    window: int = 0,
 ) -> tuple[dict, np.ndarray | None]:
     """Per-sequence metrics and sufficient statistics for one prediction (the same formulas as
     core.py, fused so every array is read once); also the predicted mouth-opening curve.
@@ -184,6 +185,7 @@ def sequence_row(
     Region terms (LVE, FDD, style) are computed in float64 after one gather of the region
     vertices. The full-mesh MVE takes differences in the input precision (float32 for float32 data,
     as the reference NumPy code does) and accumulates in float64: relative error below 1e-6.
+    ``window``: the DTW band of the timing-tolerant lip metrics (metrics/timing.py), in frames.
     """
     t = min(p.shape[0], g.shape[0])
     p, g = p[:t], g[:t]
@@ -217,6 +219,8 @@ def sequence_row(
     }
     row["articulation_gain"] = float(ratio(row["lip_sq_pred"], row["lip_sq_gt"]))
     row["upper_face_ratio"] = float(ratio(row["upper_sq_pred"], row["upper_sq_gt"]))
+    row["lve_dtw"] = timing.lve_dtw(pr[:, :nl], gr[:, :nl], window)
+    row["lve_dtw_sum"] = row["lve_dtw"] * t
     curve = None
     if mouth is not None:
         curve = lipsync.mouth_opening(p, *mouth)
@@ -227,6 +231,10 @@ def sequence_row(
         else:
             row["lip_corr"], off = 0.0, 0
         row["av_offset"], row["av_offset_abs"] = float(off), float(abs(off))
+        row["lip_open_err"] = float(np.abs(curve - gt_curve).mean())
+        row["lip_open_dtw"] = timing.lip_open_dtw(curve, gt_curve, window)
+        row["open_abs_sum"] = row["lip_open_err"] * t
+        row["open_dtw_sum"] = row["lip_open_dtw"] * t
     return row, curve
 
 
@@ -292,6 +300,7 @@ class Evaluator:
             )
         self.mouth = mouth
         self.max_lag = max(1, int(round(MAX_OFFSET_S * spec.fps)))
+        self.window = timing.dtw_window(spec.fps)
         self.rows: list[dict] = []
         self.seen: set[tuple[str, str | None]] = set()
         self.templates: dict[str, np.ndarray] = {}
@@ -369,7 +378,7 @@ class Evaluator:
         if name not in self.templates:
             self.templates[name] = as_template(clip.template, spec.n_vertices)
         vertex_row, curve = sequence_row(
-            p, g, self.templates[name], self.lips, self.upper, self.mouth, self.max_lag, label
+            p, g, self.templates[name], self.lips, self.upper, self.mouth, self.max_lag, label, self.window
         )
         if samples is not None:
             scores = score_samples(samples, g, self.lips, pair_seed)
@@ -400,7 +409,7 @@ class Evaluator:
                 if metric_info(m).target == "vertices":
                     skipped[m] = f"blendshape predictions and dataset '{spec.name}' has no rig to make meshes"
         elif mouth is None:
-            for m in ("lip_corr", "av_offset", "av_offset_abs"):
+            for m in ("lip_corr", "av_offset", "av_offset_abs", "lip_open_err", "lip_open_dtw"):
                 skipped[m] = f"dataset '{spec.name}' defines no mouth_pair or upper_lip/lower_lip regions"
         if not self.has_vertices:
             pass

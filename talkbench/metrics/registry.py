@@ -91,6 +91,25 @@ _ENTRIES = (
         "sequence-mean", ("fdd_abs",), {"vocaset": 1e-7, "biwi": 1e-5}, scale_key="fdd",
     ),
     MetricInfo(
+        "lve_dtw", 1, "u^2", "lower",
+        "LVE after dynamic time warping: the path through (predicted frame, true frame) pairs within "
+        "|i - j| <= round(0.1 s x fps) frames that minimises the summed per-pair LVE term (max over lip "
+        "vertices of the squared L2 error; each step counted once, tslearn), first to last common "
+        "frame; per sequence the mean over the path's steps, frames pooled over sequences",
+        "frame-pooled", ("lve_dtw_sum", "n_frames"), {"vocaset": 1e-5, "biwi": 1e-4}, scale_key="lve",
+    ),
+    MetricInfo(
+        "lip_open_err", 1, "u", "lower",
+        "mean over frames pooled over sequences of |predicted - true mouth opening| (the lip_corr curves)",
+        "frame-pooled", ("open_abs_sum", "n_frames"), requires="mouth_pair",
+    ),
+    MetricInfo(
+        "lip_open_dtw", 1, "u", "lower",
+        "lip_open_err after dynamic time warping of the two opening curves (as lve_dtw: the band of "
+        "round(0.1 s x fps) frames, per-pair cost |difference|, mean over the path's steps)",
+        "frame-pooled", ("open_dtw_sum", "n_frames"), requires="mouth_pair",
+    ),
+    MetricInfo(
         "lip_corr", 1, "1", "higher",
         "per sequence the Pearson correlation of predicted and true mouth opening (distance between "
         "the means of the upper- and lower-lip sets; 0 for a constant curve), mean over sequences",

@@ -153,3 +153,25 @@ def sample_spread(curves: dict[str, np.ndarray], clip: str, path: Path, unit: st
     if curves:
         ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def speed_quality(points: pd.DataFrame, metric: str, path: Path) -> Path:
+    """The figure of ``speed_quality_figure`` saved as a PNG."""
+    return _save(speed_quality_figure(points, metric), path)
+
+
+def speed_quality_figure(points: pd.DataFrame, metric: str):
+    """points: columns label, rtf, value (metric / table scale) and optional err (std over seeds);
+    quality against real-time factor (log x: compute per audio second), one labelled point per row."""
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    for _, p in points.iterrows():
+        err = p.get("err", 0.0)
+        ax.errorbar(p["rtf"], p["value"], yerr=err if np.isfinite(err) else 0.0, marker="o", capsize=3)
+        ax.annotate(str(p["label"]), (p["rtf"], p["value"]), fontsize=7, xytext=(4, 4),
+                    textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("real-time factor (s of compute per s of audio, log)")
+    ax.set_ylabel(metric)
+    ax.axvline(1.0, color="grey", lw=0.8, ls=":")  # real time
+    ax.set_title(f"{metric} against speed (better: down and left)", fontsize=9)
+    return fig

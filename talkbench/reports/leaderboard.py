@@ -32,6 +32,7 @@ from talkbench.contract import (
 )
 from talkbench.errors import ConfigError
 from talkbench.reports import evidence as ev
+from talkbench.reports import provenance as prov
 from talkbench.reports.rows import Leaderboard, MetricColumn, Row, metric_title
 
 FLOORS = ("template", "mean-motion")
@@ -152,6 +153,7 @@ def build(
         )
     _name_variants(board.rows)
     board.rows.sort(key=lambda r: (r.floor, _sort_value(board, r), r.method))
+    prov.attach(board, runs)
     return board
 
 
@@ -170,6 +172,21 @@ def _single_sample(values: dict[str, tuple[float, float, int]], columns: list[Me
     for c in columns:
         if _is_sample_metric(c.name) and c.name not in values:
             values[c.name] = (0.0, 0.0, n) if c.name.startswith("diversity") else (mean, std, n)
+
+
+def with_columns(board: Leaderboard, sets: list[str] | tuple[str, ...] | None) -> Leaderboard:
+    """Show the column sets ``sets`` (``quality``: the metrics, ``speed``, ``provenance``)."""
+    chosen = tuple(dict.fromkeys(sets or ("quality",)))
+    bad = [s for s in chosen if s not in prov.COLUMN_SETS]
+    if bad:
+        raise ConfigError(f"--columns {','.join(bad)}: expected some of {', '.join(prov.COLUMN_SETS)}")
+    board.column_sets = chosen
+    return board
+
+
+def _shown(board: Leaderboard) -> list[MetricColumn]:
+    """The metric columns renderers show (none when the quality set is left out)."""
+    return board.columns if "quality" in board.column_sets else []
 
 
 def _name_variants(rows: list[Row]) -> None:
@@ -218,6 +235,11 @@ def _cell(row: Row, col: MetricColumn, sep: str = " ± ") -> str:
 
 def notes(board: Leaderboard) -> list[str]:
     """What the cells mean, and which claims the data cannot support."""
+    extra = prov.notes(board.column_sets)
+    return (_quality_notes(board) if "quality" in board.column_sets else []) + extra
+
+
+def _quality_notes(board: Leaderboard) -> list[str]:
     lines = ["Cells: mean ± std over seeds (one seed: its value alone)"]
     if board.evidence:
         lines[0] += (
@@ -254,13 +276,15 @@ def _label(row: Row) -> str:
 
 
 def to_markdown(board: Leaderboard) -> str:
-    head = ["", "method", "preset", "seeds", *[c.header() for c in board.columns]]
+    extra = prov.extra_head(board.column_sets)
+    head = ["", "method", "preset", "seeds", *[c.header() for c in _shown(board)], *extra]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     for r in board.rows:
         cells = []
-        for c in board.columns:
+        for c in _shown(board):
             text = _cell(r, c)
             cells.append(f"**{text}**" if board.is_best(r, c.name) else text)
+        cells += prov.extra_cells(r, board.column_sets)
         mark = "▶" if r.highlighted else ""
         lines.append("| " + " | ".join([mark, _label(r), r.preset, str(r.n_seeds), *cells]) + " |")
     lines += ["", *notes(board)]
@@ -274,8 +298,12 @@ def _tex(text: str) -> str:
 
 
 def to_latex(board: Leaderboard) -> str:
-    cols = "lll" + "r" * len(board.columns)
-    head = ["Method", "Preset", "Seeds", *[c.header(_LATEX_ARROWS, latex=True) for c in board.columns]]
+    extra = prov.extra_head(board.column_sets)
+    cols = "lll" + "r" * (len(_shown(board)) + len(extra))
+    head = [
+        "Method", "Preset", "Seeds", *[c.header(_LATEX_ARROWS, latex=True) for c in _shown(board)],
+        *map(_tex, extra),
+    ]
     out = [
         f"% talkbench leaderboard: {board.dataset}; mean $\\pm$ std over seeds",
         rf"\begin{{tabular}}{{{cols}}}",
@@ -290,9 +318,10 @@ def to_latex(board: Leaderboard) -> str:
             if r is not board.rows[0]:
                 out.append(r"\midrule")
         cells = []
-        for c in board.columns:
+        for c in _shown(board):
             text = _cell(r, c, sep=r" $\pm$ ")
             cells.append(rf"\textbf{{{text}}}" if board.is_best(r, c.name) else text)
+        cells += [_tex(x) for x in prov.extra_cells(r, board.column_sets)]
         out.append(" & ".join([_tex(_label(r)), _tex(r.preset), str(r.n_seeds), *cells]) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(out) + "\n"
@@ -303,18 +332,25 @@ def to_csv(board: Leaderboard) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     stats = ("mean", "std", "n", "ci_lo", "ci_hi", "n_clips")
-    metric_head = [f"{c.name}_{s}" for c in board.columns for s in stats]
+    metric_head = [f"{c.name}_{s}" for c in _shown(board) for s in stats]
+    speed_head = [f"speed_{k}" for k in prov.SPEED_KEYS] if "speed" in board.column_sets else []
+    prov_head = [k.replace(" ", "_") for k in prov.PROVENANCE] if "provenance" in board.column_sets else []
     writer.writerow(
-        ["method", "preset", "config_hash", "n_seeds", "floor", "highlighted", "run_ids", *metric_head]
+        [
+            "method", "preset", "config_hash", "n_seeds", "floor", "highlighted", "run_ids", *metric_head,
+            *speed_head, *prov_head,
+        ]
     )
     for r in board.rows:
         vals = []
-        for c in board.columns:
+        for c in _shown(board):
             mean, std, n = r.values.get(c.name, (math.nan, math.nan, 0))
             est = r.estimates.get(c.name)
             lo, hi = est.ci if est is not None and est.ci is not None else (math.nan, math.nan)
             vals += [repr(mean), repr(std if n > 1 else math.nan), n, repr(lo), repr(hi)]
             vals.append(est.n_clips if est is not None else "")
+        vals += [repr(r.speed.get(k, math.nan)) for k in prov.SPEED_KEYS] if speed_head else []
+        vals += [r.provenance.get(k, prov.NOT_LOGGED) for k in prov.PROVENANCE] if prov_head else []
         writer.writerow(
             [r.method, r.preset, r.config_hash, r.n_seeds, r.floor, r.highlighted, " ".join(r.run_ids), *vals]
         )
@@ -327,8 +363,10 @@ def to_rich(board: Leaderboard):
     table = Table(title=f"Leaderboard: {board.dataset} (mean ± std over seeds)")
     for name in ("", "method", "preset", "seeds"):
         table.add_column(name)
-    for c in board.columns:
+    for c in _shown(board):
         table.add_column(c.header(), justify="right")
+    for name in prov.extra_head(board.column_sets):
+        table.add_column(name, justify="right")
     floors_started = False
     for r in board.rows:
         if r.floor and not floors_started:
@@ -336,9 +374,10 @@ def to_rich(board: Leaderboard):
             if table.row_count:
                 table.add_section()
         cells = []
-        for c in board.columns:
+        for c in _shown(board):
             text = _cell(r, c)
             cells.append(f"[bold]{text}[/bold]" if board.is_best(r, c.name) else text)
+        cells += prov.extra_cells(r, board.column_sets)
         table.add_row(
             "▶" if r.highlighted else "",
             _label(r),

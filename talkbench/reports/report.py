@@ -1,11 +1,13 @@
 """Comparison reports generated from tracked runs: one Markdown source, rendered to self-contained HTML.
 
-Sections: a warning when runs mix commits or dataset versions, leaderboard (mean ± std over seeds,
+Sections: a warning when runs mix commits, dataset versions or speech encoders, each run's provenance
+(encoder, digests, preset, commit, threads, device), leaderboard (mean ± std over seeds,
 95 % CI over seeds and clips, bold only where significantly best) of the metrics that carry each
 method's claim, paired comparisons of the best method against each other over seeds and clips,
 per-subject breakdown, training curves per stage, ablation curves of sweeps, mouth-opening curves of
-a few test clips, parameter counts and inference speed. Where the data cannot support a claim (one
-seed, fewer than 8 clips) the report says so instead of printing an interval.
+a few test clips, size and speed from the one timing function (talkbench.speed) with a speed/quality
+plot. Where the data cannot support a claim (one seed, fewer than 8 clips) the report says so instead
+of printing an interval.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import pandas as pd
 from talkbench.config import canonical_key
 from talkbench.contract import (
     SAMPLE_SPREAD_ARTIFACT,
-    SPEED_METRIC,
     Kind,
     Tag,
     column,
@@ -36,13 +37,19 @@ from talkbench.contract import (
 from talkbench.errors import TalkbenchError
 from talkbench.metrics.stats import MIN_CLIPS
 from talkbench.reports import evidence as ev
-from talkbench.reports import figures
+from talkbench.reports import figures, stability
 from talkbench.reports import leaderboard as lb
+from talkbench.reports import provenance as prov
+from talkbench.reports.rows import md_table
 
 # the metrics that carry each method's claim: accuracy (LVE, MVE), upper-face dynamics (FDD),
-# speaking style (articulation and upper-face log errors), lip closure and opening
+# speaking style (articulation and upper-face log errors), lip closure and opening; next to LVE its
+# timing-tolerant forms (metrics/timing.py), so a reader sees how much of the lip error is timing
 REPORT_METRICS = (
     "lve",
+    "lve_dtw",
+    "lip_open_err",
+    "lip_open_dtw",
     "mve",
     "fdd",
     "articulation_log_err",
@@ -99,11 +106,12 @@ def build_report(
     n_clips: int = 3,
     log_to_runs: bool = True,
     viewer: bool = True,
+    compare: tuple[str, ...] = (),  # other datasets (experiments) for the rank-stability section
 ) -> Report:
     from talkbench.tracking import Tracker
 
     tracker = Tracker(tracking_uri, create=False)  # readers never create a store
-    runs, variants = _split_by_dataset_version(_select_runs(tracker, dataset, run_ids))
+    runs, variants = _split_by_dataset_version(prov.with_encoder(_select_runs(tracker, dataset, run_ids)))
     out = Path(out_dir or Path("reports") / dataset)
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -119,6 +127,7 @@ def build_report(
     md = [f"# talkbench report: {dataset}", ""]
     md += _warning_section(runs, variants)
     md += _setup_section(runs)
+    md += _provenance_section(pd.concat([runs, variants]) if not variants.empty else runs, board)
     md += ["## Leaderboard", "", "Floors are reference methods.", ""]
     md += [lb.to_markdown(board), ""]
     if not variants.empty:
@@ -132,9 +141,11 @@ def build_report(
             "",
         ]
     md += _paired_section(board, groups, tables)
+    by_dataset = _boards_by_dataset(tracker, board, runs, variants, compare, metrics)
+    md += stability.section(board, tables, by_dataset)
     md += _subject_section(board, per_seq)
-    md += _cost_section(runs, groups)
     md += _sampling_section(tracker, runs, groups, fig_dir)
+    md += _speed_section(board, groups, fig_dir)
     md += _training_section(tracker, groups, fig_dir)
     md += _ablation_section(tracker, dataset, board, fig_dir)
     shown = _shown_clips(tracker, groups, n_clips)
@@ -200,6 +211,27 @@ def _variant_board(tracker, runs, variants, dataset, metrics) -> lb.Leaderboard:
     return both
 
 
+def _boards_by_dataset(tracker, board, runs, variants, compare, metrics) -> dict[str, lb.Leaderboard]:
+    """The main table, each other version of the dataset, and each ``compare`` dataset's table."""
+    dataset = board.dataset
+    if variants.empty:
+        boards = {dataset: board}
+    else:
+        boards = {stability.version_label(runs, variants, dataset): board}
+        col = column(Tag.DATASET_DIGEST)
+        for _, part in variants.groupby(col):
+            label = stability.version_label(part, runs, dataset)
+            boards[label] = lb.build(part, dataset, list(metrics))
+    for other in compare:
+        found = tracker.search_runs(other)
+        if found.empty:
+            raise TalkbenchError(
+                f"--compare {other}: experiment '{other}' has no finished runs in '{tracker.uri}'"
+            )
+        boards[other] = lb.build(found, other, list(metrics))
+    return boards
+
+
 def _groups(board: lb.Leaderboard) -> list[Group]:
     labels = [r.label.removesuffix(" (floor)") for r in board.rows]
     return [
@@ -232,19 +264,23 @@ def _warning_section(runs: pd.DataFrame, variants: pd.DataFrame) -> list[str]:
     every = pd.concat([runs, variants]) if not variants.empty else runs
     method = column(Tag.METHOD)
     lines = []
-    for key, what in ((Tag.GIT_COMMIT, "commit"), (Tag.DATASET_DIGEST, "dataset version")):
+    for key, what, width in (
+        (Tag.GIT_COMMIT, "commit", 12),
+        (Tag.DATASET_DIGEST, "dataset version", 12),
+        (Tag.encoder("name"), "speech encoder", None),  # filled from params for untagged runs (with_encoder)
+    ):
         col = column(key)
         if col not in every or every[col].nunique(dropna=True) < 2:
             continue
         lines.append(f"> - {every[col].nunique()} {what}s:")
         for value, part in every.groupby(col):
             methods = ", ".join(sorted(part[method].dropna().astype(str).unique())) if method in part else ""
-            lines.append(f">   - `{str(value)[:12]}`: {len(part)} run(s) ({methods})")
+            lines.append(f">   - `{str(value)[:width]}`: {len(part)} run(s) ({methods})")
     if not lines:
         return []
     return [
-        "> **Warning: mixed runs.** Numbers below come from different code or data; differences "
-        "between rows may be the code's or the data's, not the method's.",
+        "> **Warning: mixed runs.** Numbers below come from different code, data or speech encoders; "
+        "differences between rows may be the code's, the data's or the encoder's, not the method's.",
         ">",
         *lines,
         "",
@@ -308,7 +344,7 @@ def _paired_section(board: lb.Leaderboard, groups: list[Group], tables: dict) ->
         f"(p from the same t, so the CI excludes 0 exactly when p < 0.05). One seed or fewer than "
         f"{MIN_CLIPS} clips: no claim.",
         "",
-        _md_table(head, rows),
+        md_table(head, rows),
         "",
     ]
 
@@ -338,27 +374,63 @@ def _subject_section(board: lb.Leaderboard, per_seq: dict) -> list[str]:
         "",
         f"{col.header()} per test subject (frames pooled within a subject; newest run of each row).",
         "",
-        _md_table(head, rows),
+        md_table(head, rows),
         "",
     ]
 
 
-def _cost_section(runs: pd.DataFrame, groups: list[Group]) -> list[str]:
-    by_id = runs.set_index("run_id")
+def _provenance_section(runs: pd.DataFrame, board: lb.Leaderboard) -> list[str]:
+    """Every run: its row, seed, speech encoder and the digests of what it used."""
+    row_of = {i: r.label for r in board.rows for i in r.run_ids}
+    seed = column(Tag.SEED)
     rows = []
-    for g in groups:
-        r = by_id.loc[g.newest]
-        params = r.get(column(Tag.params("total")), np.nan)
-        speed = r.get(metric_column(SPEED_METRIC), np.nan)
-        rows.append([g.label, _count(params), "–" if pd.isna(speed) else f"{float(speed):.1f}×"])
+    for _, run in runs.iterrows():
+        p = prov.run_provenance(run)
+        label = row_of.get(run["run_id"], "other dataset version")
+        s = run.get(seed)
+        rows.append([f"`{run['run_id'][:8]}`", label, "–" if pd.isna(s) else str(s), *p.values()])
     return [
+        "## Provenance",
+        "",
+        "What each run used: the speech encoder (random init = not pretrained; its digest is of the "
+        "frozen weights where it has any, which name the checkpoint, else of all its weights), the "
+        "dataset version, the preset, the commit, and the CPU threads and device it ran on.",
+        "",
+        md_table(["run", "row", "seed", *prov.PROVENANCE], rows),
+        "",
+    ]
+
+
+def _speed_section(board: lb.Leaderboard, groups: list[Group], fig_dir: Path) -> list[str]:
+    """Size and speed from the one timing function (talkbench.speed), and quality against speed."""
+    head = ["method", *prov.SPEED, "× real time (test split)"]
+    rows = [[g.label, *prov.speed_cells(g.row), _test_split_speed(g.row)] for g in groups]
+    lines = [
         "## Size and speed",
         "",
-        "Parameters and inference speed (seconds of animation per second of compute).",
+        *prov.notes(("speed",)),
         "",
-        _md_table(["method", "parameters", "speed"], rows),
+        md_table(head, rows),
         "",
     ]
+    col = board.columns[0] if board.columns else None
+    points = [
+        {
+            "label": g.label,
+            "rtf": g.row.speed["rtf"],
+            "value": g.row.values[col.name][0] / col.scale,
+            "err": g.row.values[col.name][1] / col.scale,
+        }
+        for g in groups
+        if col is not None and col.name in g.row.values and np.isfinite(g.row.speed.get("rtf", np.nan))
+        and g.row.speed["rtf"] > 0
+    ]
+    if points:
+        path = figures.speed_quality(pd.DataFrame(points), col.header(), fig_dir / "speed_quality.png")
+        lines += [f"![speed against quality](figures/{path.name})", ""]
+    else:
+        lines += ["No run logged a speed profile (runs before talkbench.speed): no speed/quality plot.", ""]
+    return lines
 
 
 def _sampling_section(tracker, runs: pd.DataFrame, groups: list[Group], fig_dir: Path) -> list[str]:
@@ -388,7 +460,7 @@ def _sampling_section(tracker, runs: pd.DataFrame, groups: list[Group], fig_dir:
         "LVE of the best of N, Diversity the mean distance between samples; LVE, MVE and FDD score "
         "sample 0. Deterministic methods are predicted once (N = 1).",
         "",
-        _md_table(["method", "samples per clip (N)"], rows),
+        md_table(["method", "samples per clip (N)"], rows),
         "",
     ]
     if spreads:
@@ -411,14 +483,10 @@ def _sampling_section(tracker, runs: pd.DataFrame, groups: list[Group], fig_dir:
     return lines
 
 
-def _count(value) -> str:
-    try:
-        n = float(value)
-    except (TypeError, ValueError):
-        return "–"
-    if not np.isfinite(n):
-        return "–"
-    return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{int(n):,}"
+def _test_split_speed(row: lb.Row) -> str:
+    """Seconds of animation per second of predict over the whole test split (every run logs it)."""
+    value = row.speed.get("test_split", np.nan)
+    return "–" if not np.isfinite(value) else f"{value:.1f}×"
 
 
 def _training_section(tracker, groups: list[Group], fig_dir: Path) -> list[str]:
@@ -493,7 +561,7 @@ def _ablation_section(tracker, dataset: str, board: lb.Leaderboard, fig_dir: Pat
                 "",
                 f"![{name}](figures/{path.name})",
                 "",
-                _md_table(
+                md_table(
                     [
                         key,
                         *([", ".join(o.removeprefix(param_column("")) for o in others)] if others else []),
@@ -593,12 +661,6 @@ def _viewer_section(shown: ShownClips | None, out: Path) -> list[str]:
 
 
 # -- rendering ---------------------------------------------------------------------------------
-def _md_table(head: list[str], rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
-
-
 def to_html(markdown: str, base: Path, title: str) -> str:
     """Render the Markdown report to one self-contained HTML page (figures inlined as data URIs)."""
     from markdown_it import MarkdownIt

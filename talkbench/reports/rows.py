@@ -33,6 +33,9 @@ class Row:
     # a deterministic method (talkbench.samples = 1): its MEE, CE and Diversity are LVE, LVE and 0
     # by definition (N = 1), filled in, not measured (reports.leaderboard._single_sample)
     single_sample: bool = False
+    # reports.provenance: what the row's runs used (encoder, data, code, threads, device) and speed means
+    provenance: dict[str, str] = field(default_factory=dict)
+    speed: dict[str, float] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -86,6 +89,7 @@ class Leaderboard:
     # metric -> (config hash of the significantly best row, its comparison with the runner-up)
     best_claims: dict[str, tuple[str, SeedClipComparison]] = field(default_factory=dict)
     evidence: bool = False  # per-sequence tables were attached (estimates and best claims)
+    column_sets: tuple[str, ...] = ("quality",)  # what renderers show: quality, speed, provenance
 
     def best(self, metric: str) -> float | None:
         """The best group mean of one metric (by its direction), or None without values."""
@@ -110,3 +114,10 @@ class Leaderboard:
         """Only a significantly best value counts (see ``reports.evidence``)."""
         claim = self.best_claims.get(metric)
         return claim is not None and claim[0] == row.config_hash
+
+
+def md_table(head: list[str], rows: list[list[str]]) -> str:
+    """A Markdown (GitHub) table."""
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)

@@ -118,6 +118,7 @@ def analyze(answers: pd.DataFrame, min_catch_correct: float = 0.75) -> dict:
         "excluded_raters": sorted(excluded),
         "n_raters": int(answers["rater"].nunique()),
         "n_answers": int(len(kept)),
+        "kept": kept,  # the analysed answers with winner/loser (study/correlation.py reads them per clip)
     }
 
 

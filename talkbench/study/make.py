@@ -213,7 +213,7 @@ def make_study_from_runs(
                 drawn[label][clip.name] = {"sample": k, "seed": seeds[k]}
             else:
                 predictions[label][clip.name] = r.prediction(clip.name)
-    return build_study(
+    out = build_study(
         out_dir,
         clips,
         predictions,
@@ -229,3 +229,9 @@ def make_study_from_runs(
         viewer=viewer,
         drawn=drawn,
     )
+    # which run each label shows, so the analysis can correlate metrics with preferences per clip
+    manifest_path = out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["runs"] = {label: r.run_id for label, r in zip(labels, runs)}
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return out
