@@ -123,13 +123,13 @@ def test_ci_high(name: str) -> str:
 
 def for_member(key: str, member: str | None) -> str:
     """A metric, tag or artifact key of one member of a mixture: ``test/lve`` -> ``test/<member>/lve``,
-    ``eval/per_sequence.csv`` -> ``eval/<member>/per_sequence.csv``, ``talkbench.scale.lve`` ->
-    ``talkbench.scale.<member>/lve``, ``predictions`` -> ``<member>/predictions``; unchanged for None."""
+    ``eval/per_sequence.csv`` -> ``eval/<member>/per_sequence.csv``, ``predictions`` ->
+    ``<member>/predictions``, a tag ``talkbench.scale.lve`` -> ``talkbench.scale.lve/<member>``;
+    unchanged for None."""
     if member is None:
         return key
     if key.startswith(TAG_PREFIX):
-        head, _, name = key.rpartition(".")
-        return f"{head}.{member}/{name}"
+        return f"{key}/{member}"
     head, sep, rest = key.partition("/")
     return f"{head}/{member}/{rest}" if sep else f"{member}/{key}"
 

@@ -105,11 +105,14 @@ def run_command(
             return
         board = None
         if not no_leaderboard:
+            from talkbench.datasets.spec import mixture_members
             from talkbench.reports import leaderboard as lb
 
-            board = lb.leaderboard(
-                result.experiment, tracking_uri=result.tracking_uri, highlight=result.run_id
-            )
+            # a mixture's run: one board per member, where it stands beside that member's own runs
+            board = [
+                lb.leaderboard(m, tracking_uri=result.tracking_uri, highlight=result.run_id)
+                for m in mixture_members(result.experiment)
+            ]
     _print_result(result, board)
 
 
@@ -154,8 +157,8 @@ def _print_result(result, board=None) -> None:
         f"run {result.run_id} ({result.experiment}): {result.n_predictions} predictions, "
         f"{result.inference_speed:.1f} s of animation per s of compute; run dir {result.run_dir}"
     )
-    if board is not None:
-        console.print(lb.to_rich(board))
+    for one in board or []:
+        console.print(lb.to_rich(one))
     console.print(f"store: {result.tracking_uri}  (bench ui to browse it)", style="dim")
 
 

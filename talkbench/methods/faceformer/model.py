@@ -285,6 +285,7 @@ class FaceFormer(Method):
 
     # -- training -------------------------------------------------------------------------------
     def _check_vertices(self, n: int, what: str) -> None:
+        self._head(self.vertice_map)  # on a mixture: an error unless a member is active
         if n != self.n_vertices:
             raise DataError(
                 f"{what} has {n} vertices, but this FaceFormer was built for {self.n_vertices} "
