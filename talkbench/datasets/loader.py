@@ -87,12 +87,10 @@ def make_loader(
 ):
     """Batches of a split. ``speaker_index`` defaults to the dataset spec's (one-hot order, -1 unseen).
     A mixture's view (datasets/mixture.py) gets a MixtureLoader: each member's batches by weight."""
-    from talkbench.datasets.mixture import MixtureView, make_mixture_loader
-
     common = dict(seed=seed, shuffle=shuffle, rank=rank, world_size=world_size, drop_last=drop_last)
-    if isinstance(split_view, MixtureView):
-        return make_mixture_loader(split_view, sampler, batch_size, num_workers=num_workers,
-                                   pin_memory=pin_memory, **common)  # fmt: skip
+    if hasattr(split_view, "make_loader"):  # a view that interleaves its own loaders (a MixtureView)
+        return split_view.make_loader(sampler, batch_size, num_workers=num_workers, pin_memory=pin_memory,
+                                      **common)  # fmt: skip
     batch_sampler = make_batch_sampler(split_view, sampler, batch_size, **common)
     loader = clip_data_loader(split_view, batch_sampler, num_workers, pin_memory, speaker_index)
     return ClipLoader(split_view, batch_sampler, loader)

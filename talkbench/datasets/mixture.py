@@ -69,6 +69,10 @@ class MixtureView:
         for view in self.views.values():
             yield from view
 
+    def make_loader(self, sampler: str = "bucketed", batch_size: int = 8, **kwargs) -> MixtureLoader:
+        """``datasets.make_loader`` of this view: :func:`make_mixture_loader`."""
+        return make_mixture_loader(self, sampler, batch_size, **kwargs)
+
     def __repr__(self) -> str:
         return f"MixtureView({self.name!r}, {', '.join(f'{m}: {len(v)}' for m, v in self.views.items())})"
 
