@@ -109,7 +109,7 @@ def plan(
     axes = parse_grid(grid)
     seeds = list(dict.fromkeys(int(s) for s in seeds)) or [0]
     first = load_config(method, dataset, preset, overrides=list(overrides), data_root=data_root)
-    sweep = Sweep(method, first.dataset.name, preset, axes, seeds, list(overrides), data_root, device)
+    sweep = Sweep(method, first.dataset.experiment, preset, axes, seeds, list(overrides), data_root, device)
     for combo in product(*(a.values for a in axes)):
         values = {a.key: v for a, v in zip(axes, combo)}
         for seed in seeds:

@@ -24,8 +24,15 @@ def _console():
 
 def run_command(
     method: str | None = typer.Option(None, "--method", "-m", help="Method name (see `bench methods`)."),
-    dataset: str | None = typer.Option(None, "--dataset", "-d", help="synthtalk (default), vocaset or biwi."),
-    data_root: Path | None = typer.Option(None, "--data-root", help="Prepared dataset directory."),
+    dataset: str | None = typer.Option(
+        None,
+        "--dataset",
+        "-d",
+        help="synthtalk (default), vocaset, biwi, ...; a,b: a mixture (--set dataset.weights=[1,2]).",
+    ),
+    data_root: Path | None = typer.Option(
+        None, "--data-root", help="Prepared dataset directory (a mixture: one per dataset, comma separated)."
+    ),
     preset: str | None = typer.Option(
         None, "--preset", "-p", help="Preset: paper, synthtalk, tiny (default: per dataset)."
     ),
