@@ -31,6 +31,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
+from talkbench.datasets.samplers import shard, sharded_len
 from talkbench.datasets.spec import MixtureSpec, mixture_name
 from talkbench.errors import ConfigError
 
@@ -159,10 +160,7 @@ class MixtureSampler:
         return sum(s._n_global() for s in self.samplers.values())
 
     def __len__(self) -> int:
-        g = self._n_global()
-        if self.world_size == 1:
-            return g
-        return g // self.world_size if self.drop_last else -(-g // self.world_size)
+        return sharded_len(self._n_global(), self.world_size, self.drop_last)
 
     def global_batches(self) -> list[tuple[str, list]]:
         rng = np.random.default_rng([self.seed, self.epoch, _MIX_STREAM])
@@ -180,8 +178,6 @@ class MixtureSampler:
             cycle += 1
 
     def __iter__(self) -> Iterator[tuple[str, list]]:
-        from talkbench.datasets.samplers import shard
-
         return iter(shard(self.global_batches(), self.rank, self.world_size, self.drop_last))
 
 

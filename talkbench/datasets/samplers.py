@@ -67,13 +67,17 @@ class BatchSampler:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __len__(self) -> int:
-        g = self._n_global()
-        if self.world_size == 1:
-            return g
-        return g // self.world_size if self.drop_last else -(-g // self.world_size)
+        return sharded_len(self._n_global(), self.world_size, self.drop_last)
 
     def __iter__(self) -> Iterator[list]:
         return iter(shard(self.global_batches(), self.rank, self.world_size, self.drop_last))
+
+
+def sharded_len(n_global: int, world_size: int, drop_last: bool) -> int:
+    """How many of ``n_global`` batches each rank runs (see :func:`shard`)."""
+    if world_size == 1:
+        return n_global
+    return n_global // world_size if drop_last else -(-n_global // world_size)
 
 
 def shard(batches: list, rank: int, world_size: int, drop_last: bool) -> list:

@@ -25,7 +25,7 @@ from torch import nn
 
 from talkbench.audio.build import build_audio_encoder
 from talkbench.datasets.batch import Batch
-from talkbench.datasets.spec import DatasetSpec, MixtureSpec
+from talkbench.datasets.spec import CLOCK, DatasetSpec, MixtureSpec
 from talkbench.datasets.targets import BLENDSHAPES, VERTICES
 from talkbench.errors import ConfigError, DataError, TalkbenchError
 from talkbench.methods.base import Method, Stage, output_target
@@ -46,7 +46,6 @@ class FaceFormer(Method):
     presets = ("paper", "synthtalk", "tiny")
     # on a blendshape dataset the motion maps and the head are K wide: weights replace the offsets
     targets = (VERTICES, BLENDSHAPES)
-
     mixture = "heads"  # one vertice_map / vertice_map_r per member of a mixture
 
     def __init__(self, config: FaceFormerConfig, spec: DatasetSpec | MixtureSpec):
@@ -55,7 +54,7 @@ class FaceFormer(Method):
         clock = next(iter(members.values()))  # a mixture's members share it (checked here)
         if isinstance(spec, MixtureSpec):
             try:
-                for attr in ("fps", "capture_fps", "audio_alignment", "frame_rule", "period"):
+                for attr in CLOCK:
                     spec.clock(attr)
             except ValueError as exc:
                 raise ConfigError(f"FaceFormer's one audio encoder: {exc}") from None
