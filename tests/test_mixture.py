@@ -201,7 +201,8 @@ def test_faceformer_trains_on_a_mixture_and_is_scored_per_member(roots, tmp_path
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     res = _run(uri, "faceformer", roots, "--set", "faceformer.epochs=1")
     # printed on each member's board (rich may wrap the label)
-    assert res.output.count("Leaderboard: synthtalk") == 2 and res.output.count("(trained on synthtalk×1") == 2
+    out = res.output
+    assert out.count("Leaderboard: synthtalk") == 2 and out.count("(trained on synthtalk×1") == 2
     tracker = tracking.Tracker(uri)
     run = tracker.search_runs("synthtalk+synthtalk-topology2").iloc[0]
     assert run[contract.column(contract.Tag.MIXTURE)] == "synthtalk=1,synthtalk-topology2=2"
@@ -235,3 +236,38 @@ def test_faceformer_trains_on_a_mixture_and_is_scored_per_member(roots, tmp_path
     assert mixed.values["lve"][0] == lve and "lve" in mixed.estimates  # its per-sequence table read
     with pytest.raises(ConfigError, match="each member's board"):
         leaderboard("synthtalk+synthtalk-topology2", tracking_uri=uri)
+
+
+def test_mixture_training_interrupted_mid_epoch_resumes_bit_identical(roots, tmp_path):
+    import os
+    import signal
+
+    from talkbench.engine import train
+    from talkbench.errors import Interrupted
+    from talkbench.pipeline import build_method
+
+    both = f"{roots['synthtalk']},{roots['synthtalk-topology2']}"
+    sets = ["dataset.weights=[1,2]", "faceformer.epochs=2", "train.checkpoint_every=1"]
+    cfg = load_config("faceformer", dataset=MIX, preset="tiny", data_root=both, overrides=sets)
+    data = cfg.dataset.load()
+    straight = build_method(cfg, data.spec)
+    train(straight, data, cfg, tmp_path / "straight", progress=False)
+
+    killed = build_method(cfg, data.spec)
+    steps, loss = [], killed.loss
+
+    def interrupting(stage, batch):  # Ctrl-C during the 4th step of the first epoch
+        steps.append(batch.dataset)
+        if len(steps) == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+        return loss(stage, batch)
+
+    killed.loss = interrupting
+    with pytest.raises(Interrupted):
+        train(killed, data, cfg, tmp_path / "killed", progress=False)
+    assert len(steps) == 4  # stopped after the step it was in, mid-epoch
+    resumed = build_method(cfg, data.spec)
+    train(resumed, data, cfg, tmp_path / "killed", resume=True, progress=False)
+    reference = straight.state_dict()
+    for key, value in resumed.state_dict().items():
+        assert torch.equal(value, reference[key]), key
