@@ -56,7 +56,6 @@ def build_method(cfg: RunConfig, spec):
     from talkbench.registry import METHODS
 
     cls = METHODS.get(cfg.method)
-    mixture.check(cls, spec)
     seed_everything(cfg.seed)  # weight initialisation is part of what the seed fixes
     return mixture.build(cls, cfg.method_config, spec)
 
@@ -338,6 +337,10 @@ def _run(cfg: RunConfig, tracking_uri, resume, parent_run_id, progress: bool, an
         _check_resumable(resume)
 
     # 2. data and method (bad data, unknown methods fail here, before a run exists)
+    from talkbench.methods import mixture
+    from talkbench.registry import METHODS
+
+    mixture.check(METHODS.get(cfg.method), cfg.dataset.members)  # one that cannot take a mixture: first
     data = cfg.dataset.load()
     spec = data.spec
     n_eval = 0
@@ -345,10 +348,6 @@ def _run(cfg: RunConfig, tracking_uri, resume, parent_run_id, progress: bool, an
         eval_split = cfg.eval.split_for(one.spec)
         validate_data(one, one.spec, eval_split)
         n_eval = max(n_eval, len(one.split(eval_split)))
-    from talkbench.methods import mixture
-    from talkbench.registry import METHODS
-
-    mixture.check(METHODS.get(cfg.method), spec)  # a method that cannot take a mixture: said first
     # the sizes fit in memory (the model built on the meta device): refused here with the numbers,
     # not by an allocation error or the OOM killer during training
     from talkbench import memory_budget

@@ -340,9 +340,10 @@ class Builder:
         name = self.values.get("dataset.name", DEFAULT_DATASET)
         allowed: dict[str, Any] = {}
         hints: dict[str, Any] = {}
-        for member in reversed(str(name).replace("+", MIXTURE_SEP).split(MIXTURE_SEP)):
+        from talkbench.datasets.spec import mixture_members
+
+        for member in reversed(mixture_members(str(name))):
             # a mixture's options: any member's (each member's loader gets those it takes)
-            member = member.strip()
             allowed.update(loader_options(member))
             hints.update(type_hints_of(DATASETS.get(member)))
         for key in [k for k in self.values if k.startswith(OPTIONS)]:

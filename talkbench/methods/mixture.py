@@ -10,7 +10,7 @@ declares.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -23,21 +23,22 @@ from talkbench.methods.base import Method, Stage
 
 def build(cls: type[Method], config, spec: DatasetSpec | MixtureSpec) -> Method:
     """``cls(config, spec)``; on a mixture as ``cls.mixture`` says (see the module docstring)."""
-    check(cls, spec)
-    if isinstance(spec, MixtureSpec) and cls.mixture == "separate":
-        return PerMember(cls, config, spec)
+    if isinstance(spec, MixtureSpec):
+        check(cls, list(spec.members))
+        if cls.mixture == "separate":
+            return PerMember(cls, config, spec)
     return cls(config, spec)
 
 
-def check(cls: type[Method], spec: DatasetSpec | MixtureSpec) -> None:
-    """ConfigError when ``cls`` cannot train on the mixture ``spec`` (a single dataset always passes)."""
-    if not isinstance(spec, MixtureSpec) or cls.mixture in ("heads", "separate"):
+def check(cls: type[Method], members: Sequence[str]) -> None:
+    """ConfigError when ``cls`` cannot train on a mixture of ``members`` (one dataset always passes)."""
+    if len(members) < 2 or cls.mixture in ("heads", "separate"):
         return
     from talkbench.registry import METHODS  # late: the registry imports the methods
 
     able = [n for n in METHODS.names() if METHODS.static_attr(n, "mixture") in ("heads", "separate")]
     raise ConfigError(
-        f"method '{cls.name}' cannot train on a mixture of datasets ({', '.join(spec.members)}): it has "
+        f"method '{cls.name}' cannot train on a mixture of datasets ({', '.join(members)}): it has "
         f"no head per dataset. Train it on one of them, or use a method that takes mixtures "
         f"({', '.join(able) or 'none installed'})"
     )
