@@ -4,7 +4,8 @@ Writers (pipeline, sweep, tracking, study) and readers (runs, reports, render, s
 these names; none of them spells a tag key, metric name, artifact path or prediction file name as a
 literal. Pure data and string functions: importing this module imports neither mlflow nor torch.
 
-- one experiment per dataset, named after the dataset;
+- one experiment per dataset, named after the dataset (a mixture's: ``a+b``, its members' metrics
+  ``test/<member>/<metric>``, its members and weights in ``Tag.MIXTURE``; see :func:`for_member`);
 - params: the flattened resolved config (dotted keys);
 - metrics: per-epoch losses ``<stage>/<term>`` (step = epoch; validation ``<stage>/val_<term>``),
   final test metrics ``test/<metric>``, inference speed ``speed/realtime_factor`` and the speed
@@ -45,6 +46,8 @@ class Tag:
     ENCODER_KEY = "talkbench.encoder_key"  # a pretrained speech encoder's cache key (speech_pretrain)
     ENCODER_RUN_ID = "talkbench.encoder_run_id"  # the MLflow run that pretrained that encoder
     SAMPLES = "talkbench.samples"  # N drawn per test clip and condition (1: a deterministic method)
+    # a run on a mixture of datasets: its members and sampling weights, "a=1,b=2" (datasets/mixture.py)
+    MIXTURE = "talkbench.mixture"
     THREADS = "talkbench.threads"  # torch intra-op CPU threads: float sums, hence metrics, depend on it
     # runs made by `bench import` from an official checkpoint (value: contract.IMPORTED_OFFICIAL)
     IMPORTED = "talkbench.imported"
@@ -133,6 +136,33 @@ def test_ci_low(name: str) -> str:
 
 def test_ci_high(name: str) -> str:
     return f"{TEST_PREFIX}{name}_ci_high"
+
+
+def for_member(key: str, member: str | None) -> str:
+    """A metric, tag or artifact key of one member of a mixture: ``test/lve`` -> ``test/<member>/lve``,
+    ``eval/per_sequence.csv`` -> ``eval/<member>/per_sequence.csv``, ``predictions`` ->
+    ``<member>/predictions``, a tag ``talkbench.scale.lve`` -> ``talkbench.scale.lve/<member>``;
+    unchanged for None."""
+    if member is None:
+        return key
+    if key.startswith(TAG_PREFIX):
+        return f"{key}/{member}"
+    head, sep, rest = key.partition("/")
+    return f"{head}/{member}/{rest}" if sep else f"{member}/{key}"
+
+
+def mixture_tag(weights: dict[str, float]) -> str:
+    """``Tag.MIXTURE``'s value: ``a=1,b=2`` in the run's order."""
+    return ",".join(f"{m}={w:g}" for m, w in weights.items())
+
+
+def parse_mixture_tag(value: str) -> dict[str, float]:
+    """The inverse of :func:`mixture_tag`."""
+    out = {}
+    for item in value.split(","):
+        name, _, weight = item.partition("=")
+        out[name] = float(weight)
+    return out
 
 
 def sweep_grid_param(key: str) -> str:

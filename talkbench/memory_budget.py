@@ -74,11 +74,12 @@ def estimate(cfg, spec) -> Estimate:
     """Parameters and memory of ``cfg``'s method for ``spec``, built on the meta device (no storage)."""
     import torch
 
+    from talkbench.methods.mixture import build
     from talkbench.registry import METHODS
 
     cls = METHODS.get(cfg.method)
     with torch.device("meta"):
-        method = cls(_shapes_only(cfg.method_config), spec)
+        method = build(cls, _shapes_only(cfg.method_config), spec)  # a mixture's too
     n_params = sum(p.numel() for p in method.parameters())
     try:
         stages = list(method.stages())

@@ -8,6 +8,11 @@ the one record of how the run stands.
 
 After training, talkbench.scoring predicts the evaluation split (one predict_conditions call per
 clip), scores it and logs the scores; importing an official checkpoint shares that step.
+
+A run on a mixture of datasets (``--dataset a,b``, datasets/mixture.py) trains on batches of every
+member, then scores each member on its own evaluation split (``test/<member>/<metric>``); it logs to
+the experiment ``a+b`` with the members and weights in ``Tag.MIXTURE``. Its MLflow model is not
+logged (a model bundle holds one dataset's spec).
 """
 
 from __future__ import annotations
@@ -45,12 +50,14 @@ class RunResult:
 
 # -- data and method ----------------------------------------------------------------------------
 def build_method(cfg: RunConfig, spec):
+    """The method on ``spec`` (a MixtureSpec: as its ``Method.mixture`` says, methods/mixture.py)."""
     from talkbench.checkpoint import seed_everything
+    from talkbench.methods import mixture
     from talkbench.registry import METHODS
 
     cls = METHODS.get(cfg.method)
     seed_everything(cfg.seed)  # weight initialisation is part of what the seed fixes
-    return cls(cfg.method_config, spec)
+    return mixture.build(cls, cfg.method_config, spec)
 
 
 def ensure_encoder(cfg: RunConfig, tracker) -> dict[str, Any]:
@@ -122,8 +129,11 @@ def run_name(cfg: RunConfig, overrides: dict[str, Any] | None = None) -> str:
 
 def run_note(cfg: RunConfig, overrides: dict[str, Any], metrics: dict[str, float] | None = None) -> str:
     """The run's description (``mlflow.note.content``, Markdown): what ran and, once done, its scores."""
+    on = cfg.dataset.name
+    if cfg.dataset.is_mixture:
+        on = " + ".join(f"{m} (×{w:g})" for m, w in _mixture_weights(cfg).items())
     lines = [
-        f"**{cfg.method}** on **{cfg.dataset.name}**, preset `{cfg.preset}`, seed {cfg.seed}",
+        f"**{cfg.method}** on **{on}**, preset `{cfg.preset}`, seed {cfg.seed}",
         "",
         "Overrides: " + (", ".join(f"`{k}={v}`" for k, v in overrides.items()) if overrides else "none"),
     ]
@@ -137,6 +147,17 @@ def run_note(cfg: RunConfig, overrides: dict[str, Any], metrics: dict[str, float
             ci = f"[{lo:.4g}, {hi:.4g}]" if lo is not None and hi is not None else ""
             lines.append(f"| {name} | {value:.4g} | {ci} |")
     return "\n".join(lines)
+
+
+def _mixture_weights(cfg: RunConfig) -> dict[str, float]:
+    from talkbench.datasets.mixture import weights_of
+
+    return weights_of(cfg.dataset.members, cfg.dataset.weights)
+
+
+def members_of(data) -> dict[str, Any]:
+    """Member name -> its dataset: a mixture's members, or ``{None: data}`` for one dataset."""
+    return dict(getattr(data, "members", None) or {None: data})
 
 
 def torch_threads() -> int:
@@ -153,7 +174,7 @@ def run_tags(cfg: RunConfig, device: str, overrides: dict[str, Any] | None = Non
     tags: dict[str, Any] = {
         Tag.KIND: contract.Kind.RUN,
         Tag.METHOD: cfg.method,
-        Tag.DATASET: cfg.dataset.name,
+        Tag.DATASET: cfg.dataset.experiment,
         Tag.PRESET: cfg.preset,
         Tag.SEED: cfg.seed,
         Tag.DEVICE: device,
@@ -168,6 +189,8 @@ def run_tags(cfg: RunConfig, device: str, overrides: dict[str, Any] | None = Non
     }
     if git["commit"] != "unknown":
         tags[Tag.SOURCE_GIT_COMMIT] = git["commit"]
+    if cfg.dataset.is_mixture:
+        tags[Tag.MIXTURE] = contract.mixture_tag(_mixture_weights(cfg))
     tags.update({Tag.version(k): v for k, v in tracking.package_versions().items()})
     return tags
 
@@ -300,28 +323,36 @@ def _follow(cfg: RunConfig, dinfo, tracking_uri: str | None, resume: str | None)
         raise
     distributed.replica_digest(method, dinfo)  # rank 0 checks that every replica agrees and logs it
     uri = tracking.resolve_tracking_uri(tracking_uri)
-    return RunResult(run_id, rdir, uri, cfg.dataset.name, {}, math.nan, 0, train=result, rank=dinfo.rank)
+    experiment = cfg.dataset.experiment
+    return RunResult(run_id, rdir, uri, experiment, {}, math.nan, 0, train=result, rank=dinfo.rank)
 
 
 def _run(cfg: RunConfig, tracking_uri, resume, parent_run_id, progress: bool, announcer=None) -> RunResult:
     # 1. the store first: unreachable servers and unwritable paths fail before anything else
     tracker = tracking.Tracker(tracking_uri)
-    experiment = cfg.dataset.name
+    experiment = cfg.dataset.experiment
     experiment_id = tracker.ensure_experiment(experiment)
     if resume is not None:
         tracker.get_run(resume)  # clear error if the store does not know it
         _check_resumable(resume)
 
     # 2. data and method (bad data, unknown methods fail here, before a run exists)
+    from talkbench.methods import mixture
+    from talkbench.registry import METHODS
+
+    mixture.check(METHODS.get(cfg.method), cfg.dataset.members)  # one that cannot take a mixture: first
     data = cfg.dataset.load()
     spec = data.spec
-    eval_split = cfg.eval.split_for(spec)
-    validate_data(data, spec, eval_split)
+    n_eval = 0
+    for one in members_of(data).values():
+        eval_split = cfg.eval.split_for(one.spec)
+        validate_data(one, one.spec, eval_split)
+        n_eval = max(n_eval, len(one.split(eval_split)))
     # the sizes fit in memory (the model built on the meta device): refused here with the numbers,
     # not by an allocation error or the OOM killer during training
     from talkbench import memory_budget
 
-    memory_budget.check_run(cfg, spec, resolved_device(cfg), len(data.split(eval_split)))
+    memory_budget.check_run(cfg, spec, resolved_device(cfg), n_eval)
     encoder_tags = ensure_encoder(cfg, tracker)
     method = build_method(cfg, spec)
     device = resolved_device(cfg)
@@ -379,9 +410,10 @@ def _run_inside(tracker, run_id, rdir: Path, cfg, data, spec, method, resumed: b
     if not resumed:
         tracker.log_params(run_id, cfg.params())
         tracker.log_artifact(run_id, config_path)
-        root = getattr(data, "root", None) or cfg.dataset.root or cfg.dataset.name
-        # one input per dataset: MLflow keeps a single association per (run, dataset)
-        tracker.log_dataset(run_id, spec.name, root, spec.digest, context="train+test")
+        for one in members_of(data).values():
+            root = getattr(one, "root", None) or cfg.dataset.root or one.spec.name
+            # one input per dataset: MLflow keeps a single association per (run, dataset)
+            tracker.log_dataset(run_id, one.spec.name, root, one.spec.digest, context="train+test")
         git = tracking.git_info()
         if git["diff"]:
             tracker.log_text(run_id, git["diff"][: 5 << 20], contract.GIT_DIFF_ARTIFACT)
@@ -391,21 +423,30 @@ def _run_inside(tracker, run_id, rdir: Path, cfg, data, spec, method, resumed: b
     _log_replicas(tracker, run_id, method)
 
     # 5. predictions on the evaluation split, scored as they come; metrics, tables, tags, renders
-    scores = scoring.score(tracker, run_id, cfg, method, data, rdir)
+    # (of a mixture: each member on its own split, its keys test/<member>/...)
+    scores = {}
+    for member, one in members_of(data).items():
+        with method.member(member):
+            scores[member] = scoring.score(tracker, run_id, cfg, method, one, rdir, member)
     if train_result.resumed_from:
         tracker.set_tags(run_id, {Tag.RESUMED_FROM_EPOCH: train_result.resumed_from})
-    # 6. the MLflow model (pyfunc; registered as cfg.eval.register): predicts without the dataset
-    from talkbench.mlflow_model import log_run_model
+    if None in scores:
+        # 6. the MLflow model (pyfunc; registered as cfg.eval.register): predicts without the dataset
+        from talkbench.mlflow_model import log_run_model
 
-    log_run_model(tracker, run_id, cfg, method, data, rdir)
+        log_run_model(tracker, run_id, cfg, method, data, rdir)
+    evaluations = {m: x.evaluation for m, x in scores.items()}
+    timing = scoring.Timing(sum(s.timing.compute_s for s in scores.values()),
+                            sum(s.timing.animation_s for s in scores.values()))  # fmt: skip
     return RunResult(
         run_id=run_id,
         run_dir=rdir,
         tracking_uri=tracker.uri,
-        experiment=spec.name,
-        metrics=scores.metrics,
-        inference_speed=scores.timing.speed,
-        n_predictions=scores.n_predictions,
-        evaluation=scores.evaluation,
+        experiment=cfg.dataset.experiment,
+        metrics={k: v for s in scores.values() for k, v in s.metrics.items()},
+        inference_speed=timing.speed,
+        n_predictions=sum(s.n_predictions for s in scores.values()),
+        # one dataset: its Evaluation; a mixture: member -> Evaluation
+        evaluation=evaluations.get(None, evaluations),
         train=train_result,
     )

@@ -177,9 +177,14 @@ def load_alignments_for(data) -> dict | None:
     return load_alignments(Path(root) / "alignments")
 
 
-def score(tracker, run_id: str, cfg, method, data, rdir: Path | None = None) -> Scores:
+def score(
+    tracker, run_id: str, cfg, method, data, rdir: Path | None = None, member: str | None = None
+) -> Scores:
     """Predict ``cfg.eval.split_for(spec)``, evaluate, and log metrics, tables, tags, the saved
-    predictions and (when ``rdir`` is given and the dataset has faces) the rendered samples."""
+    predictions and (when ``rdir`` is given and the dataset has faces) the rendered samples.
+
+    ``member``: ``data`` is that member of a mixture the run trained on, ``method`` acts on it
+    (``method.member``); every key it logs is the member's (``contract.for_member``)."""
     from talkbench.metrics import Evaluator
 
     spec = data.spec
@@ -221,13 +226,13 @@ def score(tracker, run_id: str, cfg, method, data, rdir: Path | None = None) -> 
         evaluation = evaluator.result()
         for artifact, folder in dirs.items():
             if any(folder.iterdir()):
-                tracker.log_artifact(run_id, str(folder), artifact)
+                tracker.log_artifact(run_id, str(folder), contract.for_member(artifact, member))
     if samples:
-        _render_samples(tracker, run_id, method.name, list(samples.values()), test, spec, rdir)
+        _render_samples(tracker, run_id, method.name, list(samples.values()), test, spec, rdir, member)
     record.log(tracker, run_id)
-    metrics = _log_scores(tracker, run_id, method, spec, evaluation, timing)
+    metrics = _log_scores(tracker, run_id, method, spec, evaluation, timing, member)
     tracker.set_tags(run_id, {Tag.SAMPLES: str(n_samples)})
-    metrics.update(log_speed(tracker, run_id, method, spec, test[0], cfg.eval.speed_clip_s))
+    metrics.update(log_speed(tracker, run_id, method, spec, test[0], cfg.eval.speed_clip_s, member))
     log.info("run %s: %d predictions (N = %d), %.1fx real time", run_id, n, n_samples, timing.speed)
     return Scores(evaluation, timing, metrics, n)
 
@@ -265,7 +270,9 @@ class SampleRecord:
         tracker.log_text(run_id, spread, contract.SAMPLE_SPREAD_ARTIFACT)
 
 
-def log_speed(tracker, run_id: str, method, spec, clip, clip_s: float) -> dict[str, float]:
+def log_speed(
+    tracker, run_id: str, method, spec, clip, clip_s: float, member: str | None = None
+) -> dict[str, float]:
     """The speed profile (talkbench.speed) of ``predict`` on ``clip_s`` seconds of ``clip``'s speech,
     under the clip's first condition, logged as ``speed/*`` metrics; nothing when ``clip_s`` is 0."""
     from talkbench.speed import measure
@@ -274,12 +281,14 @@ def log_speed(tracker, run_id: str, method, spec, clip, clip_s: float) -> dict[s
         return {}
     condition = conditions_for(method, spec, clip.subject)[0]
     profile = measure(method, clip.audio, clip.template, spec.fps, condition, clip_s)
-    metrics = profile.metrics()
+    metrics = {contract.for_member(k, member): v for k, v in profile.metrics().items()}
     tracker.log_metrics(run_id, metrics)
     return metrics
 
 
-def _log_scores(tracker, run_id: str, method, spec, evaluation, timing: Timing) -> dict[str, float]:
+def _log_scores(
+    tracker, run_id: str, method, spec, evaluation, timing: Timing, member: str | None = None
+) -> dict[str, float]:
     from talkbench.audio.provenance import encoder_provenance
     from talkbench.metrics.registry import metric_info
 
@@ -287,25 +296,30 @@ def _log_scores(tracker, run_id: str, method, spec, evaluation, timing: Timing) 
     for name, (lo, hi) in evaluation.ci.items():  # beside their value in the UI's metric list
         metrics[contract.test_ci_low(name)], metrics[contract.test_ci_high(name)] = float(lo), float(hi)
     metrics[contract.SPEED_METRIC] = timing.speed
+    metrics = {contract.for_member(k, member): v for k, v in metrics.items()}
     tracker.log_metrics(run_id, metrics)
-    tracker.log_table(run_id, evaluation.per_sequence, contract.PER_SEQUENCE_ARTIFACT)
-    tracker.log_text(run_id, evaluation.to_table().to_csv(index=False), contract.SUMMARY_ARTIFACT)
+    per_sequence = contract.for_member(contract.PER_SEQUENCE_ARTIFACT, member)
+    tracker.log_table(run_id, evaluation.per_sequence, per_sequence)
+    summary = contract.for_member(contract.SUMMARY_ARTIFACT, member)
+    tracker.log_text(run_id, evaluation.to_table().to_csv(index=False), summary)
     tags: dict[str, Any] = {
         Tag.INFERENCE_SPEED: f"{timing.speed:.6g}",
         Tag.REGION_DIGEST: evaluation.region_digest,
         Tag.DATASET_DIGEST: spec.digest,
     }
-    tags.update({Tag.params(k): v for k, v in method.parameter_counts().items()})
-    tags.update({Tag.encoder(k): v for k, v in encoder_provenance(method).items()})
     tags.update({Tag.metric_version(k): v for k, v in evaluation.metric_versions.items()})
     for name in evaluation.metrics:
         tags[Tag.scale(name)] = repr(metric_info(name).scale_for(spec.name, spec.table_scales))
+    tags = {contract.for_member(k, member): v for k, v in tags.items()}
+    tags.update({Tag.params(k): v for k, v in method.parameter_counts().items()})  # the whole model's
+    tags.update({Tag.encoder(k): v for k, v in encoder_provenance(method).items()})
     tracker.set_tags(run_id, tags)
     return metrics
 
 
 def _render_samples(
-    tracker, run_id: str, method_name: str, samples: list[Prediction], test: list, spec, rdir: Path
+    tracker, run_id: str, method_name: str, samples: list[Prediction], test: list, spec, rdir: Path,
+    member: str | None = None,
 ) -> None:
     """Ground truth next to the prediction of each sample clip, with the clip's audio.
 
@@ -315,7 +329,7 @@ def _render_samples(
     from talkbench.render import camera_for, render_side_by_side
 
     clips = {c.name: c for c in test}
-    out_dir = rdir / contract.RENDERS_DIR
+    out_dir = rdir / contract.for_member(contract.RENDERS_DIR, member)
     try:
         for p in samples:
             clip = clips[p.clip]
@@ -334,4 +348,4 @@ def _render_samples(
         log.warning("rendering samples failed, run kept: %s", exc)
         tracker.set_tags(run_id, {Tag.RENDER_ERROR: str(exc)[:500]})
     if out_dir.is_dir() and any(out_dir.iterdir()):
-        tracker.log_artifact(run_id, out_dir, contract.RENDERS_DIR)
+        tracker.log_artifact(run_id, out_dir, contract.for_member(contract.RENDERS_DIR, member))

@@ -29,6 +29,10 @@ class SqliteRunReader:
         row = self._con.execute("SELECT experiment_id FROM experiments WHERE name = ?", (name,)).fetchone()
         return None if row is None else row[0]
 
+    def experiment_names(self) -> list[str]:
+        rows = self._con.execute("SELECT name FROM experiments WHERE lifecycle_stage = 'active'").fetchall()
+        return [r[0] for r in rows]
+
     def search_runs(self, dataset: str, filter_string: str = "", finished_only: bool = True):
         """Columns as ``Tracker.search_runs`` (newest first); active runs only, as MLflow's default."""
         import pandas as pd

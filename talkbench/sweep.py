@@ -147,7 +147,7 @@ def plan(
     if any(o.partition("=")[0].strip() == SEED_KEY for o in overrides):
         raise ConfigError("--set seed=...: a sweep's seeds are --seeds (or --grid seed=...)")
     first = load_config(method, dataset, preset, overrides=list(overrides), data_root=data_root)
-    sweep = Sweep(method, first.dataset.name, preset, axes, seeds, list(overrides), data_root, device)
+    sweep = Sweep(method, first.dataset.experiment, preset, axes, seeds, list(overrides), data_root, device)
     for combo in product(*(a.values for a in axes)):
         values = {a.key: v for a, v in zip(axes, combo)}
         for seed in seeds:

@@ -24,8 +24,15 @@ def _console():
 
 def run_command(
     method: str | None = typer.Option(None, "--method", "-m", help="Method name (see `bench methods`)."),
-    dataset: str | None = typer.Option(None, "--dataset", "-d", help="synthtalk (default), vocaset or biwi."),
-    data_root: Path | None = typer.Option(None, "--data-root", help="Prepared dataset directory."),
+    dataset: str | None = typer.Option(
+        None,
+        "--dataset",
+        "-d",
+        help="synthtalk (default), vocaset, biwi, ...; a,b: a mixture (--set dataset.weights=[1,2]).",
+    ),
+    data_root: Path | None = typer.Option(
+        None, "--data-root", help="Prepared dataset directory (a mixture: one per dataset, comma separated)."
+    ),
     preset: str | None = typer.Option(
         None,
         "--preset",
@@ -108,11 +115,14 @@ def run_command(
             return
         board = None
         if not no_leaderboard:
+            from talkbench.datasets.spec import mixture_members
             from talkbench.reports import leaderboard as lb
 
-            board = lb.leaderboard(
-                result.experiment, tracking_uri=result.tracking_uri, highlight=result.run_id
-            )
+            # a mixture's run: one board per member, where it stands beside that member's own runs
+            board = [
+                lb.leaderboard(m, tracking_uri=result.tracking_uri, highlight=result.run_id)
+                for m in mixture_members(result.experiment)
+            ]
     _print_result(result, board)
 
 
@@ -157,8 +167,8 @@ def _print_result(result, board=None) -> None:
         f"run {result.run_id} ({result.experiment}): {result.n_predictions} predictions, "
         f"{result.inference_speed:.1f} s of animation per s of compute; run dir {result.run_dir}"
     )
-    if board is not None:
-        console.print(lb.to_rich(board))
+    for one in board or []:
+        console.print(lb.to_rich(one))
     console.print(f"store: {result.tracking_uri}  (bench ui to browse it)", style="dim")
 
 

@@ -129,7 +129,8 @@ def _leaf_defaults(run) -> dict[str, Any]:
     rec("", type(run))
     from talkbench.datasets.registry import option_defaults
 
-    out.update({f"{OPTIONS}{k}": v for k, v in option_defaults(run.dataset.name).items()})
+    for member in reversed(run.dataset.members):  # a mixture: its members' (the first one's first)
+        out.update({f"{OPTIONS}{k}": v for k, v in option_defaults(member).items()})
     if run.method_config is not None and dataclasses.is_dataclass(run.method_config):
         rec(f"{run.method}.", type(run.method_config))
     return out

@@ -30,6 +30,7 @@ from .hashing import LEGACY_SYNTHTALK_OPTIONS, OPTIONS
 from .validation import adapter, dataclass_of, is_mapping_type, reason, type_hints, type_hints_of, validate
 
 DEFAULT_DATASET = "synthtalk"
+MIXTURE_SEP = ","  # --dataset a,b: a mixture (datasets/spec.py names it)
 # how a preset file's layer is named in errors (dataset options it sets that a loader lacks are skipped)
 PRESET_SOURCE = "preset "
 
@@ -43,23 +44,69 @@ class DatasetConfig:
     ``preprocessing``, ... Absent options take the loader's defaults. ``dataset.<option>`` is accepted
     as a shorthand for ``dataset.options.<option>`` (``--set dataset.style_coupling=0``, and configs
     saved by talkbench 0.1.0, which kept the SynthTalk options there).
+
+    A mixture (datasets/mixture.py) names its members ``a,b``; ``weights`` gives one sampling weight
+    per member (None: equal), ``root`` one root per member, comma separated; each option goes to the
+    members whose loader takes it.
     """
 
     name: str = DEFAULT_DATASET
     root: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    weights: list[float] | None = None  # a mixture's per-member sampling weights, in the order of name
+
+    def __post_init__(self) -> None:
+        from talkbench.datasets.spec import mixture_members
+
+        self.name = MIXTURE_SEP.join(mixture_members(self.name))  # "a+b" and "a, b" read as "a,b"
+        if self.weights is not None and not self.is_mixture:
+            raise ConfigError(
+                f"dataset.weights: sampling weights are for a mixture (--dataset a,b); '{self.name}' is one"
+            )
+        if self.is_mixture:
+            from talkbench.datasets.mixture import weights_of
+
+            weights_of(self.members, self.weights)  # one per member, non-negative
+
+    @property
+    def members(self) -> list[str]:
+        """The datasets a run loads: the mixture's members, or the one dataset."""
+        from talkbench.datasets.spec import mixture_members
+
+        return mixture_members(self.name)
+
+    @property
+    def is_mixture(self) -> bool:
+        return len(self.members) > 1
+
+    @property
+    def experiment(self) -> str:
+        """The MLflow experiment (and dataset tag) of runs on it: the dataset, or the mixture ``a+b``."""
+        from talkbench.datasets.spec import mixture_name
+
+        return mixture_name(self.members)
 
     def load(self):
-        """The loaded dataset (``talkbench.datasets.load_dataset(name, root=root, **options)``)."""
+        """The loaded dataset (``talkbench.datasets.load_dataset(name, root=root, **options)``), or a
+        mixture's (``talkbench.datasets.mixture.load_mixture``)."""
+        if self.is_mixture:
+            from talkbench.datasets.mixture import load_mixture
+
+            roots = self.root.split(MIXTURE_SEP) if self.root is not None else None
+            return load_mixture(self.members, self.weights, roots, self.options)
         from talkbench.datasets import load_dataset
 
         return load_dataset(self.name, root=self.root, **self.options)
 
     def effective_options(self) -> dict[str, Any]:
-        """The loader's defaults overridden by ``options``: what the loader will actually use."""
+        """The loader's defaults overridden by ``options``: what the loader will actually use (of a
+        mixture: every member's defaults, the first member's where they differ)."""
         from talkbench.datasets.registry import option_defaults
 
-        return {**option_defaults(self.name), **self.options}
+        defaults: dict[str, Any] = {}
+        for member in reversed(self.members):
+            defaults.update(option_defaults(member))
+        return {**defaults, **self.options}
 
 
 @dataclass
@@ -306,8 +353,14 @@ class Builder:
         from talkbench.datasets.registry import DATASETS, loader_options
 
         name = self.values.get("dataset.name", DEFAULT_DATASET)
-        allowed = loader_options(name)
-        hints = type_hints_of(DATASETS.get(name))
+        allowed: dict[str, Any] = {}
+        hints: dict[str, Any] = {}
+        from talkbench.datasets.spec import mixture_members
+
+        for member in reversed(mixture_members(str(name))):
+            # a mixture's options: any member's (each member's loader gets those it takes)
+            allowed.update(loader_options(member))
+            hints.update(type_hints_of(DATASETS.get(member)))
         for key in [k for k in self.values if k.startswith(OPTIONS)]:
             option, source = key[len(OPTIONS) :], self.sources.get(key, "config")
             if option not in allowed and (

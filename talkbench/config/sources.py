@@ -88,7 +88,17 @@ def load_config(
 
 
 def default_preset(dataset: str) -> str:
-    return "synthtalk" if dataset.partition("-")[0] == DEFAULT_DATASET else "paper"  # its variants too
+    """``synthtalk`` on SynthTalk and its variants, else ``paper``; a mixture's when its members agree."""
+    from talkbench.datasets.spec import mixture_members
+
+    members = mixture_members(dataset)
+    found = {"synthtalk" if m.partition("-")[0] == DEFAULT_DATASET else "paper" for m in members}
+    if len(found) > 1:
+        raise ConfigError(
+            f"--dataset {dataset}: its members default to different presets ({', '.join(sorted(found))}); "
+            "name one with --preset"
+        )
+    return found.pop()
 
 
 def preset_folder(method: str) -> Path:

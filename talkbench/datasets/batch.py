@@ -29,6 +29,7 @@ class Batch:
     weights: torch.Tensor | None = None  # (B, T, K) blendshape weights, zero-padded (blendshape datasets)
     names: list[str] = field(default_factory=list)
     subjects: list[str] = field(default_factory=list)
+    dataset: str | None = None  # the mixture member it is from (datasets/mixture.py); None: one dataset
     positive: Batch | None = None
     negative: Batch | None = None
 

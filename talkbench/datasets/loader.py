@@ -84,32 +84,52 @@ def make_loader(
     rank: int = 0,
     world_size: int = 1,
     drop_last: bool = False,
-) -> ClipLoader:
-    """Batches of a split. ``speaker_index`` defaults to the dataset spec's (one-hot order, -1 unseen)."""
+):
+    """Batches of a split. ``speaker_index`` defaults to the dataset spec's (one-hot order, -1 unseen).
+    A mixture's view (datasets/mixture.py) gets a MixtureLoader: each member's batches by weight."""
+    common = dict(seed=seed, shuffle=shuffle, rank=rank, world_size=world_size, drop_last=drop_last)
+    if hasattr(split_view, "make_loader"):  # a view that interleaves its own loaders (a MixtureView)
+        return split_view.make_loader(sampler, batch_size, num_workers=num_workers, pin_memory=pin_memory,
+                                      **common)  # fmt: skip
+    batch_sampler = make_batch_sampler(split_view, sampler, batch_size, **common)
+    loader = clip_data_loader(split_view, batch_sampler, num_workers, pin_memory, speaker_index)
+    return ClipLoader(split_view, batch_sampler, loader)
+
+
+def make_batch_sampler(split_view: SplitView, sampler: str, batch_size: int, **common) -> BatchSampler:
+    """The named sampler over a split's clips (``common``: seed, shuffle, rank, world_size, drop_last)."""
     if sampler not in SAMPLERS:
         close = difflib.get_close_matches(str(sampler), SAMPLERS, n=1, cutoff=0.5)
         hint = f" Did you mean: {close[0]}?" if close else ""
         raise ConfigError(f"unknown sampler '{sampler}'.{hint} Available: {', '.join(SAMPLERS)}")
     if len(split_view) == 0:
         raise ConfigError(f"split '{split_view.name}' of {split_view.dataset.root} has no clips to load")
-    common = dict(seed=seed, shuffle=shuffle, rank=rank, world_size=world_size, drop_last=drop_last)
     try:
         if sampler == "triplet":
             refs = split_view.refs
-            batch_sampler: BatchSampler = TripletSampler(
+            return TripletSampler(
                 split_view.lengths,
                 [r.subject for r in refs],
                 [r.sentence for r in refs],
                 batch_size,
                 **common,
             )
-        else:
-            batch_sampler = SAMPLERS[sampler](split_view.lengths, batch_size, **common)
+        return SAMPLERS[sampler](split_view.lengths, batch_size, **common)
     except ConfigError as exc:
         raise ConfigError(f"split '{split_view.name}': {exc}") from exc
+
+
+def clip_data_loader(
+    split_view: SplitView,
+    batch_sampler,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    speaker_index: Callable[[str], int] | None = None,
+) -> DataLoader:
+    """A DataLoader of Batch over a split, its batches (index lists) from ``batch_sampler``."""
     if speaker_index is None:
         speaker_index = split_view.spec.speaker_index
-    loader = DataLoader(
+    return DataLoader(
         _ClipDataset(split_view),
         batch_sampler=batch_sampler,
         collate_fn=_Collate(speaker_index),
@@ -118,4 +138,3 @@ def make_loader(
         # workers keep their decoded-audio cache across epochs (the sampler still runs in this process)
         persistent_workers=num_workers > 0,
     )
-    return ClipLoader(split_view, batch_sampler, loader)

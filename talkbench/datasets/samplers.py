@@ -44,12 +44,15 @@ class BatchSampler:
         self.world_size = world_size
         self.drop_last = drop_last
         self.epoch = 0
+        self.cycle = 0  # a mixture's k-th pass over this member within one epoch (mixture.py)
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, cycle: int = 0) -> None:
         self.epoch = int(epoch)
+        self.cycle = int(cycle)
 
     def _rng(self) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.epoch])
+        key = [self.seed, self.epoch] if self.cycle == 0 else [self.seed, self.epoch, self.cycle]
+        return np.random.default_rng(key)
 
     def _chunks(self, order: np.ndarray) -> list[list[int]]:
         n = len(order)
@@ -64,22 +67,30 @@ class BatchSampler:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __len__(self) -> int:
-        g = self._n_global()
-        if self.world_size == 1:
-            return g
-        return g // self.world_size if self.drop_last else -(-g // self.world_size)
+        return sharded_len(self._n_global(), self.world_size, self.drop_last)
 
     def __iter__(self) -> Iterator[list]:
-        batches = self.global_batches()
-        if self.world_size > 1:
-            ws = self.world_size
-            if self.drop_last:
-                batches = batches[: len(batches) // ws * ws]
-            elif len(batches) % ws:
-                pad = ws - len(batches) % ws
-                batches = batches + [batches[i % len(batches)] for i in range(pad)]
-            batches = batches[self.rank :: ws]
-        return iter(batches)
+        return iter(shard(self.global_batches(), self.rank, self.world_size, self.drop_last))
+
+
+def sharded_len(n_global: int, world_size: int, drop_last: bool) -> int:
+    """How many of ``n_global`` batches each rank runs (see :func:`shard`)."""
+    if world_size == 1:
+        return n_global
+    return n_global // world_size if drop_last else -(-n_global // world_size)
+
+
+def shard(batches: list, rank: int, world_size: int, drop_last: bool) -> list:
+    """This rank's share of the global batch list: every world_size-th batch, the list cut (drop_last)
+    or padded cyclically so that all ranks run the same number of steps."""
+    if world_size == 1:
+        return batches
+    if drop_last:
+        batches = batches[: len(batches) // world_size * world_size]
+    elif len(batches) % world_size:
+        pad = world_size - len(batches) % world_size
+        batches = batches + [batches[i % len(batches)] for i in range(pad)]
+    return batches[rank::world_size]
 
 
 class SequentialSampler(BatchSampler):

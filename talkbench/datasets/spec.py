@@ -121,3 +121,79 @@ class DatasetSpec:
             h.update(key.encode())
             h.update(np.ascontiguousarray(self.regions[key], dtype=np.int64).tobytes())
         return h.hexdigest()[:16]
+
+
+MIXTURE_SEP = ","  # ``--dataset a,b``: the members of a mixture, as the config names it
+MIXTURE_JOIN = "+"  # ``a+b``: the mixture's own name (its experiment, its dataset tag)
+# what every member must share so one audio encoder serves them all (the motion clock)
+CLOCK = ("fps", "capture_fps", "audio_alignment", "frame_rule", "period")
+
+
+def mixture_members(name: str) -> list[str]:
+    """The member datasets a dataset name lists (``a,b`` or ``a+b``); one name for a single dataset."""
+    return [m.strip() for m in name.replace(MIXTURE_JOIN, MIXTURE_SEP).split(MIXTURE_SEP)]
+
+
+def mixture_name(members) -> str:
+    return MIXTURE_JOIN.join(members)
+
+
+@dataclass
+class MixtureSpec:
+    """A mixture of datasets a run trains on (``--dataset a,b``): each member keeps its own spec.
+
+    ``members`` maps a member's dataset name to its :class:`DatasetSpec` (its topology, regions,
+    target, training speakers), in the order the run lists them; ``weights`` the relative rate its
+    batches are drawn at. A method with heads (FaceFormer; UniTalker later) builds one head per member
+    from ``members`` and reads the member of a batch from ``Batch.dataset``; training speakers are
+    ``member:subject`` (:attr:`train_subjects`), each member's at :meth:`speaker_offset`.
+    """
+
+    members: dict[str, DatasetSpec]
+    weights: dict[str, float]
+
+    @property
+    def name(self) -> str:
+        return mixture_name(self.members)
+
+    @property
+    def train_subjects(self) -> tuple[str, ...]:
+        return tuple(f"{m}:{s}" for m, spec in self.members.items() for s in spec.train_subjects)
+
+    def speaker_offset(self, member: str) -> int:
+        """Index of ``member``'s first training speaker in :attr:`train_subjects`."""
+        offset = 0
+        for name, spec in self.members.items():
+            if name == member:
+                return offset
+            offset += len(spec.train_subjects)
+        raise KeyError(f"'{member}' is not a member of the mixture {self.name}")
+
+    def speaker_index(self, subject: str) -> int:
+        """Index of ``member:subject`` in :attr:`train_subjects`, -1 when it is no training speaker."""
+        try:
+            return self.train_subjects.index(subject)
+        except ValueError:
+            return -1
+
+    def clock(self, attr: str):
+        """A motion-clock attribute (:data:`CLOCK`) that every member shares; ValueError naming them
+        where they differ (one audio encoder cannot align to two frame rates)."""
+        values = {name: getattr(spec, attr) for name, spec in self.members.items()}
+        if len(set(values.values())) > 1:
+            found = ", ".join(f"{k}: {v}" for k, v in values.items())
+            raise ValueError(f"the members of the mixture {self.name} differ in {attr} ({found})")
+        return next(iter(values.values()))
+
+    @property
+    def fps(self) -> float:
+        return self.clock("fps")
+
+    @property
+    def splits(self) -> dict[str, tuple[str, ...]]:
+        """Split name -> the members that have it."""
+        out: dict[str, tuple[str, ...]] = {}
+        for name, spec in self.members.items():
+            for split in spec.splits:
+                out[split] = (*out.get(split, ()), name)
+        return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ import torch
 from torch import nn
 
 from talkbench.datasets.batch import Batch
-from talkbench.datasets.spec import DatasetSpec
+from talkbench.datasets.spec import DatasetSpec, MixtureSpec
 from talkbench.datasets.targets import VERTICES
 from talkbench.errors import TalkbenchError
 
@@ -78,12 +79,28 @@ class Method(nn.Module):
     # N samples per clip (specs/stochastic-metrics.md), deterministic ones with N = 1
     samples: ClassVar[bool] = False
     targets: ClassVar[tuple[str, ...]] = (VERTICES,)
+    # how it trains on a mixture of datasets (datasets/mixture.py, methods/mixture.py): "heads" = one
+    # model with a head per member, built from MixtureSpec.members, each batch routed by Batch.dataset
+    # and ``member``; "separate" = learning-free, its statistics per member; None = one dataset only
+    mixture: ClassVar[str | None] = None
 
-    def __init__(self, config, spec: DatasetSpec):
+    def __init__(self, config, spec: DatasetSpec | MixtureSpec):
         super().__init__()
         self.config = config
         self.spec = spec
-        self.target = output_target(type(self), spec)
+        # of a mixture: each member's (``member`` sets spec and target to the member's)
+        self.target = None if isinstance(spec, MixtureSpec) else output_target(type(self), spec)
+
+    @contextlib.contextmanager
+    def member(self, name: str | None) -> Iterator[Method]:
+        """Within, the method acts on mixture member ``name``: its spec, target, head and speaker
+        conditions (predict and loss as on that dataset alone). None, or a method on one dataset:
+        nothing changes. Methods with ``mixture`` set override it."""
+        if name is not None and not isinstance(self.spec, MixtureSpec):
+            raise TalkbenchError(
+                f"method '{self.name}' was built on one dataset, not on a mixture with '{name}'"
+            )
+        yield self
 
     # -- training -------------------------------------------------------------------------------
     def stages(self) -> list[Stage]:

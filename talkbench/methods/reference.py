@@ -42,6 +42,7 @@ class TemplateMethod(Method):
     Config = TemplateConfig
     uses_speaker_id = False
     targets = (VERTICES, BLENDSHAPES)
+    mixture = "separate"  # on a mixture: its own per member (methods/mixture.py)
 
     def stages(self) -> list[Stage]:
         return []
@@ -78,6 +79,7 @@ class MeanMotionMethod(Method):
     Config = MeanMotionConfig
     uses_speaker_id = False
     targets = (VERTICES, BLENDSHAPES)
+    mixture = "separate"  # on a mixture: its own per member (methods/mixture.py)
 
     def __init__(self, config: MeanMotionConfig, spec: DatasetSpec):
         super().__init__(config, spec)

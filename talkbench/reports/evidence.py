@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from talkbench.contract import PER_SEQUENCE_ARTIFACT
+from talkbench.contract import PER_SEQUENCE_ARTIFACT, for_member
 from talkbench.errors import TalkbenchError
 from talkbench.metrics.stats import (
     SeedClipComparison,
@@ -16,12 +16,16 @@ from talkbench.metrics.stats import (
 from talkbench.reports.rows import Leaderboard, Row
 
 
-def per_sequence_tables(tracker, run_ids: list[str]) -> dict[str, pd.DataFrame | None]:
-    """run id -> its per-sequence table (None when the run logged none, e.g. an imported run)."""
+def per_sequence_tables(
+    tracker, run_ids: list[str], members: dict[str, str] | None = None
+) -> dict[str, pd.DataFrame | None]:
+    """run id -> its per-sequence table (None when the run logged none, e.g. an imported run);
+    ``members``: run id -> the member whose table to read, for runs on a mixture."""
     tables: dict[str, pd.DataFrame | None] = {}
     for run_id in run_ids:
         try:
-            path = tracker.download_artifacts(run_id, PER_SEQUENCE_ARTIFACT)
+            artifact = for_member(PER_SEQUENCE_ARTIFACT, (members or {}).get(run_id))
+            path = tracker.download_artifacts(run_id, artifact)
         except TalkbenchError:
             tables[run_id] = None
             continue

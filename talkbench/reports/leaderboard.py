@@ -10,6 +10,11 @@ config without the seed) and form one row; when one seed was run twice the newes
 Values are shown divided by the table scale (the run's ``talkbench.scale.<metric>`` tag, logged from
 the dataset spec, else the metric registry), so "1.234" under "LVE (x10^-5)" means 1.234e-5.
 The reference methods ``template`` and ``mean-motion`` are floor lines, listed after the others.
+
+A dataset's board also lists the runs trained on a mixture that has it as a member (the experiment
+``a+b``, datasets/mixture.py), scored by their ``test/<dataset>/<metric>``; their label says what
+they trained on (``faceformer (trained on a×1 + b×2)``), so they are never mistaken for, nor grouped
+with, a model trained on the dataset alone.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from talkbench.contract import (
     IMPORTED_OFFICIAL,
     Tag,
     column,
+    for_member,
     metric_column,
     param_column,
     test_metric,
@@ -59,6 +65,11 @@ def _metric_column(name: str, dataset: str, runs: pd.DataFrame) -> MetricColumn:
     if scale is None:
         scale = info.scale_for(dataset)
     return MetricColumn(name, info.direction, scale, info.unit)
+
+
+def _text(value) -> str:
+    """A cell as text; '' for a missing one (NaN where runs of several kinds were concatenated)."""
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
 def _is_imported(run: pd.Series) -> bool:
@@ -142,6 +153,7 @@ def build(
                 values=values,
                 floor=method in FLOORS,
                 imported=_is_imported(first),
+                mixture=_text(first.get(column(Tag.MIXTURE))),
                 highlighted=highlight is not None and highlight in group["run_id"].tolist(),
                 single_sample=single,
                 params={
@@ -189,6 +201,33 @@ def _shown(board: Leaderboard) -> list[MetricColumn]:
     return board.columns if "quality" in board.column_sets else []
 
 
+# what a mixture row's label says (its members, weights) or implies (one root per member)
+_SHOWN_BY_MIXTURE = ("dataset.name", "dataset.weights", "dataset.root")
+
+
+def mixture_runs(tracker, dataset: str):
+    """Finished runs trained on a mixture with ``dataset`` among its members, as runs of ``dataset``:
+    their ``test/<dataset>/...`` metrics and that member's tags under the plain names."""
+    from talkbench.datasets.spec import mixture_members
+
+    frames = []
+    for name in tracker.experiment_names():
+        members = mixture_members(name)
+        if len(members) < 2 or dataset not in members:
+            continue
+        runs = tracker.search_runs(name)
+        if runs.empty:
+            continue
+        mine = metric_column(for_member(test_metric(""), dataset))  # metrics.test/<dataset>/
+        rename = {c: _TEST_COLUMN + c[len(mine) :] for c in runs.columns if c.startswith(mine)}
+        suffix = f"/{dataset}"
+        tags = [c for c in runs.columns if c.startswith(column("")) and c.endswith(suffix)]
+        rename.update({c: c[: -len(suffix)] for c in tags})
+        others = [c for c in runs.columns if c.startswith(_TEST_COLUMN) and c not in rename]
+        frames.append(runs.drop(columns=others).rename(columns=rename))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def _name_variants(rows: list[Row]) -> None:
     """Rows of one method that differ in config get the differing settings as their variant name."""
     by_method: dict[str, list[Row]] = {}
@@ -197,7 +236,8 @@ def _name_variants(rows: list[Row]) -> None:
     for group in by_method.values():
         if len(group) < 2:
             continue
-        keys = sorted({k for r in group for k in r.params} - {"seed"})
+        shown = _SHOWN_BY_MIXTURE if any(r.mixture for r in group) else ()
+        keys = sorted({k for r in group for k in r.params} - {"seed", *shown})
         differing = [k for k in keys if len({r.params.get(k) for r in group}) > 1]
         for r in group:
             r.variant = ", ".join(f"{k.split('.')[-1]}={r.params.get(k, '–')}" for k in differing[:3])
@@ -416,10 +456,22 @@ def leaderboard(
 ) -> Leaderboard:
     """Build the leaderboard of one dataset from the tracking store (finished runs only); with
     ``evidence``, CIs and significant bests from the runs' per-sequence tables."""
+    from talkbench.datasets.spec import mixture_members
     from talkbench.store_reader import open_run_reader
 
+    members = mixture_members(dataset)
+    if len(members) > 1:
+        raise ConfigError(
+            f"--dataset {dataset}: a mixture's runs are scored on each member's board "
+            f"({', '.join(f'--dataset {m}' for m in members)})"
+        )
     tracker = open_run_reader(tracking_uri)  # sqlite3 on a local store: cheaper than MLflow's store
-    board = build(tracker.search_runs(dataset), dataset, metrics, highlight)
+    mixed = mixture_runs(tracker, dataset)
+    runs = tracker.search_runs(dataset)
+    if not mixed.empty:
+        runs = pd.concat([runs, mixed], ignore_index=True)
+    board = build(runs, dataset, metrics, highlight)
     if evidence:
-        ev.attach(board, ev.per_sequence_tables(tracker, [i for r in board.rows for i in r.run_ids]))
+        members = {i: dataset for i in (mixed["run_id"] if not mixed.empty else [])}
+        ev.attach(board, ev.per_sequence_tables(tracker, [i for r in board.rows for i in r.run_ids], members))
     return board

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from talkbench.contract import OFFICIAL_LABEL
+from talkbench.contract import OFFICIAL_LABEL, parse_mixture_tag
 from talkbench.metrics.stats import SeedClipComparison, SeedClipEstimate
 
 _ARROWS = {"lower": "↓", "higher": "↑", "zero": "→0"}
@@ -29,6 +29,7 @@ class Row:
     params: dict[str, str] = field(default_factory=dict)  # params of the group's newest run
     variant: str = ""  # what sets this row apart from other rows of the same method
     imported: bool = False  # an official checkpoint (bench import), not a talkbench training
+    mixture: str = ""  # trained on a mixture (Tag.MIXTURE, "a=1,b=2"); the row scores its member
     estimates: dict[str, SeedClipEstimate] = field(default_factory=dict)  # metric -> seeds x clips
     # a deterministic method (talkbench.samples = 1): its MEE, CE and Diversity are LVE, LVE and 0
     # by definition (N = 1), filled in, not measured (reports.leaderboard._single_sample)
@@ -40,6 +41,9 @@ class Row:
     @property
     def label(self) -> str:
         name = f"{self.method} ({self.variant})" if self.variant else self.method
+        if self.mixture:
+            weights = parse_mixture_tag(self.mixture)
+            name = f"{name} (trained on {' + '.join(f'{m}×{w:g}' for m, w in weights.items())})"
         if self.imported:
             name = f"{name} ({OFFICIAL_LABEL})"
         return f"{name} (floor)" if self.floor else name

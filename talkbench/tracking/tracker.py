@@ -254,6 +254,10 @@ class Tracker:
                 raise
             raise TalkbenchError(f"run '{run_id}' does not exist in tracking store '{self.uri}'") from None
 
+    def experiment_names(self) -> list[str]:
+        """Names of the store's active experiments."""
+        return [e.name for e in self.client.search_experiments()]
+
     def search_runs(
         self,
         dataset: str,

@@ -7,11 +7,17 @@ Module names follow the released code: ``audio_feature_map``, ``vertice_map`` (o
 On a blendshape dataset (talkbench's extension, as UniTalker's heads per annotation type) the motion
 that ``vertice_map`` reads and ``vertice_map_r`` predicts is the K blendshape weights instead of the
 V * 3 vertex offsets, the neutral being all-zero weights; nothing else changes.
+
+On a mixture of datasets (``MixtureSpec``, datasets/mixture.py) ``vertice_map`` and ``vertice_map_r``
+are ModuleDicts keyed by member (each member's vertex count or channels), everything else is shared;
+the speaker one-hot spans every member's training speakers (``member:subject``). A batch runs
+through its member's maps (``Batch.dataset``); ``member(name)`` makes predictions one member's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -19,10 +25,10 @@ from torch import nn
 
 from talkbench.audio.build import build_audio_encoder
 from talkbench.datasets.batch import Batch
-from talkbench.datasets.spec import DatasetSpec
+from talkbench.datasets.spec import CLOCK, DatasetSpec, MixtureSpec
 from talkbench.datasets.targets import BLENDSHAPES, VERTICES
 from talkbench.errors import ConfigError, DataError, TalkbenchError
-from talkbench.methods.base import Method, Stage
+from talkbench.methods.base import Method, Stage, output_target
 from talkbench.methods.decoder import InferenceDecoder, TransformerDecoder, additive_mask
 from talkbench.methods.faceformer.config import FaceFormerConfig
 from talkbench.methods.layers import (
@@ -40,31 +46,105 @@ class FaceFormer(Method):
     presets = ("paper", "synthtalk", "tiny")
     # on a blendshape dataset the motion maps and the head are K wide: weights replace the offsets
     targets = (VERTICES, BLENDSHAPES)
+    mixture = "heads"  # one vertice_map / vertice_map_r per member of a mixture
 
-    def __init__(self, config: FaceFormerConfig, spec: DatasetSpec):
+    def __init__(self, config: FaceFormerConfig, spec: DatasetSpec | MixtureSpec):
         super().__init__(config, spec)
+        members = spec.members if isinstance(spec, MixtureSpec) else {spec.name: spec}
+        clock = next(iter(members.values()))  # a mixture's members share it (checked here)
+        if isinstance(spec, MixtureSpec):
+            try:
+                for attr in CLOCK:
+                    spec.clock(attr)
+            except ValueError as exc:
+                raise ConfigError(f"FaceFormer's one audio encoder: {exc}") from None
         if not spec.train_subjects:
             raise ConfigError(
                 f"dataset '{spec.name}' lists no training speakers; FaceFormer needs their one-hots"
             )
-        self.n_vertices = int(spec.n_vertices)
-        self.n_speakers = len(spec.train_subjects)
-        self.period = int(config.period or spec.period)
-        self.alignment = spec.audio_alignment
+        self.n_speakers = len(spec.train_subjects)  # the one-hot's width
+        self.period = int(config.period or clock.period)
+        self.alignment = clock.audio_alignment
         d = config.feature_dim
-        # the motion fed back and predicted: vertex offsets (V * 3), or the K blendshape weights
-        self.motion_dim = len(spec.channels) if self.target == BLENDSHAPES else 3 * self.n_vertices
-        self.audio = build_audio_encoder(config.audio, spec)
+        self.audio = build_audio_encoder(config.audio, clock)
         self.audio_feature_map = nn.Linear(self.audio.out_dim, d)
-        self.vertice_map = nn.Linear(self.motion_dim, d)
+        # the motion fed back and predicted: vertex offsets (V * 3), or the K blendshape weights
+        dims = {m: self._motion_dim(s) for m, s in members.items()}
+        maps_in = {m: nn.Linear(k, d) for m, k in dims.items()}
+        mixed = isinstance(spec, MixtureSpec)
+        # registered in the released order (initialisation draws, parameter and state_dict order)
+        self.vertice_map = nn.ModuleDict(maps_in) if mixed else maps_in[spec.name]
         self.obj_vector = nn.Linear(self.n_speakers, d, bias=False)
         self.ppe = PeriodicPositionalEncoding(d, self.period, config.dropout)
         self.decoder = TransformerDecoder(
             d, config.n_heads, config.ffn_mult * d, config.n_layers, config.dropout
         )
-        self.vertice_map_r = nn.Linear(d, self.motion_dim)
-        nn.init.zeros_(self.vertice_map_r.weight)
-        nn.init.zeros_(self.vertice_map_r.bias)
+        maps_out = {m: nn.Linear(d, k) for m, k in dims.items()}
+        for head in maps_out.values():
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+        self.vertice_map_r = nn.ModuleDict(maps_out) if mixed else maps_out[spec.name]
+        if mixed:
+            self.mixture_spec = spec
+            self._use(None)
+        else:
+            self._active = None
+            self.n_vertices = int(spec.n_vertices)
+            self.motion_dim = dims[spec.name]
+            self.speaker_offset, self.n_conditions = 0, self.n_speakers
+
+    def _motion_dim(self, spec: DatasetSpec) -> int:
+        target = output_target(type(self), spec)
+        return len(spec.channels) if target == BLENDSHAPES else 3 * int(spec.n_vertices)
+
+    # -- mixtures -------------------------------------------------------------------------------
+    def _use(self, member: str | None) -> None:
+        """Point spec, target, sizes and speaker range at a mixture member (None: the mixture)."""
+        mix: MixtureSpec = self.mixture_spec
+        self._active = member
+        if member is None:
+            self.spec, self.target, self.n_vertices, self.motion_dim = mix, None, 0, 0
+            self.speaker_offset, self.n_conditions = 0, self.n_speakers
+            return
+        if member not in mix.members:
+            raise TalkbenchError(f"'{member}' is not a member of the mixture {mix.name}")
+        self.spec = mix.members[member]
+        self.target = output_target(type(self), self.spec)
+        self.n_vertices, self.motion_dim = int(self.spec.n_vertices), self._motion_dim(self.spec)
+        self.speaker_offset, self.n_conditions = mix.speaker_offset(member), len(self.spec.train_subjects)
+
+    @contextlib.contextmanager
+    def member(self, name: str | None) -> Iterator[FaceFormer]:
+        if name is None or not isinstance(self.vertice_map, nn.ModuleDict):
+            with super().member(name):
+                yield self
+            return
+        previous = self._active
+        self._use(name)
+        try:
+            yield self
+        finally:
+            self._use(previous)
+
+    @property
+    def motion_in(self) -> nn.Linear:
+        """``vertice_map`` (motion -> d) of this dataset, or of the active mixture member."""
+        return self._head(self.vertice_map)
+
+    @property
+    def motion_out(self) -> nn.Linear:
+        """``vertice_map_r`` (d -> motion) of this dataset, or of the active mixture member."""
+        return self._head(self.vertice_map_r)
+
+    def _head(self, maps: nn.Module) -> nn.Linear:
+        if not isinstance(maps, nn.ModuleDict):
+            return maps
+        if self._active is None:
+            raise TalkbenchError(
+                f"FaceFormer on the mixture {self.mixture_spec.name}: which member? "
+                "(a batch names it in Batch.dataset; predictions run inside method.member(name))"
+            )
+        return maps[self._active]
 
     # -- building blocks ------------------------------------------------------------------------
     def stages(self) -> list[Stage]:
@@ -102,7 +182,9 @@ class FaceFormer(Method):
         return self.audio_feature_map(feats), motion
 
     def style(self, speaker: torch.Tensor) -> torch.Tensor:
-        return self.obj_vector(F.one_hot(speaker, self.n_speakers).to(self.obj_vector.weight.dtype))
+        """The speaker's style; ``speaker`` indexes the active member's training speakers on a mixture."""
+        one_hot = F.one_hot(speaker + self.speaker_offset, self.n_speakers)
+        return self.obj_vector(one_hot.to(self.obj_vector.weight.dtype))
 
     def masks(self, n_frames: int, n_audio: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         """Biased causal self-mask (1, H, T, T) and alignment memory mask (T, S), shared by the batch.
@@ -114,7 +196,7 @@ class FaceFormer(Method):
     def first_token(self, style: torch.Tensor, teacher_forcing: bool) -> torch.Tensor:
         """(B, 1, d): vertice_map(0) + style, except the released rollout which starts from style."""
         if teacher_forcing or self.config.first_token == "consistent":
-            return (self.vertice_map.bias + style)[:, None]
+            return (self.motion_in.bias + style)[:, None]
         return style[:, None]
 
     def teacher_forcing(
@@ -124,11 +206,11 @@ class FaceFormer(Method):
 
         Returns offsets (B, T, V*3)."""
         t = offsets.shape[1]
-        prev = self.vertice_map(offsets[:, : t - 1]) + style[:, None]
+        prev = self.motion_in(offsets[:, : t - 1]) + style[:, None]
         x = torch.cat([self.first_token(style, True), prev], dim=1)
         self_mask, mem_mask = self.masks(t, memory.shape[1], memory.device)
         h = self.decoder(self.ppe(x), memory, self_mask, mem_mask)
-        return self.vertice_map_r(h)
+        return self.motion_out(h)
 
     def rollout(self, memory: torch.Tensor, style: torch.Tensor, n_frames: int) -> torch.Tensor:
         """Spec §5.2 as released: re-run the decoder over the whole prefix at every step, with
@@ -141,9 +223,9 @@ class FaceFormer(Method):
         for i in range(n_frames):
             h = self.decoder(self.ppe(seq), memory, self_mask[:, :, : i + 1, : i + 1], mem_mask[: i + 1])
             if i == n_frames - 1:
-                return self.vertice_map_r(h)
-            last = self.vertice_map_r(h[:, -1:])
-            seq = torch.cat([seq, self.vertice_map(last) + style[:, None]], dim=1)
+                return self.motion_out(h)
+            last = self.motion_out(h[:, -1:])
+            seq = torch.cat([seq, self.motion_in(last) + style[:, None]], dim=1)
         raise DataError("rollout needs at least one motion frame")
 
     def rollout_cached(
@@ -169,10 +251,10 @@ class FaceFormer(Method):
             h = self.decoder.step(
                 self.ppe(token, offset=i), cache, self_mask[:, :, i : i + 1, : i + 1], mem_mask[i : i + 1]
             )
-            out = self.vertice_map_r(h)
+            out = self.motion_out(h)
             outs.append(out)
             if i < n_frames - 1:
-                token = self.vertice_map(out) + style[:, None]
+                token = self.motion_in(out) + style[:, None]
         return torch.cat(outs, dim=1)
 
     def _rollout_inference(self, memory: torch.Tensor, style: torch.Tensor, n_frames: int) -> torch.Tensor:
@@ -186,7 +268,7 @@ class FaceFormer(Method):
         with torch.inference_mode():
             self_mask, mem_mask = self.masks(n_frames, memory.shape[1], memory.device)
             stepper = InferenceDecoder(self.decoder, memory, mem_mask, n_frames)
-            w_out, w_in = self.vertice_map_r, self.vertice_map
+            w_out, w_in = self.motion_out, self.motion_in
             weight = w_in.weight @ w_out.weight
             bias = w_in.weight @ w_out.bias + w_in.bias
             pe = self.ppe.encoding(n_frames).to(memory.dtype)
@@ -198,10 +280,11 @@ class FaceFormer(Method):
                 outs[:, i] = h
                 if i < n_frames - 1:
                     token = torch.addmm(rows[:, i + 1], h, weight.T)
-            return self.vertice_map_r(outs)
+            return self.motion_out(outs)
 
     # -- training -------------------------------------------------------------------------------
     def _check_vertices(self, n: int, what: str) -> None:
+        self._head(self.vertice_map)  # on a mixture: an error unless a member is active
         if n != self.n_vertices:
             raise DataError(
                 f"{what} has {n} vertices, but this FaceFormer was built for {self.n_vertices} "
@@ -238,34 +321,36 @@ class FaceFormer(Method):
         return (err * mask).sum(1) / mask.sum(1)
 
     def loss(self, stage: str, batch: Batch) -> dict[str, torch.Tensor]:
-        if (batch.speaker < 0).any():
-            bad = [s for s, k in zip(batch.subjects, batch.speaker.tolist()) if k < 0]
-            raise DataError(
-                f"FaceFormer trains on training speakers only; got {sorted(set(bad))} "
-                f"(training speakers: {', '.join(self.spec.train_subjects)})"
-            )
-        per_clip = self.clip_losses(batch)
-        return {"loss": per_clip.mean()}
+        with self.member(batch.dataset):  # a mixture: the batch's own head
+            if (batch.speaker < 0).any():
+                bad = [s for s, k in zip(batch.subjects, batch.speaker.tolist()) if k < 0]
+                raise DataError(
+                    f"FaceFormer trains on training speakers only; got {sorted(set(bad))} "
+                    f"(training speakers: {', '.join(self.spec.train_subjects)})"
+                )
+            per_clip = self.clip_losses(batch)
+            return {"loss": per_clip.mean()}
 
     def validation_loss(self, stage: str, batch: Batch) -> dict[str, torch.Tensor]:
         """Teacher-forcing loss as released; unseen speakers averaged over every training condition."""
-        self._check_vertices(
-            batch.vertices.shape[2], f"batch clip '{batch.names[0] if batch.names else '?'}'"
-        )
-        memory, n_motion = self.encode(batch.audio, batch.audio_lengths, batch.lengths)
-        unseen = batch.speaker < 0
-        if not unseen.any():
-            per_clip = self._losses(memory, n_motion, batch, batch.speaker, "teacher_forcing")
-        else:
-            per_clip = torch.stack(
-                [
-                    self._losses(
-                        memory, n_motion, batch, torch.where(unseen, c, batch.speaker), "teacher_forcing"
-                    )
-                    for c in range(self.n_speakers)
-                ]
-            ).mean(0)
-        return {"loss": per_clip.mean()}
+        with self.member(batch.dataset):  # a mixture: the batch's own head
+            self._check_vertices(
+                batch.vertices.shape[2], f"batch clip '{batch.names[0] if batch.names else '?'}'"
+            )
+            memory, n_motion = self.encode(batch.audio, batch.audio_lengths, batch.lengths)
+            unseen = batch.speaker < 0
+            if not unseen.any():
+                per_clip = self._losses(memory, n_motion, batch, batch.speaker, "teacher_forcing")
+            else:
+                per_clip = torch.stack(
+                    [
+                        self._losses(
+                            memory, n_motion, batch, torch.where(unseen, c, batch.speaker), "teacher_forcing"
+                        )
+                        for c in range(self.n_conditions)
+                    ]
+                ).mean(0)
+            return {"loss": per_clip.mean()}
 
     # -- inference ------------------------------------------------------------------------------
     def condition_index(self, condition: int | str | None) -> int:
@@ -273,10 +358,10 @@ class FaceFormer(Method):
             index = self.spec.speaker_index(condition)
         else:
             index = -1 if condition is None else int(condition)
-        if not 0 <= index < self.n_speakers:
+        if not 0 <= index < self.n_conditions:
             raise TalkbenchError(
                 "FaceFormer predicts in the style of a training speaker: condition must be "
-                f"0..{self.n_speakers - 1} "
+                f"0..{self.n_conditions - 1} "
                 f"or one of {', '.join(self.spec.train_subjects)}; got {condition!r}"
             )
         return index
