@@ -277,3 +277,36 @@ def test_tiny_preset_trains_and_scores(synthtalk_tiny):
     assert np.isfinite(metrics["test/lve"]), sorted(metrics)
     for term in ("warmup/train/loss", "train/train/loss", "train/train/vertices", "train/train/pca"):
         assert np.isfinite(metrics[term]), (term, sorted(metrics))
+
+
+def test_bench_import_of_a_release_file_is_scored_with_its_licence(tmp_path):
+    import mlflow
+    from _paper_encoder import ENCODER
+    from datasets_fakes import make_vocaset_like
+    from test_import_cli import bench, encoder_set
+
+    from talkbench import contract, load_model
+
+    torch.manual_seed(0)
+    model = paper_model("unitalker", "paper-b", [f"unitalker.n_identities={D0_D7_IDENTITIES}"],
+                        encoder_overrides=ENCODER, dataset="vocaset")
+    with torch.no_grad():  # a trained-looking head and basis
+        model.out_head_dict["vocaset"].weight.normal_(0, 0.05)
+        model.pca_layer_dict["vocaset"].feat_to_data.normal_(0, 0.01)
+    path = ut_official.save_official(model.eval(), tmp_path / "UniTalker-B-D0-D7.pt")
+    data = make_vocaset_like(tmp_path / "vocaset", seconds=1.0)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    args = ("import", "--method", "unitalker", "--checkpoint", str(path), "--preset", "paper-b",
+            "--data-root", str(data), "--set", encoder_set("unitalker"), "--tracking-uri", uri)
+    missing = bench(*args)
+    assert missing.exit_code != 0 and "--dataset" in missing.output
+    out = bench(*args, "--dataset", "vocaset")
+    assert out.exit_code == 0, out.output
+    run = mlflow.MlflowClient(uri).get_run(out.stdout.split()[1])
+    assert run.data.tags[contract.Tag.LICENCE].startswith("Apache-2.0")
+    assert contract.test_metric("lve") in run.data.metrics
+    audio = torch.randn(16000, generator=torch.Generator().manual_seed(3))
+    template = torch.randn(5023, 3, generator=torch.Generator().manual_seed(3))
+    inputs = {"audio": audio.numpy(), "template": template.numpy()}
+    got = load_model(run.info.run_id, uri).predict(None, inputs)
+    np.testing.assert_allclose(got, model.predict(audio, template)[None].numpy(), atol=1e-5, rtol=0)
