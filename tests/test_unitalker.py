@@ -310,3 +310,20 @@ def test_bench_import_of_a_release_file_is_scored_with_its_licence(tmp_path):
     inputs = {"audio": audio.numpy(), "template": template.numpy()}
     got = load_model(run.info.run_id, uri).predict(None, inputs)
     np.testing.assert_allclose(got, model.predict(audio, template)[None].numpy(), atol=1e-5, rtol=0)
+
+
+def test_tiny_preset_on_the_blendshape_variant_predicts_weights(tmp_path):
+    import mlflow
+
+    from talkbench import pipeline
+    from talkbench.config import load_config
+    from talkbench.datasets.synthtalk import generate
+
+    root = generate(tmp_path / "blendshape", preset="tiny", seed=0, variant="blendshape")
+    cfg = load_config("unitalker", dataset="synthtalk-blendshape", preset="tiny", data_root=root,
+                      overrides=["eval.n_boot=20"])
+    result = pipeline.run(cfg, tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", progress=False)
+    metrics = mlflow.MlflowClient(result.tracking_uri).get_run(result.run_id).data.metrics
+    assert 0 < metrics["test/bs_mse"] and 0 < metrics["test/lve"]  # weights, and meshes through the rig
+    for term in ("train/train/weights", "train/train/blendshape_vertices"):
+        assert np.isfinite(metrics[term]), (term, sorted(metrics))
