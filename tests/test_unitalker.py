@@ -327,3 +327,25 @@ def test_tiny_preset_on_the_blendshape_variant_predicts_weights(tmp_path):
     assert 0 < metrics["test/bs_mse"] and 0 < metrics["test/lve"]  # weights, and meshes through the rig
     for term in ("train/train/weights", "train/train/blendshape_vertices"):
         assert np.isfinite(metrics[term]), (term, sorted(metrics))
+
+
+def test_finetune_head_starts_encoder_and_decoder_from_a_file_and_the_new_head_from_zero(tmp_path):
+    spec = _spec(n_vertices=30)
+    source = _trained_looking(_tiny(spec, "unitalker.n_identities=6"), _clips(spec))
+    path = ut_official.save_official(source, tmp_path / "UniTalker-B-D0-D7.pt")
+    target_spec = _spec("multiface", n_vertices=12, subjects=("x", "y"))
+    model = _tiny(target_spec, f"unitalker.finetune_head={path}")
+    model.prepare(_clips(target_spec))
+    mine, theirs = model.state_dict(), source.state_dict()
+    for key in mine:
+        if key.startswith("audio_encoder.") or (key.startswith("decoder.") and "identity" not in key):
+            assert torch.equal(mine[key], theirs[key]), key
+    # three rows (two subjects + pivot), each the file's pivot row
+    assert torch.equal(model.decoder.identity.weight, theirs["decoder.identity.weight"][-1:].repeat(3, 1))
+    assert not model.out_head_dict["multiface"].weight.any()
+    assert model.pca_layer_dict["multiface"].feat_to_data.any()  # its own basis, fitted on its clips
+    bad = tmp_path / "other.pt"
+    torch.save({"obj_vector.weight": torch.zeros(2, 2)}, bad)
+    other = _tiny(target_spec, f"unitalker.finetune_head={bad}")
+    with pytest.raises(TalkbenchError, match="faceformer checkpoint, not unitalker"):
+        other.prepare(_clips(target_spec))

@@ -117,7 +117,12 @@ class UniTalker(Method):
         return stages
 
     def prepare(self, train_clips) -> None:
-        """Fit each vertex head's PCA basis on the training split's offsets (motion - template)."""
+        """Fit each vertex head's PCA basis on the training split's offsets (motion - template); with
+        ``finetune_head``, start the encoder and decoder from that file first."""
+        if self.config.finetune_head:
+            from talkbench.methods.unitalker.official import load_body
+
+            load_body(self, self.config.finetune_head)
         basis = self.pca_layer_dict[self.spec.name] if self.spec.name in self.pca_layer_dict else None
         if basis is None:
             return

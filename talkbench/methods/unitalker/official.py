@@ -48,7 +48,7 @@ _PREFIXES = (
 )
 _BACK = tuple((new, old) for old, new in _PREFIXES)
 _STATS = ("data_to_feat", "feat_mean", "feat_std")  # in pca.npz / the file, unused by encode/decode
-__all__ = ["LICENCE", "config_overrides", "import_checkpoint", "save_official"]
+__all__ = ["LICENCE", "config_overrides", "import_checkpoint", "load_body", "save_official"]
 
 
 def annotation_of(model: UniTalker) -> str:
@@ -123,6 +123,26 @@ def import_checkpoint(model: UniTalker, checkpoint: str | Path, vqvae: str | Pat
     common.check_state(state, expected, path, f"unitalker on {ours} (head {annotation})",
                        rename=lambda k: _official_key(k, ours, annotation))
     return state
+
+
+def load_body(model: UniTalker, checkpoint: str | Path) -> None:
+    """Load the shared encoder and decoder of a UniTalker file into ``model`` (its heads and bases
+    are left as they are). A table of another identity count becomes the file's pivot row repeated,
+    as the release's load_ckpt does when it fine-tunes on datasets of other subjects."""
+    path = Path(checkpoint)
+    official, _ = common.read_checkpoint(path, "unitalker.finetune_head")
+    common.require_method(official, "unitalker", path, "UniTalker")
+    state = {common.rename_key(k, _BACK): v for k, v in official.items()
+             if k.startswith(("audio_encoder.", "decoder.")) and not k.endswith(".PPE.pe")}
+    expected = {k: v for k, v in model.state_dict().items() if k.startswith(("audio_encoder.", "decoder."))}
+    table = state.get("decoder.identity.weight")
+    if table is not None and table.shape[0] != model.n_identities:
+        state["decoder.identity.weight"] = table[-1:].repeat(model.n_identities, 1)
+    state = common.upgrade_hf_names(state, expected)
+    common.check_state(state, expected, path, "unitalker.finetune_head (encoder and decoder)",
+                       rename=lambda k: common.rename_key(k, _PREFIXES))
+    model.load_state_dict(state, strict=False)
+    log.info("%s: encoder and decoder loaded; head '%s' trains from zero", path.name, model.spec.name)
 
 
 def _release_basis(model: UniTalker, path: Path) -> dict[str, torch.Tensor]:
