@@ -34,6 +34,7 @@ from talkbench.methods.layers import masked_mse
 from talkbench.methods.unitalker.config import UniTalkerConfig
 from talkbench.methods.unitalker.decoder import build_decoder
 from talkbench.methods.unitalker.pca import PCABasis
+from talkbench.methods.unitalker.release import load_body
 from talkbench.sequence import lengths_to_mask
 
 SAMPLE_RATE = 16000
@@ -120,8 +121,6 @@ class UniTalker(Method):
         """Fit each vertex head's PCA basis on the training split's offsets (motion - template); with
         ``finetune_head``, start the encoder and decoder from that file first."""
         if self.config.finetune_head:
-            from talkbench.methods.unitalker.official import load_body
-
             load_body(self, self.config.finetune_head)
         basis = self.pca_layer_dict[self.spec.name] if self.spec.name in self.pca_layer_dict else None
         if basis is None:

@@ -28,6 +28,7 @@ from talkbench.errors import TalkbenchError
 from talkbench.methods import official as common
 from talkbench.methods.unitalker.config import LICENCE
 from talkbench.methods.unitalker.model import UniTalker
+from talkbench.methods.unitalker.release import BACK, PREFIXES
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +42,8 @@ RELEASE_HEADS = {  # annotation type -> output width in the D0-D7 files (PCA hea
     "BIWI_23370_vertices": 512, "FLAME_5023_vertices": 512, "meshtalk_6172_vertices": 512,
     "3DETF_blendshape_weight": 52, "flame_params_from_dadhead": 413, "inhouse_blendshape_weight": 51,
 }  # fmt: skip
-_PREFIXES = (
-    ("audio_encoder.model.", "audio_encoder."),
-    ("decoder.identity.", "decoder.learnable_style_emb."),
-    ("decoder.blocks.", "decoder.tcn.first_net.conv_layers."),
-)
-_BACK = tuple((new, old) for old, new in _PREFIXES)
 _STATS = ("data_to_feat", "feat_mean", "feat_std")  # in pca.npz / the file, unused by encode/decode
-__all__ = ["LICENCE", "config_overrides", "import_checkpoint", "load_body", "save_official"]
+__all__ = ["LICENCE", "config_overrides", "import_checkpoint", "save_official"]
 
 
 def annotation_of(model: UniTalker) -> str:
@@ -114,7 +109,7 @@ def import_checkpoint(model: UniTalker, checkpoint: str | Path, vqvae: str | Pat
             key = ".".join([parts[0], ours, *parts[2:]])
         elif key.endswith(".PPE.pe"):
             continue  # the transformer decoder's fixed table: recomputed
-        state[common.rename_key(key, _BACK)] = value
+        state[common.rename_key(key, BACK)] = value
     expected = model.state_dict()
     basis = f"pca_layer_dict.{ours}.feat_to_data"
     if basis in expected and basis not in state:
@@ -123,26 +118,6 @@ def import_checkpoint(model: UniTalker, checkpoint: str | Path, vqvae: str | Pat
     common.check_state(state, expected, path, f"unitalker on {ours} (head {annotation})",
                        rename=lambda k: _official_key(k, ours, annotation))
     return state
-
-
-def load_body(model: UniTalker, checkpoint: str | Path) -> None:
-    """Load the shared encoder and decoder of a UniTalker file into ``model`` (its heads and bases
-    are left as they are). A table of another identity count becomes the file's pivot row repeated,
-    as the release's load_ckpt does when it fine-tunes on datasets of other subjects."""
-    path = Path(checkpoint)
-    official, _ = common.read_checkpoint(path, "unitalker.finetune_head")
-    common.require_method(official, "unitalker", path, "UniTalker")
-    state = {common.rename_key(k, _BACK): v for k, v in official.items()
-             if k.startswith(("audio_encoder.", "decoder.")) and not k.endswith(".PPE.pe")}
-    expected = {k: v for k, v in model.state_dict().items() if k.startswith(("audio_encoder.", "decoder."))}
-    table = state.get("decoder.identity.weight")
-    if table is not None and table.shape[0] != model.n_identities:
-        state["decoder.identity.weight"] = table[-1:].repeat(model.n_identities, 1)
-    state = common.upgrade_hf_names(state, expected)
-    common.check_state(state, expected, path, "unitalker.finetune_head (encoder and decoder)",
-                       rename=lambda k: common.rename_key(k, _PREFIXES))
-    model.load_state_dict(state, strict=False)
-    log.info("%s: encoder and decoder loaded; head '%s' trains from zero", path.name, model.spec.name)
 
 
 def _release_basis(model: UniTalker, path: Path) -> dict[str, torch.Tensor]:
@@ -168,7 +143,7 @@ def _official_key(key: str, ours: str, annotation: str) -> str:
     parts = key.split(".")
     if parts[0] in ("out_head_dict", "pca_layer_dict") and parts[1] == ours:
         key = ".".join([parts[0], annotation, *parts[2:]])
-    return common.rename_key(key, _PREFIXES)
+    return common.rename_key(key, PREFIXES)
 
 
 def save_official(model: UniTalker, path: str | Path, with_pca: bool = True, legacy_names: bool = True
