@@ -30,6 +30,9 @@ from talkbench.errors import TalkbenchError
 log = logging.getLogger(__name__)
 
 PRESETS = {"paper-vocaset": "vocaset", "paper-biwi": "biwi"}  # preset -> dataset of its checkpoints
+# presets of one file for several datasets (UniTalker's heads): the dataset is named with --dataset
+MULTI_DATASET_PRESETS = ("paper-b", "paper-l")
+DATASETS = ("vocaset", "biwi")  # the built-in specs of dataset_spec
 
 
 @dataclass
@@ -50,23 +53,38 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def dataset_of(preset: str) -> str:
+def dataset_of(preset: str, dataset: str | None = None) -> str:
+    """The dataset an import of ``preset`` is built and scored on (``dataset``: ``--dataset``)."""
+    if preset in MULTI_DATASET_PRESETS:
+        if dataset is None:
+            raise TalkbenchError(
+                f"preset '{preset}' holds heads for several datasets; name one with --dataset "
+                f"({' or '.join(DATASETS)}, or a prepared dataset with --data-root)"
+            )
+        return dataset
     if preset not in PRESETS:
-        raise TalkbenchError(
-            f"preset '{preset}' has no official checkpoints; expected one of {', '.join(PRESETS)}"
-        )
+        known = ", ".join([*PRESETS, *MULTI_DATASET_PRESETS])
+        raise TalkbenchError(f"preset '{preset}' has no official checkpoints; expected one of {known}")
+    if dataset is not None and dataset != PRESETS[preset]:
+        raise TalkbenchError(f"preset '{preset}' is for dataset {PRESETS[preset]}, not --dataset {dataset}")
     return PRESETS[preset]
 
 
-def paper_config(method: str, preset: str, overrides: Iterable[str] = (), data_root=None):
-    """The resolved config of a paper preset (paper-vocaset / paper-biwi), its speech encoder built
-    without a download (``audio.pretrained=false``): an official file holds the whole encoder."""
+def _preset_name(preset: str) -> str:
+    """The preset file an import loads: ``paper`` (+ the dataset's suffix) or the preset itself."""
+    return "paper" if preset in PRESETS else preset
+
+
+def paper_config(method: str, preset: str, overrides: Iterable[str] = (), data_root=None, dataset=None):
+    """The resolved config of a paper preset (paper-vocaset / paper-biwi, or paper-b / paper-l on
+    ``dataset``), its speech encoder built without a download (``audio.pretrained=false``): an
+    official file holds the whole encoder."""
     from talkbench.config import load_config
 
     return load_config(
         method,
-        dataset=dataset_of(preset),  # unknown preset -> one line
-        preset="paper",
+        dataset=dataset_of(preset, dataset),  # unknown preset -> one line
+        preset=_preset_name(preset),
         overrides=[f"{method}.audio.pretrained=false", *overrides],
         data_root=data_root,
         device="cpu",
@@ -80,6 +98,7 @@ def paper_model(
     spec=None,
     encoder_overrides: Mapping | None = None,
     data_root: str | Path | None = None,
+    dataset: str | None = None,
 ):
     """A paper-preset model for ``preset`` without downloading anything, its speech encoder randomly
     initialised: importing a checkpoint overwrites it. ``encoder_overrides`` changes the encoder's
@@ -92,9 +111,9 @@ def paper_model(
     if encoder_overrides:
         items = ", ".join(f"{k}: {_yaml(v)}" for k, v in encoder_overrides.items())
         sets.append(f"{method}.audio.hf_overrides={{{items}}}")
-    cfg = paper_config(method, preset, [*sets, *overrides])
+    cfg = paper_config(method, preset, [*sets, *overrides], dataset=dataset)
     if spec is None:
-        spec = dataset_spec(dataset_of(preset), data_root)
+        spec = dataset_spec(dataset_of(preset, dataset), data_root)
     return METHODS.get(method)(cfg.method_config, spec)
 
 
@@ -152,14 +171,16 @@ def dataset_spec(dataset: str, data_root: str | Path | None = None):
     raise TalkbenchError(f"no built-in spec for dataset '{dataset}'; expected vocaset or biwi")
 
 
-def load_official(method: str, preset: str, checkpoint, vqvae=None, overrides=(), data=None):
-    """(resolved config, model with the official weights) for a paper preset."""
+def load_official(method: str, preset: str, checkpoint, vqvae=None, overrides=(), data=None, dataset=None):
+    """(resolved config, model with the official weights) for a paper preset; dimensions the file
+    decides (the converter's ``config_overrides``) come before the user's ``overrides``."""
     from talkbench.methods import official
     from talkbench.registry import METHODS
 
     converter = official.converter(method)  # unknown method -> one line
-    cfg = paper_config(method, preset, overrides, data_root=getattr(data, "root", None))
-    spec = data.spec if data is not None else dataset_spec(dataset_of(preset))
+    from_file = converter.config_overrides(checkpoint) if hasattr(converter, "config_overrides") else []
+    cfg = paper_config(method, preset, [*from_file, *overrides], getattr(data, "root", None), dataset)
+    spec = data.spec if data is not None else dataset_spec(dataset_of(preset, dataset))
     model = METHODS.get(method)(cfg.method_config, spec)
     state = converter.import_checkpoint(model, checkpoint, vqvae=vqvae)
     model.load_state_dict(state)
@@ -175,14 +196,15 @@ def import_official(
     overrides=(),
     tracking_uri: str | None = None,
     register: str | None = None,
+    dataset: str | None = None,
 ) -> ImportResult:
     from talkbench import mlflow_model
     from talkbench.datasets import load_dataset
 
     tracker = tracking.Tracker(tracking_uri)  # the store first: a bad URI fails before any loading
-    dataset = dataset_of(preset)
+    dataset = dataset_of(preset, dataset)
     data = load_dataset(dataset, data_root) if data_root is not None else None
-    cfg, model = load_official(method, preset, checkpoint, vqvae, overrides, data)
+    cfg, model = load_official(method, preset, checkpoint, vqvae, overrides, data, dataset)
     if register:
         cfg.eval.register = register
     files = [Path(checkpoint), *([Path(vqvae)] if vqvae is not None else [])]

@@ -14,7 +14,7 @@ pytestmark = [
 ]
 
 
-@pytest.mark.parametrize("method", ["faceformer", "memorytalker", "codetalker", "codetalker-nd"])
+@pytest.mark.parametrize("method", ["faceformer", "memorytalker", "codetalker", "codetalker-nd", "unitalker"])
 def test_tiny_run_on_cuda_with_bf16(method, tmp_path):
     from talkbench import pipeline
     from talkbench.config import load_config

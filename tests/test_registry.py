@@ -12,7 +12,8 @@ import pytest
 from talkbench.errors import ConfigError
 from talkbench.registry import METHODS, Registry, RegistryWarning
 
-BUILT_IN = {"template", "mean-motion", "faceformer", "codetalker", "memorytalker", "selftalk", "facediffuser"}
+BUILT_IN = {"template", "mean-motion", "faceformer", "codetalker", "memorytalker", "selftalk", "facediffuser",
+            "unitalker"}
 
 
 def test_built_in_names_are_registered():

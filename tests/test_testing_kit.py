@@ -13,7 +13,10 @@ from talkbench.registry import METHODS
 from talkbench.scaffold import write_plugin
 from talkbench.testing import CHECKS, ConformanceError
 
-BUILT_IN = ("template", "mean-motion", "faceformer", "codetalker", "memorytalker", "selftalk", "facediffuser")
+BUILT_IN = (
+    "template", "mean-motion", "faceformer", "codetalker", "codetalker-nd", "memorytalker", "selftalk",
+    "facediffuser", "unitalker",
+)  # fmt: skip
 
 
 @pytest.mark.parametrize("name", BUILT_IN)

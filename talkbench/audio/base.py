@@ -74,7 +74,8 @@ class AudioEncoder(nn.Module):
 
     def declaration(self) -> dict:
         """What this encoder is: its frozen parameters, the layer it returns, and at what rates."""
-        rate = self.fps * (2 if self.alignment == "pairs" else 1)
+        late = getattr(self.cfg, "interpolate_at", "features") == "output"  # always at the motion rate
+        rate = self.fps * (2 if self.alignment == "pairs" and not late else 1)
         return {"kind": self.cfg.kind, "frozen": self.frozen_parameters(), "layer": self.output_layer,
                 "feature_rate_hz": FEATURE_RATE, "output_rate_hz": rate, "out_dim": self.out_dim}
 

@@ -39,6 +39,10 @@ class AudioEncoderConfig:
     # how many transformer layers stay frozen with the feature projection (FaceDiffuser freezes 2)
     layer: int | None = None
     frozen_layers: int = 0
+    # where the 50 Hz features meet the motion rate: "features" (before the feature projection, the
+    # FaceFormer rule of base.py) or "output" (the transformer runs at 50 Hz and its output is
+    # interpolated to the motion frames, whatever the dataset's alignment: UniTalker's interpolate_pos 1)
+    interpolate_at: str = "features"
     # mel encoder
     n_mels: int = 80
     conv_dim: int = 128

@@ -118,6 +118,8 @@ class HFSpeechEncoder(AudioEncoder):
         n_layers = int(conf.num_hidden_layers)
         if not 0 <= cfg.frozen_layers <= n_layers:
             raise ConfigError(f"audio.frozen_layers {cfg.frozen_layers}: expected 0..{n_layers}")
+        if cfg.interpolate_at not in ("features", "output"):
+            raise ConfigError(f"audio.interpolate_at '{cfg.interpolate_at}': expected 'features' or 'output'")
         if cfg.layer is not None and not 0 <= cfg.layer <= n_layers:
             raise ConfigError(f"audio.layer {cfg.layer}: expected 0..{n_layers} or null (the last)")
         if cfg.freeze_cnn:  # HubertModel has no freeze_feature_encoder() in transformers 5
@@ -202,7 +204,11 @@ class HFSpeechEncoder(AudioEncoder):
         x = normalize_audio(audio, audio_lengths)
         feats, lengths = self.cnn(x, audio_lengths)
         n_frames = self.default_frames(audio_lengths, n_frames)
-        feats, out_len = align_features(feats, lengths, n_frames, self.alignment, self.fps, audio_lengths)
+        late = getattr(self.cfg, "interpolate_at", "features") == "output"  # configs pickled before it
+        if late:
+            out_len = lengths
+        else:
+            feats, out_len = align_features(feats, lengths, n_frames, self.alignment, self.fps, audio_lengths)
         hidden = self.model.feature_projection(feats)
         if isinstance(hidden, tuple):  # transformers >= 4.1x returns (hidden, normed)
             hidden = hidden[0]
@@ -215,7 +221,10 @@ class HFSpeechEncoder(AudioEncoder):
             h = _last_hidden(self.model.encoder(hidden, attention_mask=mask))
         else:
             h = self._layer_output(hidden, mask)
-        return h * attn[..., None].to(h.dtype), out_len
+        h = h * attn[..., None].to(h.dtype)
+        if late:
+            return align_features(h, lengths, n_frames, "interpolate", self.fps, audio_lengths)
+        return h, out_len
 
     def _layer_output(self, hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """The input of transformer layer ``layer`` (0: after the positional conv) or the output of

@@ -1,4 +1,5 @@
-"""`bench import`: an official FaceFormer / CodeTalker / MemoryTalker checkpoint as a talkbench run."""
+"""`bench import`: an official checkpoint (FaceFormer, CodeTalker, MemoryTalker, SelfTalk, FaceDiffuser,
+UniTalker) as a talkbench run."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ def import_command(
         ...,
         "--method",
         "-m",
-        help="faceformer, codetalker, memorytalker, selftalk, facediffuser, or a plugin with an importer.",
+        help="faceformer, codetalker, memorytalker, selftalk, facediffuser, unitalker, or a plugin with an "
+        "importer.",
     ),
     checkpoint: Path = typer.Option(
         ..., "--checkpoint", help="The official checkpoint file (.pth / .pth.tar)."
@@ -22,7 +24,12 @@ def import_command(
     vqvae: Path | None = typer.Option(
         None, "--vqvae", help="CodeTalker: the stage-1 VQ-VAE file (its stage-2 file carries none)."
     ),
-    preset: str = typer.Option(..., "--preset", "-p", help="paper-vocaset or paper-biwi."),
+    preset: str = typer.Option(
+        ..., "--preset", "-p", help="paper-vocaset, paper-biwi; UniTalker: paper-b, paper-l (with --dataset)."
+    ),
+    dataset: str | None = typer.Option(
+        None, "--dataset", "-d", help="UniTalker: the dataset whose head is imported (vocaset, biwi, ...)."
+    ),
     data_root: Path | None = typer.Option(
         None, "--data-root", help="Prepared dataset: the test split is evaluated (else the model only)."
     ),
@@ -46,6 +53,7 @@ def import_command(
             overrides=overrides or [],
             tracking_uri=tracking_uri,
             register=register,
+            dataset=dataset,
         )
     typer.echo(f"run {result.run_id} ({result.experiment}): {method} (official checkpoint)")
     typer.echo(

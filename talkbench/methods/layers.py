@@ -92,3 +92,11 @@ def key_padding_to_attn(
     mask = torch.zeros(blocked.shape, dtype=dtype, device=key_valid.device)
     mask = mask.masked_fill(blocked, float("-inf"))
     return mask.repeat_interleave(n_heads, dim=0)
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """nn.MSELoss over the valid frames (mask (B, T)) of (B, T, ...) tensors: the mean over every
+    element of the valid frames, which is the released codes' mean for a batch of one clip."""
+    sq = ((pred - target) ** 2).flatten(2).sum(-1)
+    m = mask.to(sq.dtype)
+    return (sq * m).sum() / (m.sum() * pred[0, 0].numel()).clamp(min=1)

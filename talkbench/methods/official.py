@@ -7,6 +7,9 @@ Each method's ``official.py`` (``talkbench.methods.<name>.official``; for a plug
     import_checkpoint(model, checkpoint, vqvae=None) -> our state dict, ready for model.load_state_dict
     save_official(model, path, vqvae=None) -> writes the weights as the official code saves them
 
+and, where the model's dimensions come from the file (UniTalker), ``config_overrides(checkpoint) ->
+["<method>.<key>=<value>", ...]``, applied before the user's ``--set``.
+
 This module has what they share: reading a file with ``torch.load(weights_only=True)`` in either
 official layout (a bare state dict, or a dict whose ``state_dict`` entry holds it), the one-line
 error for missing / unexpected / mis-shaped keys and the HF speech-encoder naming of older
@@ -25,10 +28,11 @@ import torch
 
 from talkbench.errors import TalkbenchError
 
-OFFICIAL_METHODS = ("faceformer", "codetalker", "memorytalker", "selftalk", "facediffuser")
+OFFICIAL_METHODS = ("faceformer", "codetalker", "memorytalker", "selftalk", "facediffuser", "unitalker")
 # keys that identify the method whose official code wrote a file (checked in this order)
 _SIGNATURES = (
     ("selftalk", ("text_encoder.lm_head.weight", "lip_map.weight")),
+    ("unitalker", ("decoder.learnable_style_emb.weight",)),
     ("memorytalker", ("memory_net.M_m", "E_aud.lm_head.weight")),
     ("codetalker", ("learnable_style_emb.weight", "feat_map.weight")),
     ("codetalker (stage-1 VQ-VAE file)", ("quantize.embedding.weight",)),

@@ -52,23 +52,30 @@ class VectorQuantizer(nn.Module):
         """Index of the nearest code by squared Euclidean distance: z (..., C) -> (...)."""
         return self.distances(z).argmin(1).reshape(z.shape[:-1])
 
-    def choose(self, z: torch.Tensor) -> torch.Tensor:
-        """The nearest code, or while ``sampling`` a draw from softmax(-distance / temperature)."""
+    def choose(self, z: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """The nearest code, or while ``sampling`` a draw from softmax(-distance / temperature).
+
+        Only valid tokens are drawn (padded ones take the nearest code and no random number), so a
+        clip's draws do not depend on how far its batch is padded."""
+        distances = self.distances(z)
         if not self.sampling:
-            return self.nearest(z)
-        probs = torch.softmax(-self.distances(z).float() / self.temperature, dim=1)
+            return distances.argmin(1).reshape(z.shape[:-1])
+        rows = slice(None) if valid is None else valid.flatten()
+        probs = torch.softmax(-distances[rows].float() / self.temperature, dim=1)
         gen = self.generator
         if gen is not None and gen.device != probs.device:
             drawn = torch.multinomial(probs.cpu(), 1, generator=gen).to(probs.device)
         else:
             drawn = torch.multinomial(probs, 1, generator=gen)
-        return drawn.reshape(z.shape[:-1])
+        indices = distances.argmin(1)
+        indices[rows] = drawn.squeeze(1)
+        return indices.reshape(z.shape[:-1])
 
     def forward(self, z: torch.Tensor, valid: torch.Tensor | None = None) -> Quantized:
         """z (B, N, C) -> Quantized; ``valid`` (B, N) bool excludes padded tokens from loss and usage."""
         if z.shape[-1] != self.dim:
             raise ValueError(f"quantiser expects tokens of size {self.dim}, got {tuple(z.shape)}")
-        indices = self.choose(z)
+        indices = self.choose(z, valid)
         z_q = self.embedding(indices)
         if valid is None:
             valid = torch.ones(z.shape[:-1], dtype=torch.bool, device=z.device)
