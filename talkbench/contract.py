@@ -229,3 +229,17 @@ def parse_prediction_file(filename: str) -> PredictionName:
     if sep and clip and condition:
         return PredictionName(clip, condition)
     return PredictionName(stem, None)
+
+
+# -- mixtures of datasets (datasets/mixture.py)
+MIXTURE_SEP = ","  # ``--dataset a,b``: the members of a mixture, as the config names it
+MIXTURE_JOIN = "+"  # ``a+b``: the mixture's own name (its experiment, its dataset tag)
+
+
+def mixture_members(name: str) -> list[str]:
+    """The member datasets a dataset name lists (``a,b`` or ``a+b``); one name for a single dataset."""
+    return [m.strip() for m in name.replace(MIXTURE_JOIN, MIXTURE_SEP).split(MIXTURE_SEP)]
+
+
+def mixture_name(members) -> str:
+    return MIXTURE_JOIN.join(members)

@@ -115,7 +115,7 @@ def run_command(
             return
         board = None
         if not no_leaderboard:
-            from talkbench.datasets.spec import mixture_members
+            from talkbench.contract import mixture_members
             from talkbench.reports import leaderboard as lb
 
             # a mixture's run: one board per member, where it stands beside that member's own runs

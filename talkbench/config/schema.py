@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, ValidationError
 
+from talkbench.contract import MIXTURE_SEP
 from talkbench.errors import ConfigError
 
 from . import hashing
@@ -30,7 +31,6 @@ from .hashing import LEGACY_SYNTHTALK_OPTIONS, OPTIONS
 from .validation import adapter, dataclass_of, is_mapping_type, reason, type_hints, type_hints_of, validate
 
 DEFAULT_DATASET = "synthtalk"
-MIXTURE_SEP = ","  # --dataset a,b: a mixture (datasets/spec.py names it)
 # how a preset file's layer is named in errors (dataset options it sets that a loader lacks are skipped)
 PRESET_SOURCE = "preset "
 
@@ -56,7 +56,7 @@ class DatasetConfig:
     weights: list[float] | None = None  # a mixture's per-member sampling weights, in the order of name
 
     def __post_init__(self) -> None:
-        from talkbench.datasets.spec import mixture_members
+        from talkbench.contract import mixture_members
 
         self.name = MIXTURE_SEP.join(mixture_members(self.name))  # "a+b" and "a, b" read as "a,b"
         if self.weights is not None and not self.is_mixture:
@@ -71,7 +71,7 @@ class DatasetConfig:
     @property
     def members(self) -> list[str]:
         """The datasets a run loads: the mixture's members, or the one dataset."""
-        from talkbench.datasets.spec import mixture_members
+        from talkbench.contract import mixture_members
 
         return mixture_members(self.name)
 
@@ -82,7 +82,7 @@ class DatasetConfig:
     @property
     def experiment(self) -> str:
         """The MLflow experiment (and dataset tag) of runs on it: the dataset, or the mixture ``a+b``."""
-        from talkbench.datasets.spec import mixture_name
+        from talkbench.contract import mixture_name
 
         return mixture_name(self.members)
 
@@ -355,7 +355,7 @@ class Builder:
         name = self.values.get("dataset.name", DEFAULT_DATASET)
         allowed: dict[str, Any] = {}
         hints: dict[str, Any] = {}
-        from talkbench.datasets.spec import mixture_members
+        from talkbench.contract import mixture_members
 
         for member in reversed(mixture_members(str(name))):
             # a mixture's options: any member's (each member's loader gets those it takes)

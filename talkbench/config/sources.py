@@ -89,7 +89,7 @@ def load_config(
 
 def default_preset(dataset: str) -> str:
     """``synthtalk`` on SynthTalk and its variants, else ``paper``; a mixture's when its members agree."""
-    from talkbench.datasets.spec import mixture_members
+    from talkbench.contract import mixture_members
 
     members = mixture_members(dataset)
     found = {"synthtalk" if m.partition("-")[0] == DEFAULT_DATASET else "paper" for m in members}

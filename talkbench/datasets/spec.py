@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from talkbench.contract import mixture_name
 from talkbench.datasets.rig import Rig
 
 
@@ -123,19 +124,8 @@ class DatasetSpec:
         return h.hexdigest()[:16]
 
 
-MIXTURE_SEP = ","  # ``--dataset a,b``: the members of a mixture, as the config names it
-MIXTURE_JOIN = "+"  # ``a+b``: the mixture's own name (its experiment, its dataset tag)
 # what every member must share so one audio encoder serves them all (the motion clock)
 CLOCK = ("fps", "capture_fps", "audio_alignment", "frame_rule", "period")
-
-
-def mixture_members(name: str) -> list[str]:
-    """The member datasets a dataset name lists (``a,b`` or ``a+b``); one name for a single dataset."""
-    return [m.strip() for m in name.replace(MIXTURE_JOIN, MIXTURE_SEP).split(MIXTURE_SEP)]
-
-
-def mixture_name(members) -> str:
-    return MIXTURE_JOIN.join(members)
 
 
 @dataclass

@@ -208,7 +208,7 @@ _SHOWN_BY_MIXTURE = ("dataset.name", "dataset.weights", "dataset.root")
 def mixture_runs(tracker, dataset: str):
     """Finished runs trained on a mixture with ``dataset`` among its members, as runs of ``dataset``:
     their ``test/<dataset>/...`` metrics and that member's tags under the plain names."""
-    from talkbench.datasets.spec import mixture_members
+    from talkbench.contract import mixture_members
 
     frames = []
     for name in tracker.experiment_names():
@@ -456,7 +456,7 @@ def leaderboard(
 ) -> Leaderboard:
     """Build the leaderboard of one dataset from the tracking store (finished runs only); with
     ``evidence``, CIs and significant bests from the runs' per-sequence tables."""
-    from talkbench.datasets.spec import mixture_members
+    from talkbench.contract import mixture_members
     from talkbench.store_reader import open_run_reader
 
     members = mixture_members(dataset)
