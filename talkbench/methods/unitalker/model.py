@@ -262,11 +262,11 @@ class UniTalker(Method):
         """The encoder once, the decoder batched over the conditions (None: the pivot identity)."""
         if len(conditions) == 0:
             raise ValueError("predict_conditions needs at least one condition (None for the pivot)")
+        name = self._member_name()  # on a mixture: the member of ``method.member(name)``
         device = audio.device
         n = self.frames_for(int(audio.shape[-1]))
         feats, frames = self.audio_encoder(audio[None], torch.tensor([audio.shape[-1]], device=device),
                                            torch.tensor([n], device=device))
-        name = self._member_name()
         ids = torch.tensor([self.pivot if k is None else int(k) + self.speaker_offset for k in conditions],
                            device=device)
         if int(ids.max()) >= self.n_identities or int(ids.min()) < 0:
