@@ -100,6 +100,10 @@ class UniTalker(Method):
         for member_spec in members.values():
             self.add_dataset(member_spec)
         self.mixture_spec = spec if isinstance(spec, MixtureSpec) else None
+        unknown = sorted(set(c.duplicate) - set(members))
+        if self.mixture_spec is not None and unknown:
+            raise ConfigError(f"unitalker.duplicate names {', '.join(unknown)}: not members of the mixture "
+                              f"({', '.join(members)})")
         self._use(None if self.mixture_spec else spec.name)
 
     def add_dataset(self, spec: DatasetSpec) -> None:
@@ -167,8 +171,9 @@ class UniTalker(Method):
         c = self.config
         rest = ("decoder.", "out_head_dict.")
         encoder = tuple(f"audio_encoder.{p}" for p in self.audio_encoder.trainable_prefixes())
+        # per-dataset duplication: a member's passes per epoch (the mixture sampler's repeats)
         common = dict(lr=c.lr, sampler=c.sampler, batch_size=c.batch_size, optimizer="adam",
-                      selection=c.selection)
+                      selection=c.selection, repeats=dict(c.duplicate))
         stages = [Stage(name="train", epochs=c.epochs - c.encoder_warmup_epochs, trainable=rest + encoder,
                         **common)]
         if c.encoder_warmup_epochs:  # fix_encoder_first: the encoder frozen whole, a new Adam after
