@@ -56,6 +56,19 @@ def test_member_proportions_follow_the_weights():
     assert {m for m, _ in sampler} == {"a"}
 
 
+def test_repeats_add_passes_over_a_member_and_scale_its_draws():
+    sampler = _sampler({"a": 1.0, "b": 1.0}, repeats={"b": 3})
+    assert len(sampler) == 20 + 3 * 4  # b's clips three times per epoch, as if concatenated thrice
+    drawn = []
+    for epoch in range(100):
+        sampler.set_epoch(epoch)
+        drawn += [m for m, _ in sampler]
+    share = drawn.count("b") / len(drawn)
+    assert abs(share - 0.75) < 0.03, share  # weight 1 x 3 passes against 1 x 1
+    with pytest.raises(ConfigError, match="repeats for c: not members"):
+        _sampler({"a": 1.0, "b": 1.0}, repeats={"c": 2})
+
+
 def test_schedule_is_seeded_resumable_and_passes_over_each_member():
     one, two = _sampler({"a": 1.0, "b": 2.0}), _sampler({"a": 1.0, "b": 2.0})
     one.set_epoch(3)
@@ -271,3 +284,73 @@ def test_mixture_training_interrupted_mid_epoch_resumes_bit_identical(roots, tmp
     reference = straight.state_dict()
     for key, value in resumed.state_dict().items():
         assert torch.equal(value, reference[key]), key
+
+
+# -- UniTalker: a head and basis per member, one identity table --------------------------------------
+def test_unitalker_has_a_head_and_basis_per_member_and_routes_each_batch(roots):
+    from talkbench.datasets import make_loader
+    from talkbench.pipeline import build_method
+
+    members = ("synthtalk", "synthtalk-topology2", "synthtalk-blendshape")
+    data = _mixture(roots, members)
+    cfg = load_config("unitalker", dataset=",".join(members), preset="tiny")
+    model = build_method(cfg, data.spec)
+    specs, c = data.spec.members, cfg.method_config
+    for m in members[:2]:
+        k = min(c.pca_dim, 3 * specs[m].n_vertices)
+        assert model.out_head_dict[m].weight.shape == (k, c.decoder_dim)
+        assert model.pca_layer_dict[m].feat_to_data.shape == (k, 3 * specs[m].n_vertices)
+    assert model.out_head_dict["synthtalk-blendshape"].out_features == len(specs[members[2]].channels)
+    assert "synthtalk-blendshape" not in model.pca_layer_dict  # weights are predicted directly
+    assert model.n_identities == len(data.spec.train_subjects) + 1  # every member's speakers + the pivot
+    with pytest.raises(ConfigError, match="unitalker.duplicate names D0: not members"):
+        build_method(load_config("unitalker", dataset=",".join(members), preset="tiny",
+                                 overrides=["unitalker.duplicate={D0: 2}"]), data.spec)  # fmt: skip
+    model.prepare(data.split("train"))
+    for m in members[:2]:  # each basis fitted on its own member's offsets
+        alone = build_method(load_config("unitalker", dataset=m, preset="tiny"), specs[m])
+        alone.prepare(data.members[m].split("train"))
+        assert torch.equal(model.pca_layer_dict[m].feat_to_data, alone.pca_layer_dict[m].feat_to_data)
+
+    loader = make_loader(data.split("train"), batch_size=2)
+    dup_cfg = load_config("unitalker", dataset=",".join(members), preset="tiny",
+                          overrides=["unitalker.duplicate={synthtalk-topology2: 2}"])  # fmt: skip
+    repeats = build_method(dup_cfg, data.spec).stages()[-1].repeats  # the trainer hands them to the loader
+    second_pass = make_loader(data.members["synthtalk-topology2"].split("train"), batch_size=2)
+    duplicated = make_loader(data.split("train"), batch_size=2, repeats=repeats)
+    assert len(duplicated) == len(loader) + len(second_pass)
+    batch = next(b for b in loader if b.dataset == "synthtalk-topology2")
+    model.train()
+    model.config.pivot_prob = 0.0
+    with model.member("synthtalk-topology2"):
+        rows = model.identities(batch.speaker)
+    assert torch.equal(rows, batch.speaker + data.spec.speaker_offset("synthtalk-topology2"))
+    model.loss("train", batch)["loss"].backward()
+    grads = {m: model.out_head_dict[m].weight.grad for m in members}
+    assert grads["synthtalk-topology2"] is not None and grads["synthtalk-topology2"].abs().sum() > 0
+    assert grads["synthtalk"] is None and grads["synthtalk-blendshape"] is None  # no gradient to others
+
+    model.eval()
+    clip = data.members["synthtalk-blendshape"].split("test")[0]
+    audio, template = torch.tensor(clip.audio), torch.tensor(clip.template)
+    with model.member("synthtalk-blendshape"):
+        out = model.predict_conditions(audio, template, [None, 0])
+        assert out.shape == (2, clip.n_frames, len(specs["synthtalk-blendshape"].channels))
+        assert model.spec is specs["synthtalk-blendshape"]
+    assert model.spec is data.spec
+    with pytest.raises(Exception, match="which member"):
+        model.predict(audio, template)
+
+
+def test_unitalker_trains_on_three_members_and_is_scored_on_each(roots, tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    members = ("synthtalk", "synthtalk-topology2", "synthtalk-blendshape")
+    res = runner.invoke(app, ["run", "--method", "unitalker", "--dataset", ",".join(members),
+                              "--set", "unitalker.duplicate={synthtalk-topology2: 2}", "--preset", "tiny",
+                              "--data-root", ",".join(str(roots[m]) for m in members),
+                              "--tracking-uri", uri, "--no-progress", "--no-leaderboard"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    run = tracking.Tracker(uri).search_runs("+".join(members)).iloc[0]
+    for member in members:
+        lve = run[contract.metric_column(contract.for_member(contract.test_metric("lve"), member))]
+        assert np.isfinite(lve) and lve > 0

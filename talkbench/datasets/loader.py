@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from torch.utils.data import DataLoader, Dataset
 
@@ -84,13 +84,15 @@ def make_loader(
     rank: int = 0,
     world_size: int = 1,
     drop_last: bool = False,
+    repeats: Mapping[str, int] | None = None,
 ):
     """Batches of a split. ``speaker_index`` defaults to the dataset spec's (one-hot order, -1 unseen).
-    A mixture's view (datasets/mixture.py) gets a MixtureLoader: each member's batches by weight."""
+    A mixture's view (datasets/mixture.py) gets a MixtureLoader: each member's batches by weight, and
+    ``repeats`` passes over a member per epoch (default 1; one dataset ignores it)."""
     common = dict(seed=seed, shuffle=shuffle, rank=rank, world_size=world_size, drop_last=drop_last)
     if hasattr(split_view, "make_loader"):  # a view that interleaves its own loaders (a MixtureView)
         return split_view.make_loader(sampler, batch_size, num_workers=num_workers, pin_memory=pin_memory,
-                                      **common)  # fmt: skip
+                                      repeats=repeats, **common)  # fmt: skip
     batch_sampler = make_batch_sampler(split_view, sampler, batch_size, **common)
     loader = clip_data_loader(split_view, batch_sampler, num_workers, pin_memory, speaker_index)
     return ClipLoader(split_view, batch_sampler, loader)

@@ -17,6 +17,9 @@ A mixture is several registered datasets trained on together; each member keeps 
   new pass over the member (a fresh order) when it runs out. An epoch has as many batches as one
   pass over every member; its order is a pure function of (seed, epoch), so resuming mid-epoch is
   replaying it (as for one dataset). Speaker indices in a batch are the member's own.
+- ``repeats`` (a stage's ``Stage.repeats``: UniTalker's ``unitalker.duplicate``) makes an epoch hold
+  that many passes over a member and multiplies its weight as much, as concatenating the member's
+  clips that many times would.
 
 Configuration: ``dataset.name`` lists the members (``a,b``); ``dataset.weights`` one weight per
 member in that order; ``dataset.root`` one root per member (``root_a,root_b``, empty for a generated
@@ -144,10 +147,16 @@ class MixtureSampler:
         rank: int = 0,
         world_size: int = 1,
         drop_last: bool = False,
+        repeats: Mapping[str, int] | None = None,
     ):
         self.samplers = dict(samplers)
         self.members = list(self.samplers)
-        w = np.array([weights[m] for m in self.members], np.float64)
+        unknown = sorted(set(repeats or {}) - set(self.members))
+        if unknown:
+            raise ConfigError(f"repeats for {', '.join(unknown)}: not members of this mixture "
+                              f"({', '.join(self.members)})")
+        self.repeats = {m: int((repeats or {}).get(m, 1)) for m in self.members}
+        w = np.array([weights[m] * self.repeats[m] for m in self.members], np.float64)
         self.p = w / w.sum()
         self.seed, self.rank, self.world_size, self.drop_last = int(seed), rank, world_size, drop_last
         self.epoch = 0
@@ -157,7 +166,7 @@ class MixtureSampler:
         self.epoch = int(epoch)
 
     def _n_global(self) -> int:
-        return sum(s._n_global() for s in self.samplers.values())
+        return sum(self.repeats[m] * s._n_global() for m, s in self.samplers.items())
 
     def __len__(self) -> int:
         return sharded_len(self._n_global(), self.world_size, self.drop_last)
@@ -238,9 +247,10 @@ def make_mixture_loader(
     rank: int = 0,
     world_size: int = 1,
     drop_last: bool = False,
+    repeats: Mapping[str, int] | None = None,
 ) -> MixtureLoader:
     """``make_loader`` for a :class:`MixtureView`: per member its sampler, speaker index and
-    DataLoader, interleaved by a :class:`MixtureSampler` with the view's weights."""
+    DataLoader, interleaved by a :class:`MixtureSampler` with the view's weights (and ``repeats``)."""
     from talkbench.datasets.loader import clip_data_loader, make_batch_sampler
 
     loaders, queues, samplers = {}, {}, {}
@@ -249,7 +259,7 @@ def make_mixture_loader(
         samplers[member] = make_batch_sampler(member_view, sampler, batch_size, seed=seed, shuffle=shuffle)
         queues[member] = _Scheduled()
         loaders[member] = clip_data_loader(member_view, queues[member], num_workers, pin_memory)
-    mix = MixtureSampler(samplers, view.weights, seed, rank, world_size, drop_last)
+    mix = MixtureSampler(samplers, view.weights, seed, rank, world_size, drop_last, repeats)
     return MixtureLoader(view, mix, loaders, queues)
 
 

@@ -36,6 +36,7 @@ def check_stages(stages: list[Stage], method_name: str) -> None:
             (s.batch_size >= 1, f"batch_size {s.batch_size} (expected >= 1)"),
             (s.lr > 0 or s.epochs == 0, f"lr {s.lr} (expected > 0)"),
             (s.grad_clip is None or s.grad_clip > 0, f"grad_clip {s.grad_clip} (expected > 0 or null)"),
+            (all(int(r) >= 1 for r in s.repeats.values()), f"repeats {s.repeats} (expected >= 1 each)"),
         ]
         for ok, what in checks:
             if not ok:

@@ -128,6 +128,8 @@ class Trainer:
             pin_memory=self.pin,
             speaker_index=spec.speaker_index,
         )
+        if train and stage.repeats:  # a mixture member's passes per epoch (the loader ignores it otherwise)
+            kw["repeats"] = stage.repeats
         params = inspect.signature(self.loader_factory).parameters
         native_sharding = "rank" in params and "world_size" in params
         if train and self.dist.enabled and native_sharding:

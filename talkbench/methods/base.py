@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -41,6 +41,10 @@ class Stage:
     grad_clip: float | None = None
     # "val": keep the epoch with the lowest validation loss; "last": keep the last epoch
     selection: str = "last"
+    # on a mixture: member -> passes over its training clips per epoch (default 1), each pass also
+    # multiplying its draw weight, as concatenating the dataset that many times does (UniTalker's
+    # per-dataset duplication); ignored on one dataset
+    repeats: dict[str, int] = field(default_factory=dict)
 
 
 def output_target(method: type, spec: DatasetSpec) -> str:

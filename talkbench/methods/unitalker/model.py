@@ -5,8 +5,14 @@ frozen, the transformer run at 50 Hz and its output interpolated to the motion f
 with a learnable identity embedding whose last row is the pivot identity, and one output head per
 dataset: a zero-initialised Linear predicting PCA coefficients that the dataset's fixed basis
 (``pca_layer_dict``, fitted on the training split's offsets in :meth:`UniTalker.prepare`) decodes to
-vertex offsets, or the blendshape weights directly. Heads are keyed by dataset name, so a mixture
-of datasets adds one head per member; today a run has one dataset, hence one head.
+vertex offsets, or the blendshape weights directly. Heads are keyed by dataset name.
+
+On a mixture (``MixtureSpec``, datasets/mixture.py; ``mixture = "heads"``) every member has its head,
+its PCA basis (fitted on its own training clips) or blendshape basis; the encoder, the decoder and the
+identity table are shared, the table spanning every member's training speakers (``member:subject``,
+each member's from ``speaker_offset``) plus the pivot. A batch goes through its member's head
+(``Batch.dataset``); predictions run inside ``method.member(name)`` with that member's head, fps
+and frame rule. On one dataset nothing differs from the release (same modules, same init order).
 
 Losses (loss/loss.py, main/train_eval_loop.py): the reconstruction MSE (vertices: of the decoded mesh;
 blendshapes: ``w_blendshape`` x the weight MSE + the MSE of both through a fixed blendshape basis,
@@ -20,16 +26,19 @@ Module names follow the release where it helps the importer (``audio_encoder``, 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 from torch import nn
 
 from talkbench.audio.build import build_audio_encoder
 from talkbench.datasets.batch import Batch
-from talkbench.datasets.spec import DatasetSpec
+from talkbench.datasets.spec import DatasetSpec, MixtureSpec
 from talkbench.datasets.targets import BLENDSHAPES, VERTICES
-from talkbench.errors import ConfigError
-from talkbench.methods.base import Method, Stage
+from talkbench.errors import ConfigError, TalkbenchError
+from talkbench.methods.base import Method, Stage, output_target
 from talkbench.methods.layers import masked_mse
 from talkbench.methods.unitalker.config import UniTalkerConfig
 from talkbench.methods.unitalker.decoder import build_decoder
@@ -69,11 +78,14 @@ class UniTalker(Method):
     uses_speaker_id = False  # evaluated with the pivot identity, as the release's demo ('common')
     presets = ("paper", "paper-b", "paper-l", "synthtalk", "tiny")
     targets = (VERTICES, BLENDSHAPES)
+    mixture = "heads"  # one head (and basis) per member, the body and identity table shared
 
-    def __init__(self, config: UniTalkerConfig, spec: DatasetSpec):
+    def __init__(self, config: UniTalkerConfig, spec: DatasetSpec | MixtureSpec):
         super().__init__(config, spec)
         c = config
-        self.audio_encoder = build_audio_encoder(c.audio, spec)
+        members = spec.members if isinstance(spec, MixtureSpec) else {spec.name: spec}
+        # the encoder interpolates its output to each clip's frames, so members may differ in fps
+        self.audio_encoder = build_audio_encoder(c.audio, next(iter(members.values())))
         if c.audio.kind in ("wav2vec2", "hubert", "wavlm") and c.audio.interpolate_at != "output":
             raise ConfigError("unitalker.audio.interpolate_at must be 'output' (the release interpolates "
                               "the encoder's output to the motion frames)")
@@ -84,7 +96,15 @@ class UniTalker(Method):
         # one head per dataset (a mixture: per member), PCA bases for the vertex ones
         self.out_head_dict = nn.ModuleDict()
         self.pca_layer_dict = nn.ModuleDict()
-        self.add_dataset(spec)
+        self.blendshape_bases: dict[str, str] = {}  # member -> name of its (non-persistent) buffer
+        for member_spec in members.values():
+            self.add_dataset(member_spec)
+        self.mixture_spec = spec if isinstance(spec, MixtureSpec) else None
+        unknown = sorted(set(c.duplicate) - set(members))
+        if self.mixture_spec is not None and unknown:
+            raise ConfigError(f"unitalker.duplicate names {', '.join(unknown)}: not members of the mixture "
+                              f"({', '.join(members)})")
+        self._use(None if self.mixture_spec else spec.name)
 
     def add_dataset(self, spec: DatasetSpec) -> None:
         """The head (and basis) of one dataset, keyed by its name."""
@@ -93,7 +113,11 @@ class UniTalker(Method):
             raise ConfigError(f"unitalker: dataset '{spec.name}' already has a head")
         if getattr(spec, "target", VERTICES) == BLENDSHAPES:
             out_dim = len(spec.channels)
-            self.register_buffer("blendshape_basis", _blendshape_basis(spec), persistent=False)
+            # one dataset: 'blendshape_basis' as before; a mixture's members each their own
+            k = len(self.blendshape_bases)
+            buffer = f"blendshape_basis_{k}" if k else "blendshape_basis"
+            self.register_buffer(buffer, _blendshape_basis(spec), persistent=False)
+            self.blendshape_bases[spec.name] = buffer
         elif c.use_pca:
             out_dim = min(c.pca_dim, 3 * int(spec.n_vertices))
             self.pca_layer_dict[spec.name] = PCABasis(3 * int(spec.n_vertices), out_dim)
@@ -105,12 +129,51 @@ class UniTalker(Method):
     def pivot(self) -> int:
         return self.n_identities - 1
 
+    # -- mixtures -------------------------------------------------------------------------------
+    def _use(self, member: str | None) -> None:
+        """Point spec, target and speaker offset at a dataset or mixture member (None: the mixture)."""
+        self._active = member
+        mix = self.mixture_spec
+        if mix is None:
+            self.speaker_offset = 0
+            return
+        if member is None:
+            self.spec, self.target, self.speaker_offset = mix, None, 0
+            return
+        if member not in mix.members:
+            raise TalkbenchError(f"'{member}' is not a member of the mixture {mix.name}")
+        self.spec = mix.members[member]
+        self.target = output_target(type(self), self.spec)
+        self.speaker_offset = mix.speaker_offset(member)
+
+    @contextlib.contextmanager
+    def member(self, name: str | None) -> Iterator[UniTalker]:
+        if name is None or self.mixture_spec is None:
+            with super().member(name):
+                yield self
+            return
+        previous = self._active
+        self._use(name)
+        try:
+            yield self
+        finally:
+            self._use(previous)
+
+    def _member_name(self) -> str:
+        if self._active is None:
+            raise TalkbenchError(
+                f"UniTalker on the mixture {self.spec.name}: which member? "
+                "(a batch names it in Batch.dataset; predictions run inside method.member(name))"
+            )
+        return self._active
+
     def stages(self) -> list[Stage]:
         c = self.config
         rest = ("decoder.", "out_head_dict.")
         encoder = tuple(f"audio_encoder.{p}" for p in self.audio_encoder.trainable_prefixes())
+        # per-dataset duplication: a member's passes per epoch (the mixture sampler's repeats)
         common = dict(lr=c.lr, sampler=c.sampler, batch_size=c.batch_size, optimizer="adam",
-                      selection=c.selection)
+                      selection=c.selection, repeats=dict(c.duplicate))
         stages = [Stage(name="train", epochs=c.epochs - c.encoder_warmup_epochs, trainable=rest + encoder,
                         **common)]
         if c.encoder_warmup_epochs:  # fix_encoder_first: the encoder frozen whole, a new Adam after
@@ -122,20 +185,21 @@ class UniTalker(Method):
         ``finetune_head``, start the encoder and decoder from that file first."""
         if self.config.finetune_head:
             load_body(self, self.config.finetune_head)
-        basis = self.pca_layer_dict[self.spec.name] if self.spec.name in self.pca_layer_dict else None
-        if basis is None:
-            return
-        offsets = [np.asarray(clip.vertices, np.float32).reshape(len(clip.vertices), -1)
-                   - np.asarray(clip.template, np.float32).reshape(1, -1) for clip in train_clips]
-        if not offsets:
-            raise ConfigError(f"unitalker: '{self.spec.name}' has no training clips to fit its PCA basis")
-        basis.fit(torch.from_numpy(np.concatenate(offsets)).to(basis.feat_to_data.device))
+        # a mixture's training view holds one view per member (MixtureView.views)
+        views = train_clips.views if self.mixture_spec is not None else {self.spec.name: train_clips}
+        for name, basis in self.pca_layer_dict.items():
+            offsets = [np.asarray(clip.vertices, np.float32).reshape(len(clip.vertices), -1)
+                       - np.asarray(clip.template, np.float32).reshape(1, -1) for clip in views.get(name, ())]
+            if not offsets:
+                raise ConfigError(f"unitalker: '{name}' has no training clips to fit its PCA basis")
+            basis.fit(torch.from_numpy(np.concatenate(offsets)).to(basis.feat_to_data.device))
 
     # -- the shared body and the heads ----------------------------------------------------------
     def identities(self, speaker: torch.Tensor) -> torch.Tensor:
         """Training-speaker indices -> embedding rows: unseen speakers (-1) take the pivot, and in
-        training each clip takes it with probability ``pivot_prob`` (random_id_prob)."""
-        ids = torch.where(speaker < 0, torch.full_like(speaker, self.pivot), speaker)
+        training each clip takes it with probability ``pivot_prob`` (random_id_prob). On a mixture the
+        indices are the active member's, shifted to its rows of the shared table."""
+        ids = torch.where(speaker < 0, torch.full_like(speaker, self.pivot), speaker + self.speaker_offset)
         if self.training and self.config.pivot_prob > 0:
             draw = torch.rand(ids.shape, device=ids.device) < self.config.pivot_prob
             ids = torch.where(draw, torch.full_like(ids, self.pivot), ids)
@@ -155,18 +219,23 @@ class UniTalker(Method):
 
     # -- losses ---------------------------------------------------------------------------------
     def loss(self, stage: str, batch: Batch) -> dict[str, torch.Tensor]:
+        with self.member(batch.dataset):  # a mixture: the batch's own head and identity rows
+            return self._loss(batch)
+
+    def _loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.config
+        name = self._member_name()
         hidden, frames = self.features(batch.audio, batch.audio_lengths, batch.lengths,
                                        self.identities(batch.speaker))
         t = hidden.shape[1]
         mask = lengths_to_mask(frames, t)
-        coefficients, pred = self.head(hidden, self.spec.name)
+        coefficients, pred = self.head(hidden, name)
         out: dict[str, torch.Tensor] = {}
         if self.target == BLENDSHAPES:
             gt = batch.weights[:, :t]
             out["weights"] = masked_mse(pred, gt, mask)
-            if self.blendshape_basis.numel():
-                basis = self.blendshape_basis
+            basis = getattr(self, self.blendshape_bases[name])
+            if basis.numel():
                 out["blendshape_vertices"] = masked_mse(pred @ basis, gt @ basis, mask)
                 reconstruction = c.w_blendshape * out["weights"] + out["blendshape_vertices"]
             else:  # no rig: the weights are all there is to learn from
@@ -177,7 +246,7 @@ class UniTalker(Method):
             reconstruction = out["vertices"] = masked_mse(pred + template, gt, mask)
         total = c.w_reconstruction * reconstruction
         if coefficients is not None:
-            target = self.pca_layer_dict[self.spec.name].encode(gt - template)
+            target = self.pca_layer_dict[name].encode(gt - template)
             out["pca"] = masked_mse(coefficients, target, mask)
             total = total + c.w_pca * out["pca"]
         return {"loss": total, **out}
@@ -198,16 +267,18 @@ class UniTalker(Method):
         """The encoder once, the decoder batched over the conditions (None: the pivot identity)."""
         if len(conditions) == 0:
             raise ValueError("predict_conditions needs at least one condition (None for the pivot)")
+        name = self._member_name()  # on a mixture: the member of ``method.member(name)``
         device = audio.device
         n = self.frames_for(int(audio.shape[-1]))
         feats, frames = self.audio_encoder(audio[None], torch.tensor([audio.shape[-1]], device=device),
                                            torch.tensor([n], device=device))
-        ids = torch.tensor([self.pivot if k is None else int(k) for k in conditions], device=device)
+        ids = torch.tensor([self.pivot if k is None else int(k) + self.speaker_offset for k in conditions],
+                           device=device)
         if int(ids.max()) >= self.n_identities or int(ids.min()) < 0:
             raise ConfigError(f"unitalker: identity {ids.tolist()} outside 0..{self.pivot} (the pivot)")
         feats = feats.expand(len(ids), -1, -1)
         hidden = self.decoder(feats, ids, lengths_to_mask(frames.expand(len(ids)), feats.shape[1]))
-        _, out = self.head(hidden, self.spec.name)
+        _, out = self.head(hidden, name)
         out = out[:, :n]
         if self.target == BLENDSHAPES:
             return out  # (C, T, K) weights, the neutral being all-zero weights
