@@ -51,3 +51,34 @@ def make_small_study(out_dir, seed: int = 0, reference: bool = False, viewer: bo
         reference=reference,
         viewer=viewer,
     )
+
+
+def make_small_rating_study(out_dir, seed: int = 0, scale: str = "mos"):
+    """Two methods on two clips, rated on lip-sync and naturalness, one repeat, one instructed trial."""
+    from talkbench.study.make import build_rating_study
+
+    template, faces = grid_face()
+    rng = np.random.default_rng(seed)
+    clips, preds = [], {"A": {}, "B": {}}
+    for k, subject in enumerate(("S1", "S2")):
+        gt = (template[None] + 0.01 * rng.standard_normal((8, len(template), 3))).astype(np.float32)
+        name = f"{subject}_sentence0{k + 1}"
+        clips.append(
+            StudyClip(name, subject, 30.0, rng.standard_normal(4000).astype(np.float32) * 0.1, template, gt)
+        )
+        preds["A"][name] = gt + 0.001
+        preds["B"][name] = np.repeat(template[None], len(gt), axis=0)
+    return build_rating_study(
+        out_dir,
+        clips,
+        preds,
+        faces,
+        camera_for("synthtalk"),
+        scale,
+        n_clips=2,
+        criteria=("lip-sync", "naturalness"),
+        n_repeats=1,
+        n_instructed=1,
+        seed=seed,
+        size=64,
+    )

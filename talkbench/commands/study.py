@@ -8,7 +8,7 @@ import typer
 
 from talkbench.commands import one_line_command
 
-study_app = typer.Typer(help="Perceptual user studies (two-alternative forced choice).", no_args_is_help=True)
+study_app = typer.Typer(help="Perceptual user studies (2AFC or MOS / Likert ratings).", no_args_is_help=True)
 
 
 @study_app.command("make")
@@ -18,8 +18,20 @@ def make(
     out: Path = typer.Option(..., "--out", help="Study folder to create."),
     clips: int = typer.Option(10, "--clips", help="Test clips per method pair."),
     seed: int = typer.Option(0, "--seed", help="Seed for clip choice, left/right sides and trial order."),
-    criteria: str = typer.Option(
-        "lipsync,realism", "--criteria", help="Comma-separated: lipsync,realism,style."
+    criteria: str | None = typer.Option(
+        None,
+        "--criteria",
+        help="Comma-separated. 2AFC: lipsync,realism,style (default lipsync,realism); ratings: "
+        "lip-sync,naturalness,realism,style (default lip-sync,naturalness).",
+    ),
+    scale: str = typer.Option(
+        "2afc", "--scale", help="2afc (left or right), mos (1-5 per criterion) or likert (1-7)."
+    ),
+    repeats: int = typer.Option(
+        2, "--repeats", help="Rating studies: trials shown twice (consistency check)."
+    ),
+    instructed: int = typer.Option(
+        1, "--instructed", help="Rating studies: instructed-response trials (attention check)."
     ),
     reference: bool = typer.Option(
         False, "--reference", help="Show the speaker's ground truth; ask about style."
@@ -29,14 +41,18 @@ def make(
         False, "--viewer", help="Show each trial in the 3D viewer (orbit, scrub) instead of an MP4."
     ),
     samples: int = typer.Option(
-        1, "--samples", help="Runs of methods that sample show one of their first N samples per clip "
+        1,
+        "--samples",
+        help="Runs of methods that sample show one of their first N samples per clip "
         "(seeded by --seed; recorded per trial with its seed); 1: sample 0.",
     ),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri"),
 ) -> None:
-    """Render side-by-side trials of saved test predictions and write the manifest."""
+    """Render side-by-side trials (or one face per trial to rate) of saved test predictions and
+    write the manifest."""
     from talkbench.study.make import make_study_from_runs
 
+    criteria = criteria or ("lipsync,realism" if scale == "2afc" else "lipsync,naturalness")
     path = make_study_from_runs(
         runs,
         out,
@@ -48,6 +64,9 @@ def make(
         tracking_uri,
         viewer,
         samples,
+        scale,
+        repeats,
+        instructed,
     )
     typer.echo(f"study written to {path}; serve it with: bench study serve {path}")
 
@@ -118,16 +137,26 @@ def analyze(
         "--metrics",
         help="Objective metrics to correlate with the preferences per clip (a study made from runs).",
     ),
+    max_repeat_diff: float = typer.Option(
+        1.0, "--max-repeat-diff", help="Rating studies: mean points a rater's repeated trials may differ."
+    ),
 ) -> None:
-    """Preference rates, binomial tests, Wilson CIs, Holm correction, Bradley-Terry scores, and the
-    Spearman correlation of each metric with the preferences per clip."""
+    """Preference rates, binomial tests, Wilson CIs, Holm correction, Bradley-Terry scores (2AFC), or
+    MOS per method and criterion with bootstrap CIs (ratings); and the Spearman correlation of each
+    metric with the preferences or ratings per clip."""
     from talkbench.study.analysis import analyze as run_analysis
     from talkbench.study.analysis import load_answers, plot_preferences
 
     answers = load_answers(source)
-    result = run_analysis(answers, min_catch)
     out = out or (source if source.is_dir() else source.parent) / "analysis"
     out.mkdir(parents=True, exist_ok=True)
+    names = [m.strip() for m in metrics.split(",") if m.strip()]
+    if "method" in answers and answers["method"].notna().any():
+        result = _report_ratings(answers, out, max_repeat_diff)
+        _echo_agreement(_metric_agreement(source, result, names, tracking_uri, rating=True), out, "rating")
+        _log(log, result, out, source, tracking_uri)
+        return
+    result = run_analysis(answers, min_catch)
     pairs = result["pairs"]
     pairs.to_csv(out / "pairs.csv", index=False)
     plot_preferences(pairs, out / "preferences.png")
@@ -149,17 +178,46 @@ def analyze(
     for criterion, scores in result["bradley_terry"].items():
         ranked = ", ".join(f"{m} {s:+.2f}" for m, s in sorted(scores.items(), key=lambda kv: -kv[1]))
         typer.echo(f"Bradley-Terry ({criterion}): {ranked}")
-    names = [m.strip() for m in metrics.split(",") if m.strip()]
     agreement = _metric_agreement(source, result, names, tracking_uri)
+    _echo_agreement(agreement, out, "preference")
+    _log(log, result, out, source, tracking_uri)
+
+
+def _report_ratings(answers, out: Path, max_repeat_diff: float) -> dict:
+    from talkbench.study.ratings import analyze_ratings, plot_mos
+
+    result = analyze_ratings(answers, max_repeat_diff)
+    mos = result["mos"]
+    mos.to_csv(out / "mos.csv", index=False)
+    plot_mos(mos, out / "mos.png")
+    reasons = result["exclusion_reasons"]
+    typer.echo(
+        f"raters: {result['n_raters']} ({len(reasons)} excluded by attention checks: "
+        f"{', '.join(f'{r} ({why})' for r, why in sorted(reasons.items())) or 'none'}); "
+        f"ratings analysed: {result['n_answers']}"
+    )
+    typer.echo(
+        mos.assign(
+            mos=mos["mos"].map("{:.2f}".format),
+            ci=[f"[{lo:.2f}, {hi:.2f}]" for lo, hi in zip(mos["ci_low"], mos["ci_high"])],
+        )[["criterion", "method", "mos", "ci", "n", "raters", "clips"]].to_markdown(index=False)
+    )
+    return result
+
+
+def _echo_agreement(agreement, out: Path, what: str) -> None:
     if agreement is not None:
         agreement.to_csv(out / "metric_agreement.csv", index=False)
-        typer.echo("Spearman rho between each metric's per-clip advantage and the preference (95 % CI):")
+        typer.echo(f"Spearman rho between each metric's per-clip advantage and the {what} (95 % CI):")
         typer.echo(
             agreement.assign(
                 rho=agreement["rho"].map("{:+.2f}".format),
                 ci=[f"[{lo:+.2f}, {hi:+.2f}]" for lo, hi in zip(agreement["ci_low"], agreement["ci_high"])],
             )[["criterion", "metric", "rho", "ci", "n_items"]].to_markdown(index=False)
         )
+
+
+def _log(log: bool, result: dict, out: Path, source: Path, tracking_uri: str | None) -> None:
     if log:
         from talkbench.study.record import log_study
 
@@ -167,14 +225,17 @@ def analyze(
         typer.echo(f"logged to MLflow experiment 'user-study', run {run_id}")
 
 
-def _metric_agreement(source: Path, result: dict, metrics: list[str], tracking_uri: str | None):
-    """The per-clip metric/preference correlations of a study folder whose manifest names its runs
-    (``bench study make --runs``); None for a CSV or a study of other predictions."""
+def _metric_agreement(
+    source: Path, result: dict, metrics: list[str], tracking_uri: str | None, rating: bool = False
+):
+    """The per-clip metric/preference (or metric/rating) correlations of a study folder whose
+    manifest names its runs (``bench study make --runs``); None for a CSV or a study of other
+    predictions."""
     import json
 
     from talkbench.contract import PER_SEQUENCE_ARTIFACT
     from talkbench.metrics.registry import metric_info
-    from talkbench.study.correlation import clip_preferences, metric_agreement
+    from talkbench.study.correlation import clip_preferences, clip_ratings, metric_agreement, rating_agreement
     from talkbench.tracking import Tracker
 
     manifest = source / "manifest.json"
@@ -190,6 +251,8 @@ def _metric_agreement(source: Path, result: dict, metrics: list[str], tracking_u
         label: pd.read_csv(tracker.download_artifacts(run_id, PER_SEQUENCE_ARTIFACT))
         for label, run_id in runs.items()
     }
+    if rating:
+        return rating_agreement(clip_ratings(result["kept"]), tables, metrics)
     return metric_agreement(clip_preferences(result["kept"]), tables, metrics)
 
 

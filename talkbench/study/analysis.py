@@ -136,13 +136,15 @@ def load_answers(path) -> pd.DataFrame:
         manifest = load_manifest(path)
         trials = pd.DataFrame(manifest["trials"]).rename(columns={"id": "trial"})
         answers = AnswerStore(path / "answers.db").frame()
-        df = answers.merge(
-            trials[["trial", "left", "right", "catch", "expected", "clip"]], on="trial", how="left"
-        )
+        joined = ["left", "right", "catch", "expected", "clip", "method", "check", "repeat_of"]
+        df = answers.merge(trials[["trial", *(c for c in joined if c in trials)]], on="trial", how="left")
     elif path.is_file():
         from talkbench.study.store import unescape_cell
 
-        text = {c: "string" for c in ("rater", "trial", "criterion", "choice", "left", "right", "expected")}
+        text = {
+            c: "string"
+            for c in ("rater", "trial", "criterion", "choice", "left", "right", "expected", "method", "check")
+        }
         df = pd.read_csv(path, dtype=text)
         for col in df.columns:  # undo the export's formula escaping ("'-bob" was rater "-bob")
             if df[col].dtype == object or isinstance(df[col].dtype, pd.StringDtype):

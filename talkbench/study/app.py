@@ -47,6 +47,8 @@ def create_app(study_dir: str | Path, hosts: Iterable[str] | None = None) -> Fla
     manifest = load_manifest(study_dir)
     trials = {t["id"]: t for t in manifest["trials"]}
     store = AnswerStore(study_dir / "answers.db")
+    scale = manifest.get("scale")  # a rating study's answers are scale points, a 2AFC study's sides
+    choices = [str(k) for k in range(1, scale["points"] + 1)] if scale else ["left", "right"]
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
 
@@ -92,6 +94,7 @@ def create_app(study_dir: str | Path, hosts: Iterable[str] | None = None) -> Fla
                 "title": manifest.get("title", "Talking-face study"),
                 "consent": manifest.get("consent", ""),
                 "questions": manifest["questions"],
+                "scale": manifest.get("scale"),  # rating studies: points and labels; None for 2AFC
                 "trials": public_trials(rater),
             }
         )
@@ -115,6 +118,8 @@ def create_app(study_dir: str | Path, hosts: Iterable[str] | None = None) -> Fla
             abort(404, description="unknown trial id")
         if a.criterion not in trial["criteria"]:
             abort(400, description=f"criterion must be one of {trial['criteria']}")
+        if a.choice not in choices:
+            abort(400, description=f"choice must be one of {choices}")
         user_agent = request.headers.get("User-Agent", "")[:300]
         stored = store.add(a.rater, trial["id"], a.criterion, a.choice, a.rt_ms, user_agent)
         return jsonify({"stored": stored})

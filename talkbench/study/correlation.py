@@ -8,6 +8,11 @@ for method A against A's metric advantage on that clip; Spearman's rho with a bo
   sums over frame counts, or the mean), over the run's speaker conditions; speaker-pooled metrics
   (the style log errors) have no per-clip value and are left out;
 - CI: 2000 percentile-bootstrap resamples of the (clip, pair) items (seeded).
+
+A rating study (MOS / Likert) is correlated per (clip, method) item instead: the mean rating of a
+method's clip against the metric's goodness there (minus the value for lower-is-better metrics, the
+value for higher-is-better ones, minus |value| for those best at 0), so again a positive rho means
+the metric agrees with the raters. The ground truth, rated as an anchor, has no metric row and drops out.
 """
 
 from __future__ import annotations
@@ -24,9 +29,7 @@ from talkbench.metrics.registry import metric_info
 def clip_preferences(kept: pd.DataFrame) -> pd.DataFrame:
     """criterion, clip, a, b (a < b by name), pref_a (share choosing a), n: from analysed answers
     (``winner``/``loser`` columns, catch trials and excluded raters already removed)."""
-    df = kept.assign(
-        a=np.minimum(kept["winner"], kept["loser"]), b=np.maximum(kept["winner"], kept["loser"])
-    )
+    df = kept.assign(a=np.minimum(kept["winner"], kept["loser"]), b=np.maximum(kept["winner"], kept["loser"]))
     df = df.assign(won_a=(df["winner"] == df["a"]).astype(float))
     grouped = df.groupby(["criterion", "clip", "a", "b"])["won_a"]
     return grouped.agg(pref_a="mean", n="size").reset_index()
@@ -62,7 +65,7 @@ def spearman_ci(
     rx -= rx.mean(axis=1, keepdims=True)
     ry -= ry.mean(axis=1, keepdims=True)
     den = np.sqrt((rx * rx).sum(axis=1) * (ry * ry).sum(axis=1))
-    reps = ((rx * ry).sum(axis=1) / np.where(den > 0, den, np.nan))
+    reps = (rx * ry).sum(axis=1) / np.where(den > 0, den, np.nan)
     reps = reps[np.isfinite(reps)]  # resamples with a constant side have no correlation
     if not len(reps):
         return rho, math.nan, math.nan
@@ -93,8 +96,52 @@ def metric_agreement(
             keep = np.isfinite(adv)
             rho, lo, hi = spearman_ci(adv[keep], part["pref_a"].to_numpy()[keep], n_boot, seed)
             rows.append(
-                {"criterion": criterion, "metric": metric, "rho": rho, "ci_low": lo, "ci_high": hi,
-                 "n_items": int(keep.sum())}
+                {
+                    "criterion": criterion,
+                    "metric": metric,
+                    "rho": rho,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "n_items": int(keep.sum()),
+                }
+            )
+    return pd.DataFrame(rows, columns=["criterion", "metric", "rho", "ci_low", "ci_high", "n_items"])
+
+
+def clip_ratings(kept: pd.DataFrame) -> pd.DataFrame:
+    """criterion, clip, method, rating (mean over kept raters), n: from analysed rating answers."""
+    grouped = kept.groupby(["criterion", "clip", "method"])["rating"]
+    return grouped.agg(rating="mean", n="size").reset_index()
+
+
+def rating_agreement(
+    ratings: pd.DataFrame,
+    values: dict[str, pd.DataFrame],
+    metrics: list[str],
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """criterion, metric, rho, ci_low, ci_high, n_items between per-clip ratings and metric goodness."""
+    rows = []
+    for metric in metrics:
+        info = metric_info(metric)
+        if info.reduction == "speaker-pooled":
+            continue
+        clip_vals = {label: per_clip_values(df, metric) for label, df in values.items()}
+        for criterion, part in ratings.groupby("criterion"):
+            v = np.asarray([_value(clip_vals, m, c) for m, c in zip(part["method"], part["clip"])], float)
+            good = {"higher": v, "zero": -np.abs(v)}.get(info.direction, -v)
+            keep = np.isfinite(good)
+            rho, lo, hi = spearman_ci(good[keep], part["rating"].to_numpy(float)[keep], n_boot, seed)
+            rows.append(
+                {
+                    "criterion": criterion,
+                    "metric": metric,
+                    "rho": rho,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "n_items": int(keep.sum()),
+                }
             )
     return pd.DataFrame(rows, columns=["criterion", "metric", "rho", "ci_low", "ci_high", "n_items"])
 

@@ -27,6 +27,42 @@ CONSENT = (
 )
 CATCH = "catch:static"  # ground truth against a face that does not move at all
 
+# Rating studies: one face per trial, a score per criterion. MOS is the ITU-T P.800 five-point
+# absolute category rating; Likert is a seven-point agreement scale.
+SCALES = {
+    "mos": {"points": 5, "labels": ["Bad", "Poor", "Fair", "Good", "Excellent"]},
+    "likert": {
+        "points": 7,
+        "labels": [
+            "Strongly disagree",
+            "Disagree",
+            "Somewhat disagree",
+            "Neutral",
+            "Somewhat agree",
+            "Agree",
+            "Strongly agree",
+        ],
+    },
+}
+RATING_QUESTIONS = {
+    "lipsync": "How well do the lip movements match the speech?",
+    "naturalness": "How natural does the face move?",
+    "realism": "How realistic is the facial motion?",
+    "style": "How close is the speaking style to the reference on the left?",
+}
+ATTENTION = "attention"  # the criterion of an instructed-response trial
+
+
+def rating_criteria(criteria: tuple[str, ...]) -> tuple[str, ...]:
+    """Criteria names as the CLI takes them ("lip-sync" is "lipsync"), checked against the questions."""
+    names = tuple(c.replace("-", "").replace("_", "") for c in criteria)
+    unknown = [c for c, n in zip(criteria, names) if n not in RATING_QUESTIONS]
+    if unknown or not names:
+        raise TalkbenchError(
+            f"unknown rating criteria {unknown}; expected some of {sorted(RATING_QUESTIONS)}"
+        )
+    return names
+
 
 @dataclass
 class StudyClip:
@@ -159,6 +195,111 @@ def build_study(
     return out
 
 
+def build_rating_study(
+    out_dir: str | Path,
+    clips: list[StudyClip],
+    predictions: dict[str, dict[str, np.ndarray]],
+    faces: np.ndarray,
+    camera: Camera,
+    scale: str = "mos",
+    n_clips: int = 10,
+    criteria: tuple[str, ...] = ("lipsync", "naturalness"),
+    reference: bool = False,
+    n_repeats: int = 2,
+    n_instructed: int = 1,
+    seed: int = 0,
+    size: int = 384,
+    title: str = "Talking-face study",
+    drawn: dict[str, dict[str, dict]] | None = None,
+) -> Path:
+    """One method's face per trial, rated per criterion on ``scale`` (mos: 1-5, likert: 1-7).
+
+    Attention checks: ``n_repeats`` trials shown twice (``check: "repeat"``, ``repeat_of`` the first
+    showing; a rater's two scores should agree) and ``n_instructed`` trials whose only question says
+    which point to pick (``check: "instructed"``, ``expected`` that point). Both are left out of the
+    MOS; raters failing them are excluded by the analysis. The ground truth is rated as a method
+    ("ground-truth") so the scale has an anchor.
+    """
+    if scale not in SCALES:
+        raise TalkbenchError(f"--scale {scale}: expected 2afc or one of {sorted(SCALES)}")
+    criteria = rating_criteria(criteria)
+    if reference and "style" not in criteria:
+        criteria += ("style",)
+    shared = set.intersection(*(set(p) for p in predictions.values())) if predictions else set()
+    usable = [c for c in clips if c.name in shared]
+    if not usable:
+        raise TalkbenchError("the methods share no predicted test clip to rate")
+    chosen = select_clips(usable, n_clips, seed)
+    out = Path(out_dir)
+    (out / "videos").mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    points = SCALES[scale]["points"]
+    specs = [(clip, m, predictions[m][clip.name]) for clip in chosen for m in sorted(predictions)]
+    specs += [(clip, "ground-truth", clip.vertices) for clip in chosen]
+    rng.shuffle(specs)
+    trials = []
+    for i, (clip, method, verts) in enumerate(specs):
+        trial_id = f"t{i + 1:03d}"
+        panels = ([("Reference", clip.vertices)] if reference else []) + [("Rate", verts)]
+        video = out / "videos" / f"{trial_id}.mp4"
+        render_side_by_side(panels, faces, video, clip.fps, camera, clip.audio, clip.template, size)
+        sample = (drawn or {}).get(method, {}).get(clip.name)
+        trials.append(
+            {
+                "id": trial_id,
+                "video": f"videos/{video.name}",
+                "clip": clip.name,
+                "subject": clip.subject,
+                "method": method,
+                "catch": False,
+                "check": None,
+                "expected": None,
+                "criteria": list(criteria),
+                **({"sample": sample} if sample else {}),
+            }
+        )
+    originals = [t for t in trials if t["method"] != "ground-truth"] or trials
+    extra = []
+    for k, t in enumerate(rng.sample(originals, min(n_repeats, len(originals)))):  # same video again
+        extra.append({**t, "id": f"r{k + 1:03d}", "check": "repeat", "repeat_of": t["id"]})
+    for k in range(n_instructed):
+        t = rng.choice(originals)
+        extra.append(
+            {
+                **t,
+                "id": f"a{k + 1:03d}",
+                "check": "instructed",
+                "expected": str(rng.randint(1, points)),
+                "criteria": [ATTENTION],
+            }
+        )
+    questions = {c: RATING_QUESTIONS[c] for c in criteria}
+    for t in extra:
+        if t["check"] == "instructed":  # its own question text: the point to pick
+            questions[f"{ATTENTION}:{t['id']}"] = (
+                f"To show you are paying attention, please answer {t['expected']} to this question."
+            )
+            t["criteria"] = [f"{ATTENTION}:{t['id']}"]
+    trials += extra
+    rng.shuffle(trials)
+    manifest = {
+        "title": title,
+        "seed": seed,
+        "design": "rating",
+        "methods": sorted(predictions),
+        "scale": {"name": scale, **SCALES[scale]},
+        "criteria": list(criteria),
+        "questions": questions,
+        "reference": reference,
+        "consent": CONSENT.replace(
+            "pick, for each question, the left or the right face", "rate each face on a scale"
+        ),
+        "trials": trials,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return out
+
+
 def make_study_from_runs(
     run_ids: list[str],
     out_dir: str | Path,
@@ -170,15 +311,23 @@ def make_study_from_runs(
     tracking_uri: str | None = None,
     viewer: bool = False,
     samples: int = 1,
+    scale: str = "2afc",
+    n_repeats: int = 2,
+    n_instructed: int = 1,
 ) -> Path:
     """A study comparing the test predictions saved by tracked runs (all on the same dataset).
 
     A run of a method that samples shows, per clip, one of its first ``samples`` stored samples,
     drawn with ``seed`` (1: always sample 0, its prediction), so the ratings cover its distribution
-    rather than one seed; each trial records which sample and its seed."""
+    rather than one seed; each trial records which sample and its seed. ``scale`` "mos" or "likert"
+    makes a rating study (:func:`build_rating_study`) instead of 2AFC."""
     from talkbench.render import camera_for
     from talkbench.runs import TrackedRun, run_labels, same_dataset
 
+    if scale != "2afc" and scale not in SCALES:
+        raise TalkbenchError(f"--scale {scale}: expected 2afc or one of {sorted(SCALES)}")
+    if scale != "2afc" and viewer:
+        raise TalkbenchError("--viewer shows 2AFC trials only; a rating study plays MP4s")
     if len(set(run_ids)) < 2:
         raise TalkbenchError("bench study make needs at least two different --runs")
     runs = [TrackedRun.open(r, tracking_uri) for r in dict.fromkeys(run_ids)]
@@ -213,22 +362,41 @@ def make_study_from_runs(
                 drawn[label][clip.name] = {"sample": k, "seed": seeds[k]}
             else:
                 predictions[label][clip.name] = r.prediction(clip.name)
-    out = build_study(
-        out_dir,
-        clips,
-        predictions,
-        data.spec.faces,
-        camera_for(data.spec.name),
-        n_clips,
-        criteria,
-        reference,
-        None,
-        seed,
-        size,
-        title=f"Talking-face study ({data.spec.name})",
-        viewer=viewer,
-        drawn=drawn,
-    )
+    if scale != "2afc":
+        out = build_rating_study(
+            out_dir,
+            clips,
+            predictions,
+            data.spec.faces,
+            camera_for(data.spec.name),
+            scale,
+            n_clips,
+            criteria,
+            reference,
+            n_repeats,
+            n_instructed,
+            seed,
+            size,
+            title=f"Talking-face study ({data.spec.name})",
+            drawn=drawn,
+        )
+    else:
+        out = build_study(
+            out_dir,
+            clips,
+            predictions,
+            data.spec.faces,
+            camera_for(data.spec.name),
+            n_clips,
+            criteria,
+            reference,
+            None,
+            seed,
+            size,
+            title=f"Talking-face study ({data.spec.name})",
+            viewer=viewer,
+            drawn=drawn,
+        )
     # which run each label shows, so the analysis can correlate metrics with preferences per clip
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text())

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pandas as pd
+
 from talkbench.contract import Kind, Tag
 
 EXPERIMENT = "user-study"  # the MLflow experiment of every study analysis
@@ -29,7 +31,10 @@ def log_study(result: dict, out_dir: Path, source: Path, tracking_uri: str | Non
         "raters_excluded": len(result["excluded_raters"]),
         "answers": result["n_answers"],
     }
-    for r in result["pairs"].itertuples():
+    for r in result.get("mos", pd.DataFrame()).itertuples():  # a rating study
+        name = _key(f"{r.method}/{r.criterion}")
+        metrics.update({f"mos/{name}": r.mos, f"ci_low/{name}": r.ci_low, f"ci_high/{name}": r.ci_high})
+    for r in result.get("pairs", pd.DataFrame()).itertuples():
         name = _key(f"{r.method_a}_vs_{r.method_b}/{r.criterion}")
         metrics.update(
             {
@@ -41,7 +46,7 @@ def log_study(result: dict, out_dir: Path, source: Path, tracking_uri: str | Non
                 f"n/{name}": r.n,
             }
         )
-    for criterion, scores in result["bradley_terry"].items():
+    for criterion, scores in result.get("bradley_terry", {}).items():
         metrics.update({_key(f"bt/{criterion}/{m}"): s for m, s in scores.items()})
     tracker.log_metrics(run_id, metrics)
     tracker.log_artifact(run_id, out_dir, "analysis")

@@ -30,7 +30,8 @@ class AnswerBody(BaseModel):
     rater: StrictStr
     trial: Annotated[StrictStr, Field(min_length=1, max_length=MAX_ID)]
     criterion: Annotated[StrictStr, Field(min_length=1, max_length=MAX_ID)]
-    choice: Literal["left", "right"]
+    # a side (2AFC trial) or a scale point "1".."9" (rating trial); the app checks which the trial takes
+    choice: Literal["left", "right"] | Annotated[StrictStr, Field(pattern=r"^[1-9]$")]
     rt_ms: Annotated[StrictInt, Field(ge=0, le=MAX_RT_MS)] | None = None
 
     @field_validator("rater")

@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS answers (
     rater TEXT NOT NULL,
     trial TEXT NOT NULL,
     criterion TEXT NOT NULL,
-    choice TEXT NOT NULL CHECK (choice IN ('left', 'right')),
+    choice TEXT NOT NULL CHECK (choice IN ('left', 'right') OR choice GLOB '[1-9]'),  -- side or scale point
     rt_ms INTEGER,
     user_agent TEXT,
     created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
@@ -82,16 +82,18 @@ class AnswerStore:
                 t = trials[row["trial"]]
                 record = {
                     **{k: row[k] for k in ANSWER_FIELDS},
-                    "left": t["left"],
-                    "right": t["right"],
+                    "left": t.get("left"),
+                    "right": t.get("right"),
                     "catch": bool(t["catch"]),
                     "expected": t.get("expected"),
                     "clip": t["clip"],
+                    **{k: t.get(k) for k in RATING_COLUMNS},
                 }
                 writer.writerow({k: _cell(v) for k, v in record.items()})
         return out
 
 
+RATING_COLUMNS = ("method", "check", "repeat_of")  # rating trials: the method shown, attention check
 ANSWER_FIELDS = ("rater", "trial", "criterion", "choice", "rt_ms", "user_agent", "created")
 EXPORT_COLUMNS = [
     "rater",
@@ -106,6 +108,7 @@ EXPORT_COLUMNS = [
     "rt_ms",
     "user_agent",
     "created",
+    *RATING_COLUMNS,
 ]
 # OWASP CSV injection: a cell starting with one of these is a formula (or becomes one) in
 # spreadsheets. A leading quote is escaped too, so that unescape_cell is exact.

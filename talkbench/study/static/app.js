@@ -1,4 +1,4 @@
-// Two-alternative forced choice: every answer is POSTed the moment it is given, so a reload resumes.
+// Two-alternative forced choice, or a rating scale (study.scale); every answer is POSTed the moment it is given, so a reload resumes.
 "use strict";
 
 function raterId() {
@@ -59,9 +59,13 @@ function render() {
     const p = document.createElement("p");
     p.textContent = study.questions[criterion] || criterion;
     row.append(p);
-    for (const side of ["left", "right"]) {
+    // 2AFC: Left / Right; a rating study: its points, each with its label ("3 Fair")
+    const options = study.scale
+      ? study.scale.labels.map((label, i) => [String(i + 1), `${i + 1} ${label}`])
+      : [["left", "Left"], ["right", "Right"]];
+    for (const [side, text] of options) {
       const b = document.createElement("button");
-      b.textContent = side === "left" ? "Left" : "Right";
+      b.textContent = text;
       b.dataset.choice = side;
       b.disabled = answered.has(key(trial.id, criterion));
       b.addEventListener("click", () => answer(trial.id, criterion, side, row));
