@@ -145,3 +145,42 @@ def test_bench_run_logs_rendered_samples(tmp_path):
     frames, audio, _, _ = read_mp4(tracker.download_artifacts(run_id, names[0]))
     assert frames.shape[2] == 2 * frames.shape[1]  # ground truth | prediction
     assert len(audio) > 0
+
+
+def test_rating_study_from_runs_then_analyze_and_log(two_runs, tmp_path):
+    """`bench study make --scale mos` on logged runs, answers through the store, `analyze --log`."""
+    from talkbench.study.store import AnswerStore
+    from talkbench.tracking import Tracker
+
+    uri, ids = two_runs
+    study = tmp_path / "mos"
+    args = ["study", "make", "--runs", ids[0], "--runs", ids[1], "--out", str(study), "--clips", "2"]
+    args += ["--size", "48", "--scale", "mos", "--repeats", "1", "--tracking-uri", uri]
+    _ok(args)
+    manifest = json.loads((study / "manifest.json").read_text())
+    assert manifest["design"] == "rating" and manifest["criteria"] == ["lipsync", "naturalness"]
+    assert manifest["runs"] == {"template": ids[0], "mean-motion": ids[1]}
+    # 3 faces (two methods and the ground truth) on 2 clips, one repeat, one instructed response
+    assert len(manifest["trials"]) == 8
+    score = {"ground-truth": "5", "mean-motion": "4", "template": "1"}
+    store = AnswerStore(study / "answers.db")
+    for rater in ("r1", "r2"):
+        for t in manifest["trials"]:
+            for c in t["criteria"]:
+                if t["check"] == "instructed":
+                    wrong = "1" if t["expected"] != "1" else "2"
+                    choice = t["expected"] if rater == "r1" else wrong  # r2 fails the check
+                else:
+                    choice = score[t["method"]]
+                store.add(rater, t["id"], c, choice)
+    out = _ok(["study", "analyze", str(study), "--log", "--tracking-uri", uri])
+    assert "1 excluded by attention checks: r2 (instructed response)" in out
+    mos = pd.read_csv(study / "analysis" / "mos.csv").set_index(["method", "criterion"])
+    assert mos.loc[("mean-motion", "lipsync"), "mos"] == 4.0
+    assert mos.loc[("template", "naturalness"), "mos"] == 1.0
+    assert (study / "analysis" / "mos.png").stat().st_size > 1000
+    assert "Spearman rho" in out and "rating" in out
+    logged = Tracker(uri).search_runs("user-study")
+    assert logged["metrics.mos/mean-motion/lipsync"].dropna().tolist() == [4.0]
+    bad = [a if a != str(study) else str(tmp_path / "bad") for a in args[:-4]]
+    _fails(bad + ["--scale", "stars", "--tracking-uri", uri], "--scale stars")
