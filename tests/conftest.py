@@ -15,17 +15,9 @@ pytest_plugins = ["talkbench.testing.fixtures"]  # the conformance kit's: confor
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _isolated_homes(tmp_path_factory):
-    home = tmp_path_factory.mktemp("talkbench_home")
-    old = {k: os.environ.get(k) for k in ("TALKBENCH_HOME", "MLFLOW_TRACKING_URI")}
-    os.environ["TALKBENCH_HOME"] = str(home)
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home}/mlflow.db"
-    yield
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+def _isolated_homes(talkbench_home):
+    """Every test session in the kit's temporary home (talkbench.testing.fixtures)."""
+    yield talkbench_home
 
 
 @pytest.fixture(scope="session")

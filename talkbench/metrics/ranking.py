@@ -23,11 +23,11 @@ from talkbench.errors import TalkbenchError
 from talkbench.metrics.registry import metric_info
 from talkbench.metrics.stats import (
     StatBlock,
-    _common_clips,
-    _per_seed,
-    _restrict,
-    _seed_draws,
     bootstrap_weights,
+    common_clips,
+    per_seed_values,
+    restrict_clips,
+    seed_draws,
 )
 
 
@@ -89,15 +89,15 @@ def first_place_probability(
     methods = [m for m, b in blocks.items() if b]
     if len(methods) < 2:
         raise TalkbenchError(f"first-place probability on {metric}: needs 2 methods with per-sequence tables")
-    clips = _common_clips([b for m in methods for b in blocks[m].values()])
+    clips = common_clips([b for m in methods for b in blocks[m].values()])
     if not clips:
         raise TalkbenchError(f"first-place probability on {metric}: the methods share no scored clip")
     w = bootstrap_weights(len(clips), n_boot, seed)
     rng = np.random.default_rng(seed + 1)
     values = []
     for m in methods:
-        per_seed = _per_seed(info, [_restrict(b, clips) for b in blocks[m].values()], w)  # (S, B)
-        draws = _seed_draws(per_seed.shape[0], n_boot, rng)  # (B, S)
+        per_seed = per_seed_values(info, [restrict_clips(b, clips) for b in blocks[m].values()], w)  # (S, B)
+        draws = seed_draws(per_seed.shape[0], n_boot, rng)  # (B, S)
         values.append(np.einsum("bs,sb->b", draws, per_seed))
     bad = _badness(np.asarray(values), info.direction)  # (M, B)
     bad = np.where(np.isfinite(bad), bad, np.inf)  # a replicate where a method has no value: not first

@@ -226,12 +226,12 @@ class SeedClipComparison:
         return None
 
 
-def _seed_draws(n_seeds: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+def seed_draws(n_seeds: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """(n_boot, S) seed weights summing to 1 per replicate."""
     return rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=n_boot) / n_seeds
 
 
-def _per_seed(info: MetricInfo, blocks: list[StatBlock], w: np.ndarray) -> np.ndarray:
+def per_seed_values(info: MetricInfo, blocks: list[StatBlock], w: np.ndarray) -> np.ndarray:
     """(S, B): each seed's metric (mean over conditions) under each clip weighting."""
     return np.stack([condition_mean(reduce(info, b, w)) for b in blocks])
 
@@ -256,14 +256,16 @@ def _t_interval(point: float, reps: np.ndarray, df: float, level: float) -> tupl
     return (point - q * se, point + q * se), se
 
 
-def _common_clips(blocks: list[StatBlock]) -> list[str]:
+def common_clips(blocks: list[StatBlock]) -> list[str]:
+    """The clips every block scored, in the first block's order."""
     common = set(blocks[0].clips)
     for b in blocks[1:]:
         common &= set(b.clips)
     return [c for c in blocks[0].clips if c in common]
 
 
-def _restrict(block: StatBlock, clips: list[str]) -> StatBlock:
+def restrict_clips(block: StatBlock, clips: list[str]) -> StatBlock:
+    """``block`` with only ``clips`` (in that order)."""
     if block.clips == clips:
         return block
     idx = [block.clips.index(c) for c in clips]
@@ -282,10 +284,10 @@ def seed_clip_estimate(
     if not blocks:
         raise TalkbenchError(f"{metric}: no per-sequence table to estimate from")
     info = metric_info(metric)
-    clips = _common_clips(blocks)
-    blocks = [_restrict(b, clips) for b in blocks]
+    clips = common_clips(blocks)
+    blocks = [restrict_clips(b, clips) for b in blocks]
     s, n = len(blocks), len(clips)
-    per_seed = _per_seed(info, blocks, np.ones((1, n)))[:, 0] if n else np.full(s, np.nan)
+    per_seed = per_seed_values(info, blocks, np.ones((1, n)))[:, 0] if n else np.full(s, np.nan)
     mean = float(np.nanmean(per_seed)) if np.isfinite(per_seed).any() else math.nan
     std = float(np.nanstd(per_seed, ddof=1)) if s > 1 else math.nan
     reason = support_reason(s, n)
@@ -293,9 +295,9 @@ def seed_clip_estimate(
         return SeedClipEstimate(metric, mean, std, s, n, None, reason)
     rng = np.random.default_rng(seed)
     w = bootstrap_weights(n, n_boot, seed)
-    v = _per_seed(info, blocks, w)  # (S, B), the same clip multiset for every seed
+    v = per_seed_values(info, blocks, w)  # (S, B), the same clip multiset for every seed
     v = _inflated(per_seed[:, None], mean) + (v - per_seed[:, None])
-    reps = np.einsum("bs,sb->b", _seed_draws(s, n_boot, rng), v)
+    reps = np.einsum("bs,sb->b", seed_draws(s, n_boot, rng), v)
     df = _satterthwaite(
         [(float(np.var(per_seed, ddof=1)) / s, s - 1), (float(np.nanvar(v.mean(axis=0), ddof=1)), n - 1)]
     )
@@ -324,12 +326,12 @@ def seed_clip_comparison(
         blocks_a = {k: blocks_a[k] for k in common_seeds}
         blocks_b = {k: blocks_b[k] for k in common_seeds}
     la, lb_ = list(blocks_a.values()), list(blocks_b.values())
-    clips = _common_clips(la + lb_)
-    la, lb_ = [_restrict(b, clips) for b in la], [_restrict(b, clips) for b in lb_]
+    clips = common_clips(la + lb_)
+    la, lb_ = [restrict_clips(b, clips) for b in la], [restrict_clips(b, clips) for b in lb_]
     n, sa, sb = len(clips), len(la), len(lb_)
     ones = np.ones((1, n))
-    pa = _per_seed(info, la, ones)[:, 0] if n else np.full(sa, np.nan)
-    pb = _per_seed(info, lb_, ones)[:, 0] if n else np.full(sb, np.nan)
+    pa = per_seed_values(info, la, ones)[:, 0] if n else np.full(sa, np.nan)
+    pb = per_seed_values(info, lb_, ones)[:, 0] if n else np.full(sb, np.nan)
     a, b = float(np.nanmean(pa)), float(np.nanmean(pb))
     on_abs = info.direction == "zero"
     f = np.abs if on_abs else (lambda x: x)
@@ -339,12 +341,12 @@ def seed_clip_comparison(
         return SeedClipComparison(metric, a, b, diff, (sa, sb), n, paired, None, None, reason, on_abs)
     rng = np.random.default_rng(seed)
     w = bootstrap_weights(n, n_boot, seed)
-    va, vb = _per_seed(info, la, w), _per_seed(info, lb_, w)
+    va, vb = per_seed_values(info, la, w), per_seed_values(info, lb_, w)
     clip_var = float(np.nanvar(f(va.mean(axis=0)) - f(vb.mean(axis=0)), ddof=1))
     # paired seeds: the same seed draws for both (the inflation is linear, so A - B is the inflated
     # per-seed difference); unpaired: independent draws
-    draws_a = _seed_draws(sa, n_boot, rng)
-    draws_b = draws_a if paired else _seed_draws(sb, n_boot, rng)
+    draws_a = seed_draws(sa, n_boot, rng)
+    draws_b = draws_a if paired else seed_draws(sb, n_boot, rng)
     ra = np.einsum("bs,sb->b", draws_a, _inflated(pa[:, None], a) + (va - pa[:, None]))
     rb = np.einsum("bs,sb->b", draws_b, _inflated(pb[:, None], b) + (vb - pb[:, None]))
     reps = f(ra) - f(rb)

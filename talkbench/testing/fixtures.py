@@ -8,25 +8,18 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 
 @pytest.fixture(scope="session")
 def talkbench_home(tmp_path_factory):
-    """TALKBENCH_HOME and the MLflow store in a temporary folder for the session (unless already set
-    by the project's own conftest)."""
+    """TALKBENCH_HOME and the MLflow store in a temporary folder for the session, whatever the
+    environment says (restored afterwards)."""
     home = tmp_path_factory.mktemp("talkbench_home")
-    old = {k: os.environ.get(k) for k in ("TALKBENCH_HOME", "MLFLOW_TRACKING_URI")}
-    os.environ.setdefault("TALKBENCH_HOME", str(home))
-    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{home}/mlflow.db")
-    yield home
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("TALKBENCH_HOME", str(home))
+        env.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home}/mlflow.db")
+        yield home
 
 
 @pytest.fixture(scope="session")
