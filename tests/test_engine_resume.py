@@ -117,7 +117,7 @@ def test_resume_with_a_different_config_is_refused(data, tmp_path):
 
 def test_one_byte_changed_anywhere_in_a_checkpoint_is_refused(data, tmp_path):
     """Issue 17.1 / 27.1: torch.load does not check member CRCs (400 damaged bytes inside a tensor used
-    to resume silently); the sha256 covers every byte after the header, the header is checked too."""
+    to resume silently); the checksum covers every byte after the header, the header is checked too."""
     from talkbench import checkpoint as ckpt
 
     _fresh(data, tmp_path, "dummy.hidden=256")  # a model large enough to have a long tensor region
@@ -133,8 +133,30 @@ def test_one_byte_changed_anywhere_in_a_checkpoint_is_refused(data, tmp_path):
         last.write_bytes(bytes(damaged))
         with pytest.raises(TalkbenchError, match=rf"checkpoint {last} is (corrupt|not a talkbench)"):
             ckpt.load(last)
-    with pytest.raises(TalkbenchError, match=rf"checkpoint {last} is corrupt .*sha256.*--resume"):
+    with pytest.raises(TalkbenchError, match=rf"checkpoint {last} is corrupt .*checksum.*--resume"):
         _resume(data, tmp_path, "dummy.hidden=256")
+
+
+def test_version_3_checkpoints_are_read_and_verified(data, tmp_path):
+    """Format 3 (the header with a sha256 instead of BLAKE3) still resumes; damage is refused."""
+    import hashlib
+    import io
+    from dataclasses import asdict
+
+    from talkbench import checkpoint as ckpt
+
+    result = _fresh(data, tmp_path)
+    last = tmp_path / "checkpoints" / "last.pt"
+    buf = io.BytesIO()
+    torch.save(asdict(ckpt.load(last)), buf)
+    blob = buf.getvalue()
+    last.write_bytes(b"talkbench-ckpt3\n" + hashlib.sha256(blob).digest() + blob)
+    assert _resume(data, tmp_path).history == result.history
+    damaged = bytearray(last.read_bytes())
+    damaged[len(damaged) // 2] ^= 1
+    last.write_bytes(bytes(damaged))
+    with pytest.raises(TalkbenchError, match=rf"checkpoint {last} is corrupt .*checksum"):
+        _resume(data, tmp_path)
 
 
 def test_version_2_checkpoints_are_read_and_verified(data, tmp_path):
@@ -157,7 +179,7 @@ def test_version_2_checkpoints_are_read_and_verified(data, tmp_path):
     assert _resume(data, tmp_path).history == result.history
     payload[len(payload) // 2] ^= 1
     torch.save({"format": ckpt.FORMAT, "version": 2, "sha256": sha, "payload": payload}, last)
-    with pytest.raises(TalkbenchError, match=rf"checkpoint {last} is corrupt .*sha256"):
+    with pytest.raises(TalkbenchError, match=rf"checkpoint {last} is corrupt .*checksum"):
         _resume(data, tmp_path)
 
 
