@@ -421,6 +421,8 @@ def _run_inside(tracker, run_id, rdir: Path, cfg, data, spec, method, resumed: b
     # 4. training (checkpoints in the run dir; the final weights are logged by the engine)
     train_result = train(method, data, cfg, rdir, logger=logger, resume=resumed, progress=progress)
     _log_replicas(tracker, run_id, method)
+    # what the run cost: training wall time over all stages (resumes included: the checkpoint carries it)
+    tracker.log_metrics(run_id, {contract.speed_metric("train_s"): sum(train_result.stage_seconds.values())})
 
     # 5. predictions on the evaluation split, scored as they come; metrics, tables, tags, renders
     # (of a mixture: each member on its own split, its keys test/<member>/...)

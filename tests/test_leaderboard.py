@@ -294,7 +294,8 @@ def _provenance_store(store_uri):
         })
         tr.log_metrics(rid, {"test/lve": 2e-5, "speed/rtf": rtf, "speed/first_frame_ms": 8.0,
                              "speed/ms_per_audio_s": 1000 * rtf, "speed/encoder_share": 0.25,
-                             "speed/params_total": 2e6, "speed/params_trainable": 1.5e6})
+                             "speed/params_total": 2e6, "speed/params_trainable": 1.5e6,
+                             "speed/train_s": 90.0 + 60 * rtf})
         tr.finish_run(rid)
     old = tr.create_run(exp, "old", {"talkbench.method": "memorytalker", "talkbench.config_hash": "hM"})
     tr.log_params(old, {"memorytalker.audio.kind": "hubert", "memorytalker.audio.name_or_path": "x/hubert",
@@ -313,6 +314,7 @@ def test_speed_and_provenance_columns(store_uri):
     md = lb.render(board, "markdown")
     assert "LVE" not in md and "RTF" in md and "first frame (ms)" in md  # quality left out
     assert "1.50M/2.00M" in md and "25 %" in md and "300.0" in md
+    assert "train (min)" in md and "| 1.8 |" in md  # (102 s + 114 s) / 2 over the seeds
     assert "wav2vec2: facebook/wav2vec2-base-960h" in md and "ffffffffffff" in md and "d1d1d1d1d1d1" in md
     assert "hubert: x/hubert (random init)" in md and "not logged" in md  # the old run, from its params
     rows = list(csv.DictReader(io.StringIO(lb.render(board, "csv"))))

@@ -109,6 +109,7 @@ def test_template_run_logs_everything(store_uri, synthtalk_tiny, tmp_path):
     # the speed profile of the one timing function, on 10 s of the first test clip's speech
     assert run.data.metrics["speed/clip_s"] == 10.0 and run.data.metrics["speed/params_total"] == 0
     assert run.data.metrics["speed/rtf"] > 0 and run.data.metrics["speed/threads"] == torch.get_num_threads()
+    assert run.data.metrics["speed/train_s"] == pytest.approx(sum(result.train.stage_seconds.values()))
     # the resolved config is saved with the run and in the run dir; it rebuilds the same config
     saved = yaml.safe_load(open(tr.download_artifacts(result.run_id, "config.yaml", tmp_path)))
     assert saved == cfg.to_dict()

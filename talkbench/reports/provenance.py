@@ -17,8 +17,12 @@ from talkbench.reports.rows import Leaderboard, Row
 
 NOT_LOGGED = "not logged"
 PROVENANCE = ("encoder", "encoder digest", "dataset digest", "preset", "commit", "threads", "device")
-SPEED = ("params (trainable/total)", "first frame (ms)", "ms per audio s", "RTF", "encoder share")
-SPEED_KEYS = ("params_total", "params_trainable", "first_frame_ms", "ms_per_audio_s", "rtf", "encoder_share")
+SPEED = (
+    "params (trainable/total)", "first frame (ms)", "ms per audio s", "RTF", "encoder share", "train (min)"
+)  # fmt: skip
+SPEED_KEYS = (
+    "params_total", "params_trainable", "first_frame_ms", "ms_per_audio_s", "rtf", "encoder_share", "train_s"
+)  # fmt: skip
 COLUMN_SETS = ("quality", "speed", "provenance")
 
 
@@ -124,6 +128,7 @@ def speed_cells(row: Row) -> list[str]:
         num(s.get("ms_per_audio_s", math.nan), ".1f"),
         num(s.get("rtf", math.nan), ".3g"),
         "–" if not math.isfinite(share) else f"{100 * share:.0f} %",
+        num(s.get("train_s", math.nan) / 60, ".1f"),
     ]
 
 
