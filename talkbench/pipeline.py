@@ -160,6 +160,14 @@ def members_of(data) -> dict[str, Any]:
     return dict(getattr(data, "members", None) or {None: data})
 
 
+def train_clips_tag(data) -> str:
+    """``Tag.TRAIN_CLIPS``: the clips of the training split (after ``dataset.train_fraction``)."""
+    counts = {m: len(one.split("train")) for m, one in members_of(data).items()}
+    if None in counts:
+        return str(counts[None])
+    return contract.mixture_tag(counts)
+
+
 def torch_threads() -> int:
     """Intra-op CPU threads (OMP_NUM_THREADS, else the core count): the partition of every parallel
     reduction, so a seed reproduces a run's metrics bit for bit only at the same count."""
@@ -414,6 +422,9 @@ def _run_inside(tracker, run_id, rdir: Path, cfg, data, spec, method, resumed: b
             root = getattr(one, "root", None) or cfg.dataset.root or one.spec.name
             # one input per dataset: MLflow keeps a single association per (run, dataset)
             tracker.log_dataset(run_id, one.spec.name, root, one.spec.digest, context="train+test")
+        clips = train_clips_tag(data)
+        tracker.set_tags(run_id, {Tag.TRAIN_CLIPS: clips})
+        log.info("training clips: %s (dataset.train_fraction %g)", clips, cfg.dataset.train_fraction)
         git = tracking.git_info()
         if git["diff"]:
             tracker.log_text(run_id, git["diff"][: 5 << 20], contract.GIT_DIFF_ARTIFACT)
