@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from talkbench import contract, distributed, paths, scoring, tracking
+from talkbench import contract, distributed, paths, scoring, tracking, weights_ref
 from talkbench.config import RunConfig
 from talkbench.contract import Tag
 from talkbench.errors import ConfigError, Interrupted, TalkbenchError
@@ -322,7 +322,8 @@ def _follow(cfg: RunConfig, dinfo, tracking_uri: str | None, resume: str | None)
 
     run_id = distributed.receive_run_id(dinfo)
     data = cfg.dataset.load()
-    method = build_method(cfg, data.spec)
+    method = build_method(weights_ref.with_local_weights(cfg, tracking.Tracker(tracking_uri, create=False)),
+                          data.spec)  # rank 0 fetched the weights a run reference names
     rdir = paths.run_dir(run_id)
     try:
         result = train(method, data, cfg, rdir, logger=None, resume=resume is not None, progress=False)
@@ -362,7 +363,7 @@ def _run(cfg: RunConfig, tracking_uri, resume, parent_run_id, progress: bool, an
 
     memory_budget.check_run(cfg, spec, resolved_device(cfg), n_eval)
     encoder_tags = ensure_encoder(cfg, tracker)
-    method = build_method(cfg, spec)
+    method = build_method(weights_ref.with_local_weights(cfg, tracker), spec)  # finetune_head=RUN_ID
     device = resolved_device(cfg)
     tags = {**run_tags(cfg, device), **encoder_tags} if resume is None else {}
 
