@@ -322,8 +322,8 @@ def _follow(cfg: RunConfig, dinfo, tracking_uri: str | None, resume: str | None)
 
     run_id = distributed.receive_run_id(dinfo)
     data = cfg.dataset.load()
-    method = build_method(weights_ref.with_local_weights(cfg, tracking.Tracker(tracking_uri, create=False)),
-                          data.spec)  # rank 0 fetched the weights a run reference names
+    # the weights a run reference names were fetched by rank 0, before it shared the run id
+    method = build_method(weights_ref.with_local_weights(cfg, tracking_uri=tracking_uri), data.spec)
     rdir = paths.run_dir(run_id)
     try:
         result = train(method, data, cfg, rdir, logger=None, resume=resume is not None, progress=False)

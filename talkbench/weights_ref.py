@@ -21,16 +21,22 @@ from talkbench import checkpoint, contract, paths
 from talkbench.errors import TalkbenchError
 
 
-def with_local_weights(cfg, tracker):
+def with_local_weights(cfg, tracker=None, tracking_uri: str | None = None):
     """``cfg`` (a RunConfig) itself when it names no weights, else a copy whose marked method settings
-    are local files (``cfg`` keeps the references: it is what the run saves and hashes)."""
+    are local files (``cfg`` keeps the references: it is what the run saves and hashes). The store is
+    ``tracker``, else opened at ``tracking_uri`` when a run is named."""
     settings = cfg.method_config
     if settings is None or not dataclasses.is_dataclass(settings):
         return cfg
-    local = {f.name: local_file(getattr(settings, f.name), tracker, f"{cfg.method}.{f.name}")
-             for f in dataclasses.fields(settings) if f.metadata.get("weights") and getattr(settings, f.name)}
-    if not local:
+    named = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)
+             if f.metadata.get("weights") and getattr(settings, f.name)}
+    if not named:
         return cfg
+    if tracker is None and not all(Path(v).expanduser().is_file() for v in named.values()):
+        from talkbench.tracking import Tracker
+
+        tracker = Tracker(tracking_uri, create=False)
+    local = {k: local_file(v, tracker, f"{cfg.method}.{k}") for k, v in named.items()}
     out = copy.copy(cfg)
     out.method_config = dataclasses.replace(settings, **local)
     return out

@@ -64,9 +64,8 @@ class DatasetConfig:
         from talkbench.contract import mixture_members
         from talkbench.datasets.fraction import check_fraction
 
-        self.train_fraction = check_fraction(self.train_fraction)
-
         self.name = MIXTURE_SEP.join(mixture_members(self.name))  # "a+b" and "a, b" read as "a,b"
+        self.train_fraction = check_fraction(self.train_fraction)
         if self.weights is not None and not self.is_mixture:
             raise ConfigError(
                 f"dataset.weights: sampling weights are for a mixture (--dataset a,b); '{self.name}' is one"

@@ -73,14 +73,18 @@ def section(board: Leaderboard, runs: pd.DataFrame, fig_dir: Path, tracker) -> l
             "clips": str(clips.get(row.run_ids[0], "–")) if clips is not None else "–",
             "seeds": str(len(row.run_ids)),
             "hash": row.config_hash[:6],
+            "preset": row.preset,
+            "scratch": not _source(row),
         })
     if not points:
         return []
     table = pd.DataFrame(points)
+    if table["preset"].nunique() > 1:  # tiny beside synthtalk runs: say which is which
+        table["series"] = table["series"] + " (" + table["preset"] + ")"
     # two rows of one series at one fraction (other settings) would draw a zigzag: name them apart
     twice = table.duplicated(["series", "fraction"], keep=False)
     table.loc[twice, "series"] += " [" + table.loc[twice, "hash"] + "]"
-    table = table.assign(last=table["series"] == SCRATCH).sort_values(["last", "series", "fraction"])
+    table = table.sort_values(["scratch", "series", "fraction"])  # fine-tuned series first
     path = figures.fraction_curve(table, col.name.upper(), col.header(), fig_dir / "finetune_fraction.png")
     rows = [[f"{r.fraction:g}", r.series, r.clips, r.cell, r.seeds] for r in table.itertuples()]
     return [
