@@ -48,6 +48,8 @@ class Tag:
     SAMPLES = "talkbench.samples"  # N drawn per test clip and condition (1: a deterministic method)
     # a run on a mixture of datasets: its members and sampling weights, "a=1,b=2" (datasets/mixture.py)
     MIXTURE = "talkbench.mixture"
+    # the training clips a run used (dataset.train_fraction of them): N, or a mixture's "a=N,b=M"
+    TRAIN_CLIPS = "talkbench.train_clips"
     THREADS = "talkbench.threads"  # torch intra-op CPU threads: float sums, hence metrics, depend on it
     # runs made by `bench import` from an official checkpoint (value: contract.IMPORTED_OFFICIAL)
     IMPORTED = "talkbench.imported"

@@ -35,3 +35,8 @@ def synthtalk_cache() -> Path:
 def feature_cache() -> Path:
     """Frozen speech-encoder features per clip, shared by runs (talkbench.audio.feature_cache)."""
     return home() / "features"
+
+
+def weights_cache() -> Path:
+    """Local copies of other runs' final weights that a run starts from (talkbench.weights_ref)."""
+    return home() / "weights"

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from talkbench import contract, distributed, paths, scoring, tracking
+from talkbench import contract, distributed, paths, scoring, tracking, weights_ref
 from talkbench.config import RunConfig
 from talkbench.contract import Tag
 from talkbench.errors import ConfigError, Interrupted, TalkbenchError
@@ -158,6 +158,14 @@ def _mixture_weights(cfg: RunConfig) -> dict[str, float]:
 def members_of(data) -> dict[str, Any]:
     """Member name -> its dataset: a mixture's members, or ``{None: data}`` for one dataset."""
     return dict(getattr(data, "members", None) or {None: data})
+
+
+def train_clips_tag(data) -> str:
+    """``Tag.TRAIN_CLIPS``: the clips of the training split (after ``dataset.train_fraction``)."""
+    counts = {m: len(one.split("train")) for m, one in members_of(data).items()}
+    if None in counts:
+        return str(counts[None])
+    return contract.mixture_tag(counts)
 
 
 def torch_threads() -> int:
@@ -314,7 +322,8 @@ def _follow(cfg: RunConfig, dinfo, tracking_uri: str | None, resume: str | None)
 
     run_id = distributed.receive_run_id(dinfo)
     data = cfg.dataset.load()
-    method = build_method(cfg, data.spec)
+    # the weights a run reference names were fetched by rank 0, before it shared the run id
+    method = build_method(weights_ref.with_local_weights(cfg, tracking_uri=tracking_uri), data.spec)
     rdir = paths.run_dir(run_id)
     try:
         result = train(method, data, cfg, rdir, logger=None, resume=resume is not None, progress=False)
@@ -354,7 +363,7 @@ def _run(cfg: RunConfig, tracking_uri, resume, parent_run_id, progress: bool, an
 
     memory_budget.check_run(cfg, spec, resolved_device(cfg), n_eval)
     encoder_tags = ensure_encoder(cfg, tracker)
-    method = build_method(cfg, spec)
+    method = build_method(weights_ref.with_local_weights(cfg, tracker), spec)  # finetune_head=RUN_ID
     device = resolved_device(cfg)
     tags = {**run_tags(cfg, device), **encoder_tags} if resume is None else {}
 
@@ -414,6 +423,9 @@ def _run_inside(tracker, run_id, rdir: Path, cfg, data, spec, method, resumed: b
             root = getattr(one, "root", None) or cfg.dataset.root or one.spec.name
             # one input per dataset: MLflow keeps a single association per (run, dataset)
             tracker.log_dataset(run_id, one.spec.name, root, one.spec.digest, context="train+test")
+        clips = train_clips_tag(data)
+        tracker.set_tags(run_id, {Tag.TRAIN_CLIPS: clips})
+        log.info("training clips: %s (dataset.train_fraction %g)", clips, cfg.dataset.train_fraction)
         git = tracking.git_info()
         if git["diff"]:
             tracker.log_text(run_id, git["diff"][: 5 << 20], contract.GIT_DIFF_ARTIFACT)

@@ -94,7 +94,7 @@ def test_cell_agrees_with_mlflow_search_runs(store, store_uri):
     board = lb.build(tr.search_runs("synthtalk"), "vocaset")  # vocaset scales from the registry
     assert board.columns[1].scale == 1e-3
     row = next(r for r in board.rows if r.config_hash == "hashA")
-    assert lb._cell(row, board.columns[1]) == cell
+    assert lb.cell(row, board.columns[1]) == cell
     assert cell in lb.render(board, "markdown")
 
 

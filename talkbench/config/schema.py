@@ -48,17 +48,24 @@ class DatasetConfig:
     A mixture (datasets/mixture.py) names its members ``a,b``; ``weights`` gives one sampling weight
     per member (None: equal), ``root`` one root per member, comma separated; each option goes to the
     members whose loader takes it.
+
+    ``train_fraction`` trains on that share of the training clips (of each member of a mixture), drawn
+    per speaker with ``train_fraction_seed`` (datasets/fraction.py); validation and test are untouched.
     """
 
     name: str = DEFAULT_DATASET
     root: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     weights: list[float] | None = None  # a mixture's per-member sampling weights, in the order of name
+    train_fraction: float = 1.0
+    train_fraction_seed: int = 0  # which clips: apart from the run's seed, so runs at a fraction pair up
 
     def __post_init__(self) -> None:
         from talkbench.contract import mixture_members
+        from talkbench.datasets.fraction import check_fraction
 
         self.name = MIXTURE_SEP.join(mixture_members(self.name))  # "a+b" and "a, b" read as "a,b"
+        self.train_fraction = check_fraction(self.train_fraction)
         if self.weights is not None and not self.is_mixture:
             raise ConfigError(
                 f"dataset.weights: sampling weights are for a mixture (--dataset a,b); '{self.name}' is one"
@@ -93,10 +100,17 @@ class DatasetConfig:
             from talkbench.datasets.mixture import load_mixture
 
             roots = self.root.split(MIXTURE_SEP) if self.root is not None else None
-            return load_mixture(self.members, self.weights, roots, self.options)
-        from talkbench.datasets import load_dataset
+            data = load_mixture(self.members, self.weights, roots, self.options)
+            loaded = list(data.members.values())
+        else:
+            from talkbench.datasets import load_dataset
 
-        return load_dataset(self.name, root=self.root, **self.options)
+            data = load_dataset(self.name, root=self.root, **self.options)
+            loaded = [data]
+        if self.train_fraction < 1.0:
+            for one in loaded:
+                one.use_train_fraction(self.train_fraction, self.train_fraction_seed)
+        return data
 
     def effective_options(self) -> dict[str, Any]:
         """The loader's defaults overridden by ``options``: what the loader will actually use (of a

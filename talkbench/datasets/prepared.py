@@ -24,6 +24,7 @@ import numpy as np
 
 from talkbench.audio.signal import audio_info, read_audio_raw, resample
 from talkbench.datasets.clip import SAMPLE_RATE, Clip
+from talkbench.datasets.fraction import check_fraction, subset_indices
 from talkbench.datasets.spec import DatasetSpec
 from talkbench.errors import ConfigError, DataError
 
@@ -272,6 +273,7 @@ class PreparedDataset:
             stem: parse_clip(stem, paths[1], spec.clip_pattern) for stem, paths in self._pairs.items()
         }
         self._views: dict[str, SplitView] = {}
+        self._train_fraction = (1.0, 0)  # (share of the training clips, subset seed): use_train_fraction
         self._audio = _AudioCache(audio_cache_mb << 20)
         self._mmaps: dict[str, np.ndarray] = {}
         self._checked: set[str] = set()
@@ -333,8 +335,17 @@ class PreparedDataset:
             if problems:
                 more = f" (and {len(problems) - 1} more; `bench data check {self.root}` lists all)"
                 raise DataError(problems[0] + (more if len(problems) > 1 else ""))
-            self._views[name] = SplitView(self, name, tuple(refs))
+            view = SplitView(self, name, tuple(refs))
+            if name == "train":
+                view = view.subset(subset_indices(view.refs, *self._train_fraction))
+            self._views[name] = view
         return self._views[name]
+
+    def use_train_fraction(self, fraction: float, seed: int = 0) -> None:
+        """Train on a seeded, speaker-stratified share of the training split (datasets/fraction.py);
+        the other splits are untouched."""
+        self._train_fraction = (check_fraction(fraction), int(seed))
+        self._views.pop("train", None)
 
     # ---- clip loading
     def vertices(self, ref: ClipRef) -> np.ndarray:

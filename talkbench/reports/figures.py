@@ -1,5 +1,5 @@
-"""Report figures (matplotlib, Agg backend): training curves, ablation curves, mouth-opening curves,
-the spread of a sampling method's samples."""
+"""Report figures (matplotlib, Agg backend): training curves, ablation curves, fine-tuning data-fraction
+curves, mouth-opening curves, the spread of a sampling method's samples."""
 
 from __future__ import annotations
 
@@ -120,6 +120,31 @@ def ablation_figure(table: pd.DataFrame, key: str, metric: str, label: str):
     ax.set_title(f"{metric} vs {key.split('.')[-1]} ({what})", fontsize=9)
     if "series" in table:
         ax.legend(fontsize=7)
+    return fig
+
+
+def fraction_curve(table: pd.DataFrame, metric: str, label: str, path: Path) -> Path:
+    """The figure of ``fraction_figure`` saved as a PNG."""
+    return _save(fraction_figure(table, metric, label), path)
+
+
+def fraction_figure(table: pd.DataFrame, metric: str, label: str):
+    """table: columns fraction, series, mean, low, high (the 95 % CI; NaN where there is none):
+    the metric against the share of training clips, one line per series (fine-tuned from a source,
+    from scratch), CI bars where the data supports one."""
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for name, part in table.groupby("series", sort=False):
+        part = part.sort_values("fraction")
+        has = part["low"].notna() & part["high"].notna()
+        below = (part["mean"] - part["low"]).where(has, 0.0)
+        above = (part["high"] - part["mean"]).where(has, 0.0)
+        ax.errorbar(part["fraction"], part["mean"], yerr=[below, above], marker="o", capsize=4, label=name)
+    fractions = sorted(table["fraction"].unique())
+    ax.set_xticks(fractions, [f"{f:g}" for f in fractions])
+    ax.set_xlabel("share of the training clips (dataset.train_fraction)")
+    ax.set_ylabel(label)
+    ax.set_title(f"{metric} vs training data (95 % CI over seeds and clips where shown)", fontsize=9)
+    ax.legend(fontsize=7)
     return fig
 
 

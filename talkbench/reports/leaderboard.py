@@ -252,7 +252,7 @@ def _sort_value(board: Leaderboard, row: Row) -> float:
 
 
 # -- rendering ----------------------------------------------------------------------------------
-def _cell(row: Row, col: MetricColumn, sep: str = " ± ") -> str:
+def cell(row: Row, col: MetricColumn, sep: str = " ± ") -> str:
     """mean ± std over seeds [95 % CI over seeds and clips]; one seed shows its value alone (no
     "± 0"), and where the data cannot support a CI the cell says why instead."""
     if col.name not in row.values:
@@ -322,7 +322,7 @@ def to_markdown(board: Leaderboard) -> str:
     for r in board.rows:
         cells = []
         for c in _shown(board):
-            text = _cell(r, c)
+            text = cell(r, c)
             cells.append(f"**{text}**" if board.is_best(r, c.name) else text)
         cells += prov.extra_cells(r, board.column_sets)
         mark = "▶" if r.highlighted else ""
@@ -359,7 +359,7 @@ def to_latex(board: Leaderboard) -> str:
                 out.append(r"\midrule")
         cells = []
         for c in _shown(board):
-            text = _cell(r, c, sep=r" $\pm$ ")
+            text = cell(r, c, sep=r" $\pm$ ")
             cells.append(rf"\textbf{{{text}}}" if board.is_best(r, c.name) else text)
         cells += [_tex(x) for x in prov.extra_cells(r, board.column_sets)]
         out.append(" & ".join([_tex(_label(r)), _tex(r.preset), str(r.n_seeds), *cells]) + r" \\")
@@ -415,7 +415,7 @@ def to_rich(board: Leaderboard):
                 table.add_section()
         cells = []
         for c in _shown(board):
-            text = _cell(r, c)
+            text = cell(r, c)
             cells.append(f"[bold]{text}[/bold]" if board.is_best(r, c.name) else text)
         cells += prov.extra_cells(r, board.column_sets)
         table.add_row(

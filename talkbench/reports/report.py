@@ -4,7 +4,8 @@ Sections: a warning when runs mix commits, dataset versions or speech encoders, 
 (encoder, digests, preset, commit, threads, device), leaderboard (mean ± std over seeds,
 95 % CI over seeds and clips, bold only where significantly best) of the metrics that carry each
 method's claim, paired comparisons of the best method against each other over seeds and clips,
-per-subject breakdown, training curves per stage, ablation curves of sweeps, mouth-opening curves of
+per-subject breakdown, training curves per stage, ablation curves of sweeps, the fine-tuning
+data-fraction curve (reports/finetune.py), mouth-opening curves of
 a few test clips, size and speed from the one timing function (talkbench.speed) with a speed/quality
 plot. Where the data cannot support a claim (one seed, fewer than 8 clips) the report says so instead
 of printing an interval.
@@ -37,7 +38,7 @@ from talkbench.contract import (
 from talkbench.errors import TalkbenchError
 from talkbench.metrics.stats import MIN_CLIPS
 from talkbench.reports import evidence as ev
-from talkbench.reports import figures, stability
+from talkbench.reports import figures, finetune, stability
 from talkbench.reports import leaderboard as lb
 from talkbench.reports import provenance as prov
 from talkbench.reports.rows import md_table
@@ -148,6 +149,7 @@ def build_report(
     md += _speed_section(board, groups, fig_dir)
     md += _training_section(tracker, groups, fig_dir)
     md += _ablation_section(tracker, dataset, board, fig_dir)
+    md += finetune.section(board, runs, fig_dir, tracker)
     shown = _shown_clips(tracker, groups, n_clips)
     md += _mouth_section(shown, fig_dir)
     md += _viewer_section(shown, out) if viewer else []

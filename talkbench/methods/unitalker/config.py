@@ -57,10 +57,12 @@ class UniTalkerConfig:
     sampler: Literal["sequential", "bucketed"] = "sequential"
     selection: Literal["val", "last"] = "last"
     audio: AudioEncoderConfig = field(default_factory=_wavlm)
-    # fine-tuning a new head (the paper's headline experiment): a UniTalker weights file (the release's
-    # .pt or save_official's) whose encoder and decoder start this run; this dataset's head starts at
-    # zero, the identity table from the file's pivot row (the release's load_ckpt); all of it trains
-    finetune_head: str = ""
+    # fine-tuning a new head (the paper's headline experiment): the UniTalker whose encoder and decoder
+    # start this run: a weights file (the release's .pt, save_official's, a run's model.safetensors) or
+    # a run (RUN_ID, runs:/RUN_ID, models:/NAME/VERSION; talkbench/weights_ref.py), trained on one
+    # dataset, a mixture, or `bench import`-ed; this dataset's head starts at zero, the identity table
+    # from the file's pivot row (the release's load_ckpt); all of it trains
+    finetune_head: str = field(default="", metadata={"weights": True})
     # bench import: which head of the official file this dataset takes (empty: by dataset name,
     # official.py's table) and the release's pca.npz when the file carries no basis (train.py drops it)
     official_head: str = field(default="", metadata={"identity": False})
