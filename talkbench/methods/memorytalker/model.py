@@ -21,6 +21,7 @@ Choices beyond the release (specs/memorytalker.md §10), all identical to it at 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -181,6 +182,19 @@ class MemoryTalker(Method):
                 )
             )
         return stages
+
+    def prepare(self, train_clips) -> None:
+        """``style_weight_init: unit``: rescale to_scale (w_s is linear in it) so that w_s averages 1
+        over up to 64 training clips spread over the split; E_s does not train in stage 1, so stage 2
+        starts from the memory at the scale and sign the frozen decoder learnt with."""
+        if not (self.has_style and self.config.style_weight_init == "unit"):
+            return
+        step = max(1, len(train_clips) // 64)
+        mean = float(self.style_embeddings(itertools.islice(train_clips, 0, None, step))[0]["weights"].mean())
+        if abs(mean) < 1e-8:
+            raise DataError("memorytalker.style_weight_init 'unit': w_s averages 0 on the training clips")
+        with torch.no_grad():
+            self.style_encoder.to_scale.weight.div_(mean)
 
     def begin_stage(self, stage: Stage) -> None:
         self._stage = stage.name
