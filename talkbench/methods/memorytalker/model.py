@@ -240,14 +240,14 @@ class MemoryTalker(Method):
     def style_features(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> torch.Tensor:
         """f_s (B, n) from log-mel of each element's own audio, run as padded batches: exact per sample
         (per-clip normalisation and edge padding, masked pooling; see style.py and frontend.py)."""
-        if self.config.style_input == "none":
-            audio = torch.zeros_like(audio)  # the control: no speaker information reaches E_s
         return self._style_pass(audio, audio_lengths)[0]
 
     def _style_pass(
         self, audio: torch.Tensor, audio_lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(f_s (B, n), time-mean log-mel (B, n_mels)) of each element's own audio."""
+        if self.config.style_input == "none":
+            audio = torch.zeros_like(audio)  # the control: no speaker information reaches E_s
         # the branch is compute-bound: clips run in groups of similar length (each at least 85 % of
         # its group's longest), so padding costs at most ~15 % while most of batching's gain remains
         out: list[torch.Tensor | None] = [None] * audio.shape[0]
@@ -366,8 +366,6 @@ class MemoryTalker(Method):
         def flush() -> None:
             lengths = torch.tensor([len(w) for w in waves], device=self.device)
             audio = nn.utils.rnn.pad_sequence(waves, batch_first=True).to(self.device)
-            if self.config.style_input == "none":
-                audio = torch.zeros_like(audio)
             f_s, mel = self._style_pass(audio, lengths)
             for key, x in (("triplet", self.style_encoder.project(f_s)),
                            ("weights", self.style_encoder.weights(f_s)), ("log_mel", mel)):  # fmt: skip
