@@ -8,8 +8,8 @@ literal. Pure data and string functions: importing this module imports neither m
   ``test/<member>/<metric>``, its members and weights in ``Tag.MIXTURE``; see :func:`for_member`);
 - params: the flattened resolved config (dotted keys);
 - metrics: per-epoch losses ``<stage>/<term>`` (step = epoch; validation ``<stage>/val_<term>``),
-  final test metrics ``test/<metric>``, inference speed ``speed/realtime_factor`` and the speed
-  profile ``speed/<name>`` of talkbench.speed;
+  final test metrics ``test/<metric>``, inference speed ``speed/realtime_factor``, the speed
+  profile ``speed/<name>`` of talkbench.speed and a method's own diagnostics ``diagnostic/<name>``;
 - tags: the ``Tag`` keys below;
 - artifacts: the ``*_ARTIFACT`` / ``*_DIR`` paths below; predictions are
   ``predictions/<clip>.npy`` or ``predictions/<clip>_condition_<Subject>.npy`` ((T, V*3) float32).
@@ -127,6 +127,14 @@ def speed_metric(name: str) -> str:
 HEADLINE_METRICS = ("lve", "mve", "fdd")  # the leaderboard's default columns, a sweep's and a model card's
 
 
+DIAGNOSTIC_PREFIX = "diagnostic/"
+
+
+def diagnostic_metric(name: str) -> str:
+    """``diagnostic/<name>``: a figure of a method's own diagnostic (``Method.diagnostics``)."""
+    return f"{DIAGNOSTIC_PREFIX}{name}"
+
+
 def test_metric(name: str) -> str:
     return f"{TEST_PREFIX}{name}"
 
@@ -199,6 +207,13 @@ SAMPLE_PREDICTIONS_DIR = "predictions_samples"
 SAMPLE_SEEDS_ARTIFACT = "eval/sample_seeds.csv"
 SAMPLE_SEED_COLUMNS = ("clip", "condition", "sample", "seed")
 SAMPLE_SPREAD_ARTIFACT = "eval/sample_spread.csv"  # clip, condition, frame, spread (lips, u)
+
+
+def diagnostic_artifact(name: str) -> str:
+    """``eval/<name>.json``: a method's own diagnostic of its trained model (e.g. style_retrieval)."""
+    return f"eval/{name}.json"
+
+
 CHECKPOINTS_DIR = "checkpoints"
 GIT_DIFF_ARTIFACT = "provenance/git.diff"
 MODEL_ARTIFACT = "model"  # the MLflow model (pyfunc): runs:/<run id>/model

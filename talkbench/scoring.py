@@ -20,6 +20,7 @@ beside it.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import tempfile
@@ -233,6 +234,7 @@ def score(
     metrics = _log_scores(tracker, run_id, method, spec, evaluation, timing, member)
     tracker.set_tags(run_id, {Tag.SAMPLES: str(n_samples)})
     metrics.update(log_speed(tracker, run_id, method, spec, test[0], cfg.eval.speed_clip_s, member))
+    metrics.update(log_diagnostics(tracker, run_id, method, data, test, member))
     log.info("run %s: %d predictions (N = %d), %.1fx real time", run_id, n, n_samples, timing.speed)
     return Scores(evaluation, timing, metrics, n)
 
@@ -283,6 +285,22 @@ def log_speed(
     profile = measure(method, clip.audio, clip.template, spec.fps, condition, clip_s)
     metrics = {contract.for_member(k, member): v for k, v in profile.metrics().items()}
     tracker.log_metrics(run_id, metrics)
+    return metrics
+
+
+def log_diagnostics(tracker, run_id: str, method, data, test: list, member: str | None = None) -> dict:
+    """The method's own diagnostics (``Method.diagnostics`` on the training split, if any, and ``test``):
+    each as ``eval/<name>.json``, its figures (not None or NaN) as ``diagnostic/<key>``; returns those."""
+    metrics: dict[str, float] = {}
+    train = data.split("train") if "train" in data.spec.splits else []  # a view: clips load if used
+    for d in method.diagnostics(train, test):
+        artifact = contract.for_member(contract.diagnostic_artifact(d.name), member)
+        tracker.log_text(run_id, json.dumps(d.content, indent=1), artifact)
+        for key, value in d.metrics.items():
+            if value is not None and math.isfinite(value):
+                metrics[contract.for_member(contract.diagnostic_metric(key), member)] = float(value)
+    if metrics:
+        tracker.log_metrics(run_id, metrics)
     return metrics
 
 

@@ -27,7 +27,16 @@ import pandas as pd
 
 from talkbench import paths
 from talkbench.config import RunConfig, load_config
-from talkbench.contract import CONFIG_ARTIFACT, HEADLINE_METRICS, Tag, column, param_column, sweep_grid_param
+from talkbench.contract import (
+    CONFIG_ARTIFACT,
+    DIAGNOSTIC_PREFIX,
+    HEADLINE_METRICS,
+    Tag,
+    column,
+    metric_column,
+    param_column,
+    sweep_grid_param,
+)
 from talkbench.errors import ConfigError, TalkbenchError
 
 log = logging.getLogger(__name__)
@@ -353,7 +362,8 @@ def _parent_run(tracker, sweep: Sweep, experiment_id: str) -> str:
 
 
 def summary(sweep: Sweep, tracker) -> pd.DataFrame:
-    """One row per point: grid values, seed, status, run id and its test metrics."""
+    """One row per point: grid values, seed, status, run id, its test metrics and, prefixed, its
+    method's diagnostics (``diagnostic/<name>``, e.g. MemoryTalker's style retrieval)."""
     runs = tracker.search_runs(sweep.dataset)
     metrics = runs.set_index("run_id") if not runs.empty else None
     rows = []
@@ -363,6 +373,8 @@ def summary(sweep: Sweep, tracker) -> pd.DataFrame:
             for col in metrics.columns:
                 if col.startswith("metrics.test/") and col.count("/") == 1:
                     row[col.removeprefix("metrics.test/")] = metrics.at[p.run_id, col]
+                elif col.startswith(metric_column(DIAGNOSTIC_PREFIX)) and col.count("/") == 1:
+                    row[col.removeprefix("metrics.")] = metrics.at[p.run_id, col]
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -500,6 +500,28 @@ def test_knob_style_input_scale_scales_the_log_mel():
     assert not torch.allclose(model.style_features(batch.audio[:1, :n], batch.audio_lengths[:1]), f_s)
 
 
+def test_knob_style_weight_init_unit_starts_stage2_at_unit_weights():
+    """release (default) leaves every weight as initialised; unit rescales only to_scale, so w_s
+    averages 1 over the training clips (sign included) and keeps its shape across slots and clips."""
+    spec = make_spec()
+    clips = [make_clip(s, k, 0.5 + 0.1 * k, spec, 10 * k + i) for i, s in enumerate("ABC") for k in (1, 2)]
+    weights = {}
+    for init in ("release", "unit"):
+        torch.manual_seed(3)
+        model = MemoryTalker(tiny_config(style_weight_init=init), spec)
+        before = copy.deepcopy(model.state_dict())
+        model.prepare(clips)
+        changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+        assert changed == (set() if init == "release" else {"style_encoder.to_scale.weight"})
+        weights[init] = model.style_embeddings(clips)[0]["weights"]
+    assert weights["unit"].mean() == pytest.approx(1.0, rel=1e-5)
+    release = weights["release"]  # one factor for every slot and clip
+    assert np.allclose(weights["unit"], release / release.mean(), rtol=1e-4, atol=1e-6)
+    assert MemoryTalker(tiny_config(stage2=False, style_weight_init="unit"), spec).prepare(clips) is None
+    with pytest.raises(ConfigError, match="memorytalker.style_weight_init"):
+        MemoryTalker(tiny_config(style_weight_init="ones"), spec)
+
+
 def test_bad_input_and_config():
     spec = make_spec()
     model = MemoryTalker(tiny_config(), spec)

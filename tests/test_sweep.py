@@ -87,6 +87,29 @@ def test_compact_summary_shows_keys_status_and_headline_metrics_with_cis():
     assert list(compact["mve"]) == ["2", ""]  # no CI logged: the value alone
 
 
+def test_summary_has_test_metrics_and_method_diagnostics():
+    """From the store's runs table: test metrics by name, diagnostics by their diagnostic/ key; per-member
+    and other metrics (losses, speed) are left out."""
+    from dataclasses import replace
+
+    sweep = plan("mean-motion", ["mean-motion.period=5,10"], preset="tiny")
+    sweep.points = [replace(p, status="done", run_id=r) for p, r in zip(sweep.points, ("a", "b"))]
+    runs = pd.DataFrame(
+        {
+            "run_id": ["a", "b"],
+            "metrics.test/lve": [1.0, 2.0],
+            "metrics.test/member/lve": [3.0, 4.0],
+            "metrics.diagnostic/style_retrieval_top1": [0.5, 0.75],
+            "metrics.speed/realtime_factor": [9.0, 9.0],
+            "metrics.memorizing/loss": [0.1, 0.2],
+        }
+    )
+    table = sweep_mod.summary(sweep, type("Store", (), {"search_runs": lambda self, dataset: runs})())
+    metrics = [c for c in table.columns if c not in ("mean-motion.period", "seed", "status", "run_id")]
+    assert metrics == ["lve", "diagnostic/style_retrieval_top1"]
+    assert list(table["diagnostic/style_retrieval_top1"]) == [0.5, 0.75]
+
+
 def _sweep_cmd(uri):
     return [
         sys.executable,

@@ -47,6 +47,16 @@ class Stage:
     repeats: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass
+class Diagnostic:
+    """A method's own look at its trained model, logged at evaluation beside the metrics: ``content``
+    (JSON-able) as the artifact ``eval/<name>.json``, ``metrics`` as ``diagnostic/<key>``."""
+
+    name: str
+    content: dict
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
 def output_target(method: type, spec: DatasetSpec) -> str:
     """What ``method`` predicts on ``spec``'s dataset: its target if the method can produce it, else
     vertices; an error when it can produce neither."""
@@ -178,6 +188,12 @@ class Method(nn.Module):
         """``predict_samples`` under each condition with its seeds (the same N each): (C, N, T, V, 3).
         The default loops; methods override it to encode the audio once for all conditions."""
         return torch.stack([self.predict_samples(audio, template, c, s) for c, s in zip(conditions, seeds)])
+
+    def diagnostics(self, train_clips, eval_clips) -> list[Diagnostic]:
+        """Method-specific diagnostics of the trained model (e.g. MemoryTalker's speaker retrieval by
+        style), computed after the evaluation from the training and evaluation clips (iterables of
+        Clip, loaded only if iterated); none by default."""
+        return []
 
     # -- helpers --------------------------------------------------------------------------------
     def named_trainable(self, stage: Stage) -> Iterator[tuple[str, nn.Parameter]]:

@@ -50,6 +50,11 @@ class MemoryTalkerConfig:
     # multiplies the dB log-mel before E_s; 1.0 = the release (raw dB, tens of units: at init f_s is
     # large, sigmoid saturates and w_s is O(100), far from the w = 1 the frozen decoder learned with)
     style_input_scale: float = 1.0
+    # release: to_scale as initialised (xavier, no bias), so stage 2 starts from w_s of random sign and
+    # size (SynthTalk preset, seeds 0-5: mean w_s -0.21, 1.06, -1.05, -3.1, -4.1, -8.7): the frozen
+    # decoder first sees a negated or rescaled memory. unit: before training, to_scale is rescaled so
+    # w_s averages 1 over the training clips (E_s does not train in stage 1: this is stage 2's start)
+    style_weight_init: str = "release"
     # -- ablation switches ----------------------------------------------------------------------
     memory: bool = True  # False: no memory, no motion encoder; the decoder query is built from f_txt only
     stage2: bool = True  # False: memorizing only (the animating stage is absent)
@@ -104,6 +109,10 @@ class MemoryTalkerConfig:
             raise ConfigError(
                 "memorytalker.text_head_init 'encoder' needs memorytalker.audio.kind 'synthtalk' (the "
                 f"encoder with a phoneme head), got '{self.audio.kind}'"
+            )
+        if self.style_weight_init not in ("release", "unit"):
+            raise ConfigError(
+                f"memorytalker.style_weight_init must be 'release' or 'unit', got '{self.style_weight_init}'"
             )
         if self.selection not in ("last", "val"):
             raise ConfigError(f"memorytalker.selection must be 'last' or 'val', got '{self.selection}'")

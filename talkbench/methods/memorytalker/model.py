@@ -21,24 +21,28 @@ Choices beyond the release (specs/memorytalker.md §10), all identical to it at 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from talkbench.audio.build import build_audio_encoder
 from talkbench.datasets.batch import Batch
+from talkbench.datasets.clip import Clip
 from talkbench.datasets.spec import DatasetSpec
 from talkbench.errors import ConfigError, DataError
-from talkbench.methods.base import Method, Stage
+from talkbench.methods.base import Diagnostic, Method, Stage
 from talkbench.methods.layers import PeriodicPositionalEncoding, alignment_mask
 from talkbench.methods.memorytalker.config import MemoryTalkerConfig
 from talkbench.methods.memorytalker.frontend import style_log_mel_padded
 from talkbench.methods.memorytalker.losses import masked_mse, reconstruction_losses
 from talkbench.methods.memorytalker.memory import FacialMotionMemory
+from talkbench.methods.memorytalker.retrieval import style_retrieval
 from talkbench.methods.memorytalker.style import SpeakingStyleEncoder, length_groups
 
 MEMORIZING = "memorizing"
@@ -179,6 +183,19 @@ class MemoryTalker(Method):
             )
         return stages
 
+    def prepare(self, train_clips) -> None:
+        """``style_weight_init: unit``: rescale to_scale (w_s is linear in it) so that w_s averages 1
+        over up to 64 training clips spread over the split; E_s does not train in stage 1, so stage 2
+        starts from the memory at the scale and sign the frozen decoder learnt with."""
+        if not (self.has_style and self.config.style_weight_init == "unit"):
+            return
+        step = max(1, len(train_clips) // 64)
+        mean = float(self.style_embeddings(itertools.islice(train_clips, 0, None, step))[0]["weights"].mean())
+        if abs(mean) < 1e-8:
+            raise DataError("memorytalker.style_weight_init 'unit': w_s averages 0 on the training clips")
+        with torch.no_grad():
+            self.style_encoder.to_scale.weight.div_(mean)
+
     def begin_stage(self, stage: Stage) -> None:
         self._stage = stage.name
         if stage.name == ANIMATING:
@@ -223,19 +240,28 @@ class MemoryTalker(Method):
     def style_features(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> torch.Tensor:
         """f_s (B, n) from log-mel of each element's own audio, run as padded batches: exact per sample
         (per-clip normalisation and edge padding, masked pooling; see style.py and frontend.py)."""
+        return self._style_pass(audio, audio_lengths)[0]
+
+    def _style_pass(
+        self, audio: torch.Tensor, audio_lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(f_s (B, n), time-mean log-mel (B, n_mels)) of each element's own audio."""
         if self.config.style_input == "none":
             audio = torch.zeros_like(audio)  # the control: no speaker information reaches E_s
         # the branch is compute-bound: clips run in groups of similar length (each at least 85 % of
         # its group's longest), so padding costs at most ~15 % while most of batching's gain remains
         out: list[torch.Tensor | None] = [None] * audio.shape[0]
+        means: list[torch.Tensor | None] = [None] * audio.shape[0]
         for group in length_groups(audio_lengths):
             idx = torch.tensor(group, device=audio.device)
             lengths = audio_lengths[idx]
             wave = audio[idx, : int(lengths.max())]
             mel, frames = style_log_mel_padded(wave, lengths, n_mels=self.config.style_n_mels)
-            for i, f in zip(group, self.style_encoder(mel * self.config.style_input_scale, frames)):
-                out[i] = f
-        return torch.stack(out)
+            valid = (torch.arange(mel.shape[-1], device=mel.device)[None] < frames[:, None]).to(mel.dtype)
+            mean = (mel * valid[:, None]).sum(-1) / frames[:, None].to(mel.dtype)
+            for i, f, m in zip(group, self.style_encoder(mel * self.config.style_input_scale, frames), mean):
+                out[i], means[i] = f, m
+        return torch.stack(out), torch.stack(means)
 
     def _style_many(self, *parts: tuple[torch.Tensor, torch.Tensor]) -> list[torch.Tensor]:
         """style_features of several padded batches (anchor, positive, negative) in one pass."""
@@ -324,6 +350,51 @@ class MemoryTalker(Method):
             total = total + cfg.w_style * style
         out["loss"] = total
         return out
+
+    # -- diagnostics ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def style_embeddings(
+        self, clips: Iterable[Clip], chunk: int = 16
+    ) -> tuple[dict[str, np.ndarray], list[str]]:
+        """Per clip, the embeddings of the retrieval diagnostic (retrieval.py): ``triplet``
+        style_mlp(f_s), ``weights`` w_s and ``log_mel`` (E_s's input averaged over time), each
+        (N, D), with the clips' speakers; the style branch on padded chunks of ``chunk`` clips."""
+        spaces: dict[str, list[np.ndarray]] = {"triplet": [], "weights": [], "log_mel": []}
+        speakers: list[str] = []
+        waves: list[torch.Tensor] = []
+
+        def flush() -> None:
+            lengths = torch.tensor([len(w) for w in waves], device=self.device)
+            audio = nn.utils.rnn.pad_sequence(waves, batch_first=True).to(self.device)
+            f_s, mel = self._style_pass(audio, lengths)
+            for key, x in (("triplet", self.style_encoder.project(f_s)),
+                           ("weights", self.style_encoder.weights(f_s)), ("log_mel", mel)):  # fmt: skip
+                spaces[key].append(x.float().cpu().numpy())
+            waves.clear()
+
+        for clip in clips:
+            waves.append(torch.tensor(clip.audio, dtype=torch.float32))
+            speakers.append(clip.subject)
+            if len(waves) == chunk:
+                flush()
+        if waves:
+            flush()
+        return {k: np.concatenate(v) for k, v in spaces.items()}, speakers
+
+    def diagnostics(self, train_clips, eval_clips) -> list[Diagnostic]:
+        """Speaker retrieval by speaking style (retrieval.py): does a test clip's style land nearest
+        its own speaker? Only with a style branch (stage 2 on, memory on)."""
+        if not self.has_style:
+            return []
+        was_training = self.training
+        self.eval()
+        try:
+            train, train_speakers = self.style_embeddings(train_clips)
+            test, test_speakers = self.style_embeddings(eval_clips)
+        finally:
+            self.train(was_training)
+        content, metrics = style_retrieval(train, train_speakers, test, test_speakers, bool(self.stylized))
+        return [Diagnostic("style_retrieval", content, metrics)]
 
     # -- inference --------------------------------------------------------------------------------
     def animate(
