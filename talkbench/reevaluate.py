@@ -37,7 +37,7 @@ def reevaluate(
     data_root: str | Path | None = None,
 ) -> EvalResult:
     from talkbench import load_model
-    from talkbench.config import load_config
+    from talkbench.config import RunConfig, load_config
     from talkbench.registry import METHODS
     from talkbench.runs import TrackedRun
 
@@ -50,10 +50,10 @@ def reevaluate(
                 "another seed set of the samples is --set eval.sample_seed=K"
             )
     tracked = TrackedRun.open(run, tracking_uri)
-    logged = tracked.config
+    saved = tracked.tracker.download_artifacts(tracked.run_id, contract.CONFIG_ARTIFACT)
+    logged = RunConfig.load(saved)
     if logged.dataset.is_mixture:
         raise TalkbenchError(f"run {tracked.run_id} trained on a mixture: re-predicting it is not supported")
-    saved = tracked.tracker.download_artifacts(tracked.run_id, contract.CONFIG_ARTIFACT)
     cfg = load_config(logged.method, preset=logged.preset, config_file=saved, overrides=overrides,
                       data_root=data_root)
     data = cfg.dataset.load()
