@@ -4,6 +4,9 @@ predictions and a sample replaying bit for bit from its stored seed; determinist
 
 from __future__ import annotations
 
+import csv
+import io
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -220,6 +223,10 @@ def test_bench_eval_re_predicts_a_run_with_another_sampler_and_seed_set(facediff
     cond = None if pd.isna(first["condition"]) else first["condition"]
     rows = seeds[(seeds["clip"] == first["clip"]) & (seeds["condition"].fillna("") == (cond or ""))]
     assert tuple(rows.sort_values("sample")["seed"]) == sample_seeds(1, first["clip"], cond, 3)
+    board = _bench("leaderboard", "--dataset", cfg.dataset.experiment, "--format", "csv", *uri[:2])
+    assert board.exit_code == 0, board.output
+    row = next(r for r in csv.DictReader(io.StringIO(board.stdout)) if run.info.run_id in r["run_ids"])
+    assert result.run_id not in row["run_ids"]  # its own row, not a seed of the trained run's
 
     same = _bench("eval", "--run", result.run_id, *uri)  # the run's own sampler and seeds: its scores
     assert same.exit_code == 0, same.output
