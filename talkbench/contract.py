@@ -46,6 +46,9 @@ class Tag:
     ENCODER_KEY = "talkbench.encoder_key"  # a pretrained speech encoder's cache key (speech_pretrain)
     ENCODER_RUN_ID = "talkbench.encoder_run_id"  # the MLflow run that pretrained that encoder
     SAMPLES = "talkbench.samples"  # N drawn per test clip and condition (1: a deterministic method)
+    SAMPLE_SEED = "talkbench.sample_seed"  # the seed set of those samples (eval.sample_seed or the seed)
+    SAMPLER = "talkbench.sampler"  # what drew them, where the method names it (``ancestral-1000``, ...)
+    EVAL_OF = "talkbench.eval_of"  # an eval run (Kind.EVAL): the run whose logged model it re-predicted
     # a run on a mixture of datasets: its members and sampling weights, "a=1,b=2" (datasets/mixture.py)
     MIXTURE = "talkbench.mixture"
     # the training clips a run used (dataset.train_fraction of them): N, or a mixture's "a=N,b=M"
@@ -105,6 +108,7 @@ class Kind:
 
     RUN = "run"
     SWEEP = "sweep"
+    EVAL = "eval"  # `bench eval --run`: a run's logged model re-predicting its test split (reevaluate.py)
     USER_STUDY = "user-study"
 
 

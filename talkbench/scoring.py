@@ -9,7 +9,8 @@ predictions and kept if it is a rendered sample, so memory stays at one clip's p
 whatever the size of the test split.
 
 A method that samples (``Method.samples``) is asked instead for ``eval.samples`` (default 10)
-samples per clip and condition, sample k seeded ``sample_seed(run seed, clip, condition, k)``: sample
+samples per clip and condition, sample k seeded ``sample_seed(run seed, clip, condition, k)`` (the
+run seed or ``eval.sample_seed``, another seed set): sample
 0 is its prediction (LVE, MVE, FDD, the saved and rendered one), all N give MEE, CE and Diversity;
 the samples, every seed and the per-frame lip spread are logged beside the predictions. A
 deterministic method is predicted once (N = 1, the ``talkbench.samples`` tag), never N times.
@@ -194,6 +195,7 @@ def score(
         spec, {c.name: c for c in test}, load_alignments_for(data), n_boot=cfg.eval.n_boot, seed=cfg.seed
     )
     n_samples = cfg.eval.samples_for(method)
+    seed_set = cfg.eval.sample_seed_for(cfg.seed)
     saved = prediction_selection(method, test, spec, n_samples) if cfg.eval.save_predictions else set()
     renders = rdir is not None and spec.faces is not None
     wanted = set(first_clip_per_subject(test, cfg.eval.render_clips)) if renders else set()
@@ -207,8 +209,8 @@ def score(
         for folder in dirs.values():
             folder.mkdir()
         for clip in test:
-            for p in predict_clip(method, clip, spec, timing, n_samples, cfg.seed):
-                seed = pair_seed(cfg.seed, p.clip, p.condition)
+            for p in predict_clip(method, clip, spec, timing, n_samples, seed_set):
+                seed = pair_seed(seed_set, p.clip, p.condition)
                 evaluator.add(p.clip, p.condition, p.vertices, p.weights, p.samples, seed)
                 record.add(p, evaluator.lips)
                 n += 1
@@ -232,11 +234,20 @@ def score(
         _render_samples(tracker, run_id, method.name, list(samples.values()), test, spec, rdir, member)
     record.log(tracker, run_id)
     metrics = _log_scores(tracker, run_id, method, spec, evaluation, timing, member)
-    tracker.set_tags(run_id, {Tag.SAMPLES: str(n_samples)})
+    tracker.set_tags(run_id, {Tag.SAMPLES: str(n_samples), **sample_tags(cfg, method)})
     metrics.update(log_speed(tracker, run_id, method, spec, test[0], cfg.eval.speed_clip_s, member))
     metrics.update(log_diagnostics(tracker, run_id, method, data, test, member))
     log.info("run %s: %d predictions (N = %d), %.1fx real time", run_id, n, n_samples, timing.speed)
     return Scores(evaluation, timing, metrics, n)
+
+
+def sample_tags(cfg, method) -> dict[str, str]:
+    """Of a method that samples: the seed set and, where its config names it, the sampler."""
+    if not getattr(method, "samples", False):
+        return {}
+    tags = {Tag.SAMPLE_SEED: str(cfg.eval.sample_seed_for(cfg.seed))}
+    sampler = getattr(cfg.method_config, "sampler_id", None)
+    return {**tags, Tag.SAMPLER: sampler} if isinstance(sampler, str) else tags
 
 
 @dataclass

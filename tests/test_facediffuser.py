@@ -163,7 +163,42 @@ def test_reference_sampler_reproduces_p_sample_loop_on_fixed_noise():
     with torch.no_grad():
         ours = model.diffusion.p_sample_loop(denoise, lambda: next(feed))
         ref = reference_p_sample_loop(denoise, noises, 12)
-    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
+    assert torch.equal(ours, ref)  # bit for bit: the in-place loop does the release's operations in order
+
+
+def reference_ddim_sample_loop(denoise, noises: list[torch.Tensor], d: Diffusion, eta: float) -> torch.Tensor:
+    """guided-diffusion's ddim_sample_loop (x0 prediction), out of place, a fresh draw at every step."""
+    a = d.alphas_cumprod
+    a_prev = np.append(1.0, a[:-1])
+    x = noises[0]
+    for k, i in enumerate(range(len(a) - 1, -1, -1)):
+        def f(arr, i=i):
+            return torch.from_numpy(np.asarray(arr))[torch.tensor([i])].float()
+
+        x0 = denoise(x, d.timesteps[i])
+        eps = (f(np.sqrt(1.0 / a)) * x - x0) / f(np.sqrt(1.0 / a - 1))
+        sigma = eta * torch.sqrt((1 - f(a_prev)) / (1 - f(a))) * torch.sqrt(1 - f(a) / f(a_prev))
+        x = x0 * torch.sqrt(f(a_prev)) + torch.sqrt(1 - f(a_prev) - sigma**2) * eps
+        x = x + (1.0 if i > 0 else 0.0) * sigma * noises[k + 1]
+    return x
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5])
+def test_ddim_reproduces_ddim_sample_loop_on_fixed_noise(eta):
+    model = tiny(steps=12)
+    audio, tpl = torch.randn(9000), torch.randn(20, 3)
+    cond, _ = model._clip(audio, tpl)
+    noises = [torch.randn(2, cond.shape[1], 60) for _ in range(7)]
+    one_hot = model.one_hot(torch.tensor([1]))
+    d = model.diffusion.respaced(6)
+
+    def denoise(x, i):
+        return model.denoise(x, torch.full((2,), i), cond, tpl.reshape(1, -1), one_hot)
+
+    with torch.no_grad():
+        ours = d.ddim_sample_loop(denoise, iter(noises).__next__, eta=eta)
+        ref = reference_ddim_sample_loop(denoise, noises, d, eta)
+    assert torch.equal(ours, ref)
 
 
 def test_ddim_with_all_steps_and_eta_one_is_the_ancestral_chain():

@@ -97,3 +97,39 @@ def test_missing_file_and_unknown_preset(checkpoint, tmp_path):
     ):
         out = bench("import", "--method", "faceformer", *args, "--tracking-uri", f"sqlite:///{tmp_path}/m.db")
         assert out.exit_code == 2 and needle in out.stderr, out.output
+
+
+def test_codetalker_files_import_into_codetalker_nd(tmp_path):
+    """CodeTalker's two official files (paper structure, narrow widths) into codetalker-nd through
+    `bench import`: CodeTalker's weights unchanged, CodeTalker's licence, the test-time-only variant
+    recorded (the released weights were trained with the nearest code), a model that samples."""
+    from test_official_checkpoints import SMALL_CODETALKER
+
+    from talkbench.methods.codetalker import official as ct_official
+
+    torch.manual_seed(0)
+    ct = official_import.paper_model("codetalker", "paper-vocaset", overrides=SMALL_CODETALKER,
+                                     encoder_overrides=ENCODER)
+    torch.nn.init.normal_(ct.predictor.feat_map.weight, std=0.05)
+    stage2, stage1 = ct_official.save_official(ct.eval(), tmp_path / "s2.pth.tar", tmp_path / "s1.pth.tar")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    small = [s.replace("codetalker.", "codetalker-nd.", 1) for s in SMALL_CODETALKER]
+    sets = [x for s in [*small, encoder_set("codetalker-nd")] for x in ("--set", s)]
+    out = bench("import", "--method", "codetalker-nd", "--checkpoint", str(stage2), "--vqvae", str(stage1),
+                "--preset", "paper-vocaset", "--tracking-uri", uri, *sets)
+    assert out.exit_code == 0, out.output
+    run = mlflow.MlflowClient(uri).get_run(out.stdout.split()[1])
+    tags = run.data.tags
+    assert tags[contract.Tag.IMPORTED] == contract.IMPORTED_OFFICIAL
+    assert "s2.pth.tar:sha256=" in tags[contract.Tag.CHECKPOINT] and "s1.pth.tar:sha256=" in tags[
+        contract.Tag.CHECKPOINT]
+    assert tags.get(contract.Tag.LICENCE) == getattr(official.converter("codetalker"), "LICENCE", None)
+    assert run.data.params["codetalker-nd.nd_in_training"] == "False"
+    from talkbench import load_model
+
+    nd = load_model(run.info.run_id, uri).method
+    assert nd.name == "codetalker-nd" and nd.vqvae.quantizer.temperature == 2.0
+    assert all(torch.equal(v, ct.state_dict()[k]) for k, v in nd.state_dict().items())
+    audio, template = torch.randn(8000), torch.randn(nd.spec.n_vertices, 3)
+    a, b = nd.predict_samples(audio, template, 1, [5, 6])
+    assert not torch.equal(a, b) and torch.equal(nd.predict_samples(audio, template, 1, [6])[0], b)

@@ -4,6 +4,9 @@ predictions and a sample replaying bit for bit from its stored seed; determinist
 
 from __future__ import annotations
 
+import csv
+import io
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -186,3 +189,57 @@ def test_study_shows_a_seeded_sample_per_clip_and_records_it(facediffuser_run, s
     for t, s in zip(trials, shown):
         assert s["seed"] == run.samples(t["clip"])[1][s["sample"]]
     assert len({s["sample"] for s in shown}) > 1 or len(shown) == 1
+
+
+def _bench(*args: str):
+    from typer.testing import CliRunner
+
+    from talkbench.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_bench_eval_re_predicts_a_run_with_another_sampler_and_seed_set(facediffuser_run, tmp_path):
+    """`bench eval --run R --set ...`: the run's logged model, no retraining, another sampler and seed
+    set, scored and logged as its own eval run; with no overrides it reproduces the run's scores."""
+    cfg, result, client = facediffuser_run
+    parent = client.get_run(result.run_id)
+    assert parent.data.tags[Tag.SAMPLER] == "ancestral-10" and parent.data.tags[Tag.SAMPLE_SEED] == "0"
+    uri = ["--tracking-uri", result.tracking_uri, "--set", "eval.speed_clip_s=0"]
+    out = _bench("eval", "--run", result.run_id, "--set", "facediffuser.sampler=ddim-5",
+                 "--set", "eval.sample_seed=1", *uri)
+    assert out.exit_code == 0, out.output
+    run = client.get_run(out.stdout.split()[1])
+    tags, m = run.data.tags, run.data.metrics
+    assert tags[Tag.KIND] == contract.Kind.EVAL and tags[Tag.EVAL_OF] == result.run_id
+    assert tags[Tag.PARENT_RUN_ID] == result.run_id
+    assert tags[Tag.SAMPLER] == "ddim-5-eta0" and tags[Tag.SAMPLE_SEED] == "1" and tags[Tag.SAMPLES] == "3"
+    assert tags[Tag.SEED] == str(cfg.seed) and tags[Tag.CONFIG_HASH] != parent.data.tags[Tag.CONFIG_HASH]
+    for name in ("lve", "mee", "ce_n3", "diversity"):
+        assert np.isfinite(m[f"test/{name}"]), name
+    assert m["test/lve"] != parent.data.metrics["test/lve"]  # another sampler, other animations
+    seeds = pd.read_csv(_artifact(client, run.info.run_id, contract.SAMPLE_SEEDS_ARTIFACT, tmp_path))
+    first = seeds.iloc[0]
+    cond = None if pd.isna(first["condition"]) else first["condition"]
+    rows = seeds[(seeds["clip"] == first["clip"]) & (seeds["condition"].fillna("") == (cond or ""))]
+    assert tuple(rows.sort_values("sample")["seed"]) == sample_seeds(1, first["clip"], cond, 3)
+    board = _bench("leaderboard", "--dataset", cfg.dataset.experiment, "--format", "csv", *uri[:2])
+    assert board.exit_code == 0, board.output
+    row = next(r for r in csv.DictReader(io.StringIO(board.stdout)) if run.info.run_id in r["run_ids"])
+    assert result.run_id not in row["run_ids"]  # its own row, not a seed of the trained run's
+
+    same = _bench("eval", "--run", result.run_id, *uri)  # the run's own sampler and seeds: its scores
+    assert same.exit_code == 0, same.output
+    again = client.get_run(same.stdout.split()[1]).data.metrics
+    for name in ("lve", "mee", "ce_n3", "diversity", "fdd"):
+        assert again[f"test/{name}"] == parent.data.metrics[f"test/{name}"], name
+
+
+def test_bench_eval_re_predicting_refuses_what_would_misdescribe_the_model(facediffuser_run):
+    _, result, _ = facediffuser_run
+    uri = ["--tracking-uri", result.tracking_uri]
+    for setting, needle in (("facediffuser.latent_dim=8", "no longer fits"), ("seed=3", "keeps its seed")):
+        out = _bench("eval", "--run", result.run_id, "--set", setting, *uri)
+        assert out.exit_code == 2 and needle in out.stderr and "\n" not in out.stderr.strip(), out.output
+    out = _bench("eval", "--pred", ".", "--run", result.run_id, "--set", "eval.sample_seed=1", *uri)
+    assert out.exit_code == 2 and "leave --pred out" in out.stderr, out.output

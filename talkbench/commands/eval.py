@@ -1,4 +1,6 @@
-"""`bench eval`: score a folder of predicted vertex sequences without training anything.
+"""`bench eval`: score a folder of predicted vertex sequences without training anything; or, given
+``--run`` and no ``--pred``, re-predict that run's test split with its logged model under other
+inference settings (``--set``: a sampler, a seed set of the samples) as its own run (reevaluate.py).
 
 Files are named as the reference code names them: ``<clip>.npy`` or ``<clip>_condition_<Subject>.npy``,
 arrays (T, V*3) or (T, V, 3) at the dataset's motion rate. Every file is checked before any score is
@@ -182,14 +184,20 @@ def _fmt(v: float) -> str:
 
 
 def eval_command(
-    pred: Path = typer.Option(
-        ..., "--pred", help="Folder of predicted .npy files (<clip>[_condition_<Subject>].npy)."
+    pred: Path | None = typer.Option(
+        None,
+        "--pred",
+        help="Folder of predicted .npy files (<clip>[_condition_<Subject>].npy). Without it, --run's "
+        "logged model re-predicts its test split (with the --set overrides) as a new eval run.",
     ),
     dataset: str | None = typer.Option(
         None, "--dataset", "-d", help="synthtalk, vocaset, biwi, ... (default: the --run's dataset)."
     ),
     run: str | None = typer.Option(
-        None, "--run", help="Score against this run's dataset and split (its logged config names them)."
+        None,
+        "--run",
+        help="Score against this run's dataset and split (its logged config names them); without --pred, "
+        "re-predict them with its model.",
     ),
     data_root: Path | None = typer.Option(None, "--data-root", help="Prepared dataset directory."),
     split: str | None = typer.Option(
@@ -209,9 +217,22 @@ def eval_command(
         "--allow-short",
         help="Score predictions shorter than half their clip (on their first frames) instead of refusing.",
     ),
+    overrides: list[str] | None = typer.Option(
+        None,
+        "--set",
+        help="With --run and no --pred: an inference setting KEY=VALUE (repeatable), e.g. "
+        "facediffuser.sampler=ddim-50, eval.sample_seed=1 (another seed set), eval.samples=10.",
+    ),
 ) -> None:
-    """Score predicted vertex sequences against a dataset split and print the aggregate table."""
+    """Score predicted vertex sequences against a dataset split and print the aggregate table.
+
+    With --run and no --pred: re-predict the run's test split with its logged model (--set: other
+    inference settings) as a new eval run."""
     with one_line_errors():
+        if pred is None:
+            return _repredict(run, overrides or [], tracking_uri, data_root)
+        if overrides:
+            raise DataError("--set changes how --run's model predicts: leave --pred out to re-predict")
         from talkbench.metrics import evaluate, load_alignments
 
         check_bootstrap(n_boot, seed)
@@ -275,6 +296,18 @@ def eval_command(
             except OSError as exc:
                 raise DataError(f"--out {out}: cannot write the per-sequence table ({exc})") from None
         _print(ev, spec.name, split, len(good))
+
+
+def _repredict(run: str | None, overrides: list[str], tracking_uri: str | None, data_root: Path | None):
+    from talkbench.errors import ConfigError
+    from talkbench.reevaluate import reevaluate
+
+    if run is None:
+        raise ConfigError("give --pred FOLDER (predictions to score) or --run RUN_ID (its model re-predicts)")
+    result = reevaluate(run, overrides, tracking_uri, data_root)
+    typer.echo(f"run {result.run_id} ({result.experiment}): eval of run {result.of_run}")
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.metrics.items()) if "ci_" not in k)
+    typer.echo(f"test: {shown}")
 
 
 def _print(ev, dataset: str, split: str, n_files: int) -> None:

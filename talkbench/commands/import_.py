@@ -1,5 +1,5 @@
-"""`bench import`: an official checkpoint (FaceFormer, CodeTalker, MemoryTalker, SelfTalk, FaceDiffuser,
-UniTalker) as a talkbench run."""
+"""`bench import`: an official checkpoint (FaceFormer, CodeTalker (also into CodeTalker-ND), MemoryTalker,
+SelfTalk, FaceDiffuser, UniTalker) as a talkbench run."""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ def import_command(
         ...,
         "--method",
         "-m",
-        help="faceformer, codetalker, memorytalker, selftalk, facediffuser, unitalker, or a plugin with an "
-        "importer.",
+        help="faceformer, codetalker, codetalker-nd (CodeTalker's files), memorytalker, selftalk, "
+        "facediffuser, unitalker, or a plugin with an importer.",
     ),
     checkpoint: Path = typer.Option(
         ..., "--checkpoint", help="The official checkpoint file (.pth / .pth.tar)."
     ),
     vqvae: Path | None = typer.Option(
-        None, "--vqvae", help="CodeTalker: the stage-1 VQ-VAE file (its stage-2 file carries none)."
+        None, "--vqvae", help="CodeTalker(-ND): the stage-1 VQ-VAE file (its stage-2 file carries none)."
     ),
     preset: str = typer.Option(
         ..., "--preset", "-p", help="paper-vocaset, paper-biwi; UniTalker: paper-b, paper-l (with --dataset)."

@@ -148,12 +148,19 @@ class EvalConfig:
     # samples drawn per test clip and condition by a method that samples (None: DEFAULT_SAMPLES, the
     # published protocol); a deterministic method is always predicted once (N = 1)
     samples: Annotated[int, Field(ge=1)] | None = None
+    # the seed set of those samples: sample k of a clip under a condition is seeded
+    # sample_seed(sample_seed, clip, condition, k) (None: the run's seed); another set re-draws them all
+    sample_seed: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
 
     def samples_for(self, method) -> int:
         """N for ``method``: 1 for a deterministic one, else ``samples`` or DEFAULT_SAMPLES."""
         if not getattr(method, "samples", False):
             return 1
         return self.samples if self.samples is not None else DEFAULT_SAMPLES
+
+    def sample_seed_for(self, run_seed: int) -> int:
+        """The seed set samples are drawn with: ``sample_seed``, else the run's seed."""
+        return run_seed if self.sample_seed is None else self.sample_seed
 
     # seconds of speech the speed profile times predict on at the end of a run (talkbench.speed); 0: none
     speed_clip_s: Annotated[float, Field(ge=0)] = 10.0

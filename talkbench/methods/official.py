@@ -28,7 +28,11 @@ import torch
 
 from talkbench.errors import TalkbenchError
 
-OFFICIAL_METHODS = ("faceformer", "codetalker", "memorytalker", "selftalk", "facediffuser", "unitalker")
+OFFICIAL_METHODS = (
+    "faceformer", "codetalker", "codetalker-nd", "memorytalker", "selftalk", "facediffuser", "unitalker"
+)
+# a built-in whose converter is not talkbench.methods.<name>.official (it reads another method's files)
+_CONVERTER_MODULES = {"codetalker-nd": "talkbench.methods.codetalker.nd_official"}
 # keys that identify the method whose official code wrote a file (checked in this order)
 _SIGNATURES = (
     ("selftalk", ("text_encoder.lm_head.weight", "lip_map.weight")),
@@ -51,10 +55,11 @@ State = dict[str, torch.Tensor]
 
 def converter(method: str):
     """The ``official`` module of a method that has one (imported lazily: methods stay independent):
-    a built-in's ``talkbench.methods.<name>.official``, a plugin's ``official`` module beside the
+    a built-in's ``talkbench.methods.<name>.official`` (codetalker-nd's reads CodeTalker's files:
+    ``codetalker/nd_official.py``), a plugin's ``official`` module beside the
     module of its Method class (``talkbench_gru/official.py`` for ``talkbench_gru.method:Gru``)."""
     if method in OFFICIAL_METHODS:
-        return importlib.import_module(f"talkbench.methods.{method}.official")
+        return importlib.import_module(_CONVERTER_MODULES.get(method, f"talkbench.methods.{method}.official"))
     from talkbench.registry import METHODS
 
     package = METHODS.get(method).__module__.rpartition(".")[0] if method in METHODS else ""

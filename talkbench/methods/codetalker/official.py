@@ -113,7 +113,7 @@ def import_checkpoint(model: CodeTalker, checkpoint: str | Path, vqvae: str | Pa
     """
     path = Path(checkpoint)
     preset = _preset(model)
-    what = f"codetalker {preset}"
+    what = f"{model.name} {preset}"  # codetalker-nd reads these files too
     official, _ = common.read_checkpoint(path)
     found = common.identify(official)
     if found is not None and found.startswith("codetalker (stage-1"):

@@ -155,7 +155,9 @@ class FaceDiffuser(Method):
         h = torch.cat([cond[:, :n].expand(b, -1, -1), motion, time[:, None].expand(-1, n, -1)], dim=-1)
         h, _ = self.gru(self.norm_cond(h))
         h = h * self.obj_vector(one_hot)[:, None]
-        return self.final_layer(h) + template[:, None]
+        out = self.final_layer(h)  # (B, T, V*3): the largest tensor; the template added in place unless
+        # autocast made it bf16 (then promoted to float32 as before)
+        return out.add_(template[:, None]) if out.dtype == template.dtype else out + template[:, None]
 
     # -- training ---------------------------------------------------------------------------------
     def loss(
@@ -214,12 +216,15 @@ class FaceDiffuser(Method):
         if not self.config.batch_samples and len(seeds) > 1:
             return torch.cat([self.sample(cond, template, condition, [s]) for s in seeds])
         n, t = len(seeds), cond.shape[1]
-        shape = (t, 3 * int(self.spec.n_vertices))
         gens = [sample_generator(s) for s in seeds]
         device = cond.device
+        drawn = torch.empty((n, t, 3 * int(self.spec.n_vertices)))  # refilled at every step
+        on_device = drawn if device.type == "cpu" else torch.empty(drawn.shape, device=device)
 
         def noise() -> torch.Tensor:
-            return torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device)
+            for row, g in zip(drawn, gens):
+                row.normal_(generator=g)  # the numbers torch.randn(row.shape, generator=g) gives
+            return on_device.copy_(drawn) if on_device is not drawn else drawn
 
         speaker = self.one_hot(torch.tensor([condition], device=device))
         tpl = template.reshape(1, -1)
