@@ -4,11 +4,14 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# make run's sweeps, longest first (see run)
-RUN_SWEEPS := .sweep-memorytalker .sweep-codetalker .sweep-memorytalker-style .sweep-faceformer \
-              .sweep-memorytalker-memory
+# make run's sweeps, longest first (see run); make run-studies' (see there)
+RUN_SWEEPS := .sweep-memorytalker .sweep-selftalk .sweep-codetalker .sweep-unitalker .sweep-facediffuser \
+              .sweep-codetalker-nd .sweep-faceformer
+STUDY_SWEEPS := .sweep-memorytalker-init .sweep-memorytalker-stage2 .finetune-unitalker \
+                .sweep-memorytalker-style .sweep-memorytalker-memory
 
-.PHONY: run .run-encoder .run-data $(RUN_SWEEPS) run-encoders test test-slow bench lint system clean
+.PHONY: run run-studies .run-encoder .run-data .run-variants .run-couplings $(RUN_SWEEPS) $(STUDY_SWEEPS) \
+        run-encoders test test-slow bench lint system clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,42 +22,73 @@ $(STAMP): pyproject.toml constraints.txt
 system:
 	bash scripts/install-system-packages.sh
 
-# The main job, on SynthTalk 'small' (generated on first use), the comparison of issue 14: the two floors;
-# FaceFormer, CodeTalker and MemoryTalker over seeds 0,1,2 with the SynthTalk-pretrained encoder of their
-# synthtalk presets; MemoryTalker's ablations at seed 0 (stage 1 only, no memory, style coupling 0 and
-# 0.8); then the report committed under reports/synthtalk/.
+# The main job, on SynthTalk 'small' (generated on first use): the comparison table of the MemoryTalker
+# paper (FaceFormer, CodeTalker, SelfTalk, UniTalker, MemoryTalker) and the sampling methods (FaceDiffuser;
+# CodeTalker-ND at seed 0), three seeds each, every method on the SynthTalk-pretrained encoder of its
+# synthtalk preset, beside the two floors; then the report committed under reports/synthtalk/. UniTalker
+# trains one model on the main data and its blendshape variant (a head each) and is scored on each.
 # One intra-op thread per process, two processes at a time: a run's metrics depend on its thread count
-# (tag talkbench.threads), so this gives the same numbers on any machine. The encoder and both datasets
-# are made first, side by side; then the five sweeps go through make's two job slots longest first
-# (measured per run: MemoryTalker ~1.3x CodeTalker, FaceFormer ~0.3x), each slot taking the next
-# sweep as soon as it is free, so neither core idles while the other finishes.
-# The ablation grids include the default point (memory=true; stage2=true at coupling 0.8): that is
-# MemoryTalker's seed 0, long finished when a slot reaches them, so the sweeps link it as a point (the
-# report's ablation tables need it) instead of training it again.
+# (tag talkbench.threads), so this gives the same numbers on any machine. The encoder and the datasets
+# are made first, side by side; then the sweeps go through make's two job slots longest first, each slot
+# taking the next sweep as soon as it is free, so neither core idles while the other finishes.
+# What each run cost is in the report's speed table ("train (min)").
 run: export OMP_NUM_THREADS = 1
 run: $(STAMP)
-	$(MAKE) --no-print-directory -j2 .run-encoder .run-data
+	$(MAKE) --no-print-directory -j2 .run-encoder .run-data .run-variants
 	$(BIN)/bench run --method template --no-leaderboard
 	$(BIN)/bench run --method mean-motion --no-leaderboard
 	$(MAKE) --no-print-directory -j2 $(RUN_SWEEPS)
 	$(BIN)/bench report --dataset synthtalk --out reports/synthtalk
+
+# The studies, after `make run` (they reuse its runs as points): MemoryTalker's stage 2 (stage 1 only vs
+# both stages over 3 seeds; stage 2 from the release's random style scale vs one rescaled to average 1;
+# style coupling 0; no memory) and UniTalker's fine-tuning curve (a new head on the topology2 variant
+# from make run's seed-0 model, against training from scratch, at 4 shares of the training clips).
+run-studies: export OMP_NUM_THREADS = 1
+run-studies: $(STAMP)
+	$(MAKE) --no-print-directory -j2 $(STUDY_SWEEPS)
+	$(BIN)/bench report --dataset synthtalk --out reports/synthtalk
+	$(BIN)/bench report --dataset synthtalk-topology2 --out reports/synthtalk-topology2
 
 .run-encoder:
 	$(BIN)/bench pretrain-encoder
 .run-data:
 	$(BIN)/bench data make synthtalk --preset small
 	$(BIN)/bench data make synthtalk --preset small --style-coupling 0
+.run-variants:
+	$(BIN)/bench data make synthtalk --preset small --variant blendshape
+	$(BIN)/bench data make synthtalk --preset small --variant topology2
 .sweep-memorytalker:
 	$(BIN)/bench sweep --method memorytalker --seeds 0,1,2
 .sweep-codetalker:
 	$(BIN)/bench sweep --method codetalker --seeds 0,1,2
+.sweep-faceformer:
+	$(BIN)/bench sweep --method faceformer --seeds 0,1,2
+.sweep-selftalk:
+	$(BIN)/bench sweep --method selftalk --seeds 0,1,2
+.sweep-unitalker:
+	$(BIN)/bench sweep --method unitalker --dataset synthtalk,synthtalk-blendshape --seeds 0,1,2
+.sweep-facediffuser:
+	$(BIN)/bench sweep --method facediffuser --seeds 0,1,2
+.sweep-codetalker-nd:
+	$(BIN)/bench sweep --method codetalker-nd --seeds 0
+
+# The grids include make run's default points (stage2=true, style_weight_init=release, memory=true,
+# coupling 0.8): finished long before, the sweeps link them as points instead of training them again.
+.sweep-memorytalker-stage2:
+	$(BIN)/bench sweep --method memorytalker --grid memorytalker.stage2=true,false --seeds 0,1,2
+.sweep-memorytalker-init:
+	$(BIN)/bench sweep --method memorytalker --grid memorytalker.style_weight_init=release,unit --seeds 0,1,2
 .sweep-memorytalker-style:
 	$(BIN)/bench sweep --method memorytalker --grid memorytalker.stage2=true,false \
 	  --grid dataset.style_coupling=0,0.8
-.sweep-faceformer:
-	$(BIN)/bench sweep --method faceformer --seeds 0,1,2
 .sweep-memorytalker-memory:
 	$(BIN)/bench sweep --method memorytalker --grid memorytalker.memory=true,false
+.finetune-unitalker:
+	src=$$($(BIN)/python scripts/find-run.py --dataset synthtalk+synthtalk-blendshape --method unitalker \
+	  --seed 0) && $(BIN)/bench sweep --method unitalker --dataset synthtalk-topology2 \
+	  --set unitalker.finetune_head=$$src --grid dataset.train_fraction=0.1,0.25,0.5,1.0
+	$(BIN)/bench sweep --method unitalker --dataset synthtalk-topology2 --grid dataset.train_fraction=0.1,0.25,0.5,1.0
 
 # The note's encoder comparison: every method also with the mel encoder learnt from scratch (the presets
 # before issue 14), seeds 0,1,2 (~90 more CPU-minutes); run after `make run`, then `bench report` again.
