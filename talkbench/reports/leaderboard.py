@@ -121,7 +121,8 @@ def build(
         runs = runs[runs[metric_cols].notna().any(axis=1)]  # e.g. sweep parents carry no metrics
     else:
         runs = runs.iloc[0:0]
-    runs = runs.assign(_group=[_group_key(r) for _, r in runs.iterrows()])
+    # one contiguous copy: MLflow's frame is built a column at a time, and every assign on it warned
+    runs = runs.copy().assign(_group=[_group_key(r) for _, r in runs.iterrows()])
     if "start_time" in runs.columns:
         runs = runs.sort_values("start_time", ascending=False)
 
