@@ -7,10 +7,10 @@ STAMP  := $(VENV)/.installed
 # make run's sweeps, longest first (see run); make run-studies' (see there)
 RUN_SWEEPS := .sweep-memorytalker .sweep-selftalk .sweep-codetalker .sweep-unitalker .sweep-facediffuser \
               .sweep-codetalker-nd .sweep-faceformer
-STUDY_SWEEPS := .sweep-memorytalker-init .sweep-memorytalker-stage2 .finetune-unitalker \
+STUDY_SWEEPS := .sweep-memorytalker-stage2 .finetune-unitalker .sweep-memorytalker-init \
                 .sweep-memorytalker-style .sweep-memorytalker-memory
 
-.PHONY: run run-studies .run-encoder .run-data .run-variants .run-couplings $(RUN_SWEEPS) $(STUDY_SWEEPS) \
+.PHONY: run run-samplers .seeds-facediffuser .seeds-codetalker-nd run-studies .run-encoder .run-data .run-variants .run-couplings $(RUN_SWEEPS) $(STUDY_SWEEPS) \
         run-encoders test test-slow bench lint system clean
 
 $(STAMP): pyproject.toml constraints.txt
@@ -23,8 +23,9 @@ system:
 	bash scripts/install-system-packages.sh
 
 # The main job, on SynthTalk 'small' (generated on first use): the comparison table of the MemoryTalker
-# paper (FaceFormer, CodeTalker, SelfTalk, UniTalker, MemoryTalker) and the sampling methods (FaceDiffuser;
-# CodeTalker-ND at seed 0), three seeds each, every method on the SynthTalk-pretrained encoder of its
+# paper (FaceFormer, CodeTalker, SelfTalk, UniTalker, MemoryTalker), three seeds each, and the sampling
+# methods FaceDiffuser and CodeTalker-ND at seed 0 (10 samples per test clip and speaker condition: one
+# seed of either costs about three of the others; run-samplers adds seeds 1 and 2), every method on the SynthTalk-pretrained encoder of its
 # synthtalk preset, beside the two floors; then the report committed under reports/synthtalk/. UniTalker
 # trains one model on the main data and its blendshape variant (a head each) and is scored on each.
 # One intra-op thread per process, two processes at a time: a run's metrics depend on its thread count
@@ -39,6 +40,16 @@ run: $(STAMP)
 	$(BIN)/bench run --method mean-motion --no-leaderboard
 	$(MAKE) --no-print-directory -j2 $(RUN_SWEEPS)
 	$(BIN)/bench report --dataset synthtalk --out reports/synthtalk
+
+# FaceDiffuser's and CodeTalker-ND's seeds 1 and 2, after `make run`, for their CIs.
+run-samplers: export OMP_NUM_THREADS = 1
+run-samplers: $(STAMP)
+	$(MAKE) --no-print-directory -j2 .seeds-facediffuser .seeds-codetalker-nd
+	$(BIN)/bench report --dataset synthtalk --out reports/synthtalk
+.seeds-facediffuser:
+	$(BIN)/bench sweep --method facediffuser --seeds 0,1,2
+.seeds-codetalker-nd:
+	$(BIN)/bench sweep --method codetalker-nd --seeds 0,1,2
 
 # The studies, after `make run` (they reuse its runs as points): MemoryTalker's stage 2 (stage 1 only vs
 # both stages over 3 seeds; stage 2 from the release's random style scale vs one rescaled to average 1;
@@ -69,7 +80,7 @@ run-studies: $(STAMP)
 .sweep-unitalker:
 	$(BIN)/bench sweep --method unitalker --dataset synthtalk,synthtalk-blendshape --seeds 0,1,2
 .sweep-facediffuser:
-	$(BIN)/bench sweep --method facediffuser --seeds 0,1,2
+	$(BIN)/bench sweep --method facediffuser --seeds 0
 .sweep-codetalker-nd:
 	$(BIN)/bench sweep --method codetalker-nd --seeds 0
 
