@@ -523,7 +523,8 @@ def _ablation_section(tracker, dataset: str, board: lb.Leaderboard, fig_dir: Pat
     lines = []
     col = board.columns[0]
     for _, parent in parents.iterrows():
-        points = json.loads(parent.get(column(Tag.POINT_RUNS)) or "[]")
+        linked = parent.get(column(Tag.POINT_RUNS))  # NaN for a sweep stopped before it linked any
+        points = json.loads(linked) if isinstance(linked, str) and linked else []
         children = children_all[
             (children_all.get(parent_col) == parent["run_id"]) | children_all["run_id"].isin(points)
         ]
