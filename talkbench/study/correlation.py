@@ -18,6 +18,7 @@ the metric agrees with the raters. The ground truth, rated as an anchor, has no 
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -81,31 +82,11 @@ def metric_agreement(
     seed: int = 0,
 ) -> pd.DataFrame:
     """criterion, metric, rho, ci_low, ci_high, n_items. ``values``: method label -> per-sequence table."""
-    rows = []
-    for metric in metrics:
-        info = metric_info(metric)
-        if info.reduction == "speaker-pooled":
-            continue
-        clip_vals = {label: per_clip_values(df, metric) for label, df in values.items()}
-        for criterion, part in prefs.groupby("criterion"):
-            va, vb = (
-                np.asarray([_value(clip_vals, m, c) for m, c in zip(part[side], part["clip"])], float)
-                for side in ("a", "b")
-            )
-            adv = {"higher": va - vb, "zero": np.abs(vb) - np.abs(va)}.get(info.direction, vb - va)
-            keep = np.isfinite(adv)
-            rho, lo, hi = spearman_ci(adv[keep], part["pref_a"].to_numpy()[keep], n_boot, seed)
-            rows.append(
-                {
-                    "criterion": criterion,
-                    "metric": metric,
-                    "rho": rho,
-                    "ci_low": lo,
-                    "ci_high": hi,
-                    "n_items": int(keep.sum()),
-                }
-            )
-    return pd.DataFrame(rows, columns=["criterion", "metric", "rho", "ci_low", "ci_high", "n_items"])
+
+    def advantage(part: pd.DataFrame, value_of, direction: str) -> np.ndarray:  # A's over B's
+        return _goodness(value_of(part["a"]), direction) - _goodness(value_of(part["b"]), direction)
+
+    return _agreement(prefs, "pref_a", advantage, values, metrics, n_boot, seed)
 
 
 def clip_ratings(kept: pd.DataFrame) -> pd.DataFrame:
@@ -122,28 +103,41 @@ def rating_agreement(
     seed: int = 0,
 ) -> pd.DataFrame:
     """criterion, metric, rho, ci_low, ci_high, n_items between per-clip ratings and metric goodness."""
+
+    def goodness(part: pd.DataFrame, value_of, direction: str) -> np.ndarray:
+        return _goodness(value_of(part["method"]), direction)
+
+    return _agreement(ratings, "rating", goodness, values, metrics, n_boot, seed)
+
+
+_COLUMNS = ["criterion", "metric", "rho", "ci_low", "ci_high", "n_items"]
+
+
+def _goodness(values: np.ndarray, direction: str) -> np.ndarray:
+    """Larger is better, whatever the metric's direction (minus |value| for metrics best at 0)."""
+    return {"higher": values, "zero": -np.abs(values)}.get(direction, -values)
+
+
+def _agreement(items, target: str, score, values, metrics, n_boot: int, seed: int) -> pd.DataFrame:
+    """Spearman (with its bootstrap CI) per criterion and metric between ``score(part, value_of,
+    direction)``, the metric's side of each item, and the raters' ``target`` column."""
     rows = []
     for metric in metrics:
         info = metric_info(metric)
         if info.reduction == "speaker-pooled":
             continue
         clip_vals = {label: per_clip_values(df, metric) for label, df in values.items()}
-        for criterion, part in ratings.groupby("criterion"):
-            v = np.asarray([_value(clip_vals, m, c) for m, c in zip(part["method"], part["clip"])], float)
-            good = {"higher": v, "zero": -np.abs(v)}.get(info.direction, -v)
-            keep = np.isfinite(good)
-            rho, lo, hi = spearman_ci(good[keep], part["rating"].to_numpy(float)[keep], n_boot, seed)
-            rows.append(
-                {
-                    "criterion": criterion,
-                    "metric": metric,
-                    "rho": rho,
-                    "ci_low": lo,
-                    "ci_high": hi,
-                    "n_items": int(keep.sum()),
-                }
-            )
-    return pd.DataFrame(rows, columns=["criterion", "metric", "rho", "ci_low", "ci_high", "n_items"])
+        for criterion, part in items.groupby("criterion"):
+            x = score(part, partial(_values, clip_vals, part["clip"]), info.direction)
+            keep = np.isfinite(x)
+            rho, lo, hi = spearman_ci(x[keep], part[target].to_numpy(float)[keep], n_boot, seed)
+            rows.append(dict(zip(_COLUMNS, (criterion, metric, rho, lo, hi, int(keep.sum())))))
+    return pd.DataFrame(rows, columns=_COLUMNS)
+
+
+def _values(clip_vals: dict[str, pd.Series], clips, methods) -> np.ndarray:
+    """Each item's metric value: method ``methods[i]`` on clip ``clips[i]`` (NaN where unscored)."""
+    return np.asarray([_value(clip_vals, m, c) for m, c in zip(methods, clips)], float)
 
 
 def _value(clip_vals: dict[str, pd.Series], method: str, clip: str) -> float:
