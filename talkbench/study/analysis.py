@@ -159,29 +159,41 @@ def load_answers(path) -> pd.DataFrame:
 
 def plot_preferences(pairs: pd.DataFrame, path) -> None:
     """Preference for the first method of each pair with Wilson 95% CIs, one panel per criterion."""
+
+    def chance_line(ax) -> None:
+        ax.axvline(0.5, color="grey", ls="--")
+        ax.set_xlim(0, 1)
+
+    labels = [f"{a} vs {b}" for a, b in zip(pairs["method_a"], pairs["method_b"])]
+    height = 0.6 * len(pairs) / pairs["criterion"].nunique() + 2
+    plot_intervals(pairs.assign(label=labels), "rate", "preference for the first method", height, path,
+                   chance_line)
+
+
+def plot_intervals(table: pd.DataFrame, value: str, xlabel: str, height: float, path, decorate=None) -> None:
+    """One panel per criterion: each row's ``value`` with its ``ci_low``..``ci_high`` bar, labelled
+    by its ``label``; ``decorate(ax)`` adds what a panel needs beyond that (a chance line, limits)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    criteria = sorted(pairs["criterion"].unique())
-    fig, axes = plt.subplots(
-        1, len(criteria), figsize=(4.5 * len(criteria), 0.6 * len(pairs) / len(criteria) + 2), squeeze=False
-    )
+    criteria = sorted(table["criterion"].unique())
+    fig, axes = plt.subplots(1, len(criteria), figsize=(4.5 * len(criteria), height), squeeze=False)
     for ax, criterion in zip(axes[0], criteria):
-        part = pairs[pairs["criterion"] == criterion]
+        part = table[table["criterion"] == criterion]
         y = np.arange(len(part))
         ax.errorbar(
-            part["rate"],
+            part[value],
             y,
-            xerr=[part["rate"] - part["ci_low"], part["ci_high"] - part["rate"]],
+            xerr=[part[value] - part["ci_low"], part["ci_high"] - part[value]],
             fmt="o",
             capsize=4,
         )
-        ax.axvline(0.5, color="grey", ls="--")
-        ax.set_yticks(y, [f"{a} vs {b}" for a, b in zip(part["method_a"], part["method_b"])])
-        ax.set_xlim(0, 1)
-        ax.set_xlabel("preference for the first method")
+        if decorate is not None:
+            decorate(ax)
+        ax.set_yticks(y, part["label"])
+        ax.set_xlabel(xlabel)
         ax.set_title(criterion)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -100,28 +100,7 @@ def analyze_ratings(
 
 def plot_mos(mos: pd.DataFrame, path) -> None:
     """MOS per method with its bootstrap 95 % CI, one panel per criterion."""
-    import matplotlib
+    from talkbench.study.analysis import plot_intervals
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    criteria = sorted(mos["criterion"].unique())
-    fig, axes = plt.subplots(
-        1, len(criteria), figsize=(4.5 * len(criteria), 0.5 * mos["method"].nunique() + 2), squeeze=False
-    )
-    for ax, criterion in zip(axes[0], criteria):
-        part = mos[mos["criterion"] == criterion]
-        y = np.arange(len(part))
-        ax.errorbar(
-            part["mos"],
-            y,
-            xerr=[part["mos"] - part["ci_low"], part["ci_high"] - part["mos"]],
-            fmt="o",
-            capsize=4,
-        )
-        ax.set_yticks(y, part["method"])
-        ax.set_xlabel("mean opinion score")
-        ax.set_title(criterion)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    height = 0.5 * mos["method"].nunique() + 2
+    plot_intervals(mos.assign(label=mos["method"]), "mos", "mean opinion score", height, path)
