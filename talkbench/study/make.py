@@ -53,6 +53,12 @@ RATING_QUESTIONS = {
 ATTENTION = "attention"  # the criterion of an instructed-response trial
 
 
+def check_scale(scale: str, rating: bool = False) -> None:
+    """``scale`` is 2afc (unless ``rating``) or one of SCALES; else one error naming the option."""
+    if scale not in SCALES and (rating or scale != "2afc"):
+        raise TalkbenchError(f"--scale {scale}: expected 2afc or one of {sorted(SCALES)}")
+
+
 def rating_criteria(criteria: tuple[str, ...]) -> tuple[str, ...]:
     """Criteria names as the CLI takes them ("lip-sync" is "lipsync"), checked against the questions."""
     names = tuple(c.replace("-", "").replace("_", "") for c in criteria)
@@ -220,8 +226,7 @@ def build_rating_study(
     MOS; raters failing them are excluded by the analysis. The ground truth is rated as a method
     ("ground-truth") so the scale has an anchor.
     """
-    if scale not in SCALES:
-        raise TalkbenchError(f"--scale {scale}: expected 2afc or one of {sorted(SCALES)}")
+    check_scale(scale, rating=True)
     criteria = rating_criteria(criteria)
     if reference and "style" not in criteria:
         criteria += ("style",)
@@ -324,8 +329,7 @@ def make_study_from_runs(
     from talkbench.render import camera_for
     from talkbench.runs import TrackedRun, run_labels, same_dataset
 
-    if scale != "2afc" and scale not in SCALES:
-        raise TalkbenchError(f"--scale {scale}: expected 2afc or one of {sorted(SCALES)}")
+    check_scale(scale)  # before any run is read
     if scale != "2afc" and viewer:
         raise TalkbenchError("--viewer shows 2AFC trials only; a rating study plays MP4s")
     if len(set(run_ids)) < 2:
