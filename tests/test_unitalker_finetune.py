@@ -116,11 +116,3 @@ def test_a_new_head_from_a_bench_imported_release_file(tmp_path):
         weights_ref.with_local_weights(
             paper_config("unitalker", "paper-b", ["unitalker.finetune_head=no-such-run"], dataset="vocaset"),
             tracker)
-
-
-def test_a_registry_reference_that_names_no_version_is_one_error_naming_the_option(tmp_path):
-    tracker = tracking.Tracker(f"sqlite:///{tmp_path}/mlflow.db")
-    with pytest.raises(TalkbenchError, match=r"unitalker.finetune_head: model 'models:/nope/1' is not in"):
-        weights_ref.local_file("models:/nope/1", tracker, "unitalker.finetune_head")
-    with pytest.raises(TalkbenchError, match=r"unitalker.finetune_head: model URI 'models:/nope/x'"):
-        weights_ref.local_file("models:/nope/x", tracker, "unitalker.finetune_head")
