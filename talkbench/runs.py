@@ -79,10 +79,12 @@ def resolve_run_id(ref: str, tracking_uri: str | None = None, tracker=None) -> s
 
 @dataclass
 class TrackedRun:
-    """A run in the tracking store, opened for reading (reports, renders, studies)."""
+    """A run in the tracking store, opened for reading (reports, renders, studies); of a run trained
+    on a mixture, ``member`` names the dataset whose test split, predictions and samples it reads."""
 
     run_id: str
     tracker: object
+    member: str | None = None
     _loaded: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
     _listed: dict[str, dict] = field(default_factory=dict, repr=False, compare=False)
 
@@ -111,7 +113,8 @@ class TrackedRun:
 
     @cached_property
     def dataset(self):
-        return self.config.dataset.load()
+        data = self.config.dataset.load()
+        return data if self.member is None else data.members[self.member]
 
     @cached_property
     def test_clips(self):
@@ -122,7 +125,7 @@ class TrackedRun:
         """Prediction files a run saved under ``folder`` (names without the folder), listed once."""
         key = f"{folder}/"
         if key not in self._listed:
-            files = self.tracker.list_artifacts(self.run_id, folder)
+            files = self.tracker.list_artifacts(self.run_id, contract.for_member(folder, self.member))
             names = sorted(p.rsplit("/", 1)[-1] for p in files)
             self._listed[key] = {
                 f: contract.parse_prediction_file(f) for f in names if f.endswith(contract.PREDICTION_SUFFIX)
@@ -139,7 +142,7 @@ class TrackedRun:
         files = [f for f in self._files_for(clip, folder) if condition in (None, saved[f].condition)]
         if not files:
             return None
-        path = f"{folder}/{files[0]}"
+        path = f"{contract.for_member(folder, self.member)}/{files[0]}"
         if path not in self._loaded:
             arr = np.load(self.tracker.download_artifacts(self.run_id, path), allow_pickle=False)
             arr.flags.writeable = False  # shared by every caller
@@ -183,7 +186,9 @@ class TrackedRun:
             )
         saved = self._saved(folder)
         cond = condition or next(saved[f].condition for f in self._files_for(clip, folder)) or ""
-        table = self.tracker.download_artifacts(self.run_id, contract.SAMPLE_SEEDS_ARTIFACT)
+        table = self.tracker.download_artifacts(
+            self.run_id, contract.for_member(contract.SAMPLE_SEEDS_ARTIFACT, self.member)
+        )
         seeds = pd.read_csv(table, dtype={"condition": "string"})
         mine = seeds[(seeds["clip"] == clip) & (seeds["condition"].fillna("") == cond)].sort_values("sample")
         return arr.reshape(*arr.shape[:2], -1, 3), [int(s) for s in mine["seed"]]

@@ -232,7 +232,7 @@ def score(
                 tracker.log_artifact(run_id, str(folder), contract.for_member(artifact, member))
     if samples:
         _render_samples(tracker, run_id, method.name, list(samples.values()), test, spec, rdir, member)
-    record.log(tracker, run_id)
+    record.log(tracker, run_id, member)
     metrics = _log_scores(tracker, run_id, method, spec, evaluation, timing, member)
     tracker.set_tags(run_id, {Tag.SAMPLES: str(n_samples), **sample_tags(cfg, method)})
     metrics.update(log_speed(tracker, run_id, method, spec, test[0], cfg.eval.speed_clip_s, member))
@@ -272,15 +272,16 @@ class SampleRecord:
         row = {"clip": p.clip, "condition": p.condition, "frame": frames, "spread": curve}
         self.spread.append(pd.DataFrame(row))
 
-    def log(self, tracker, run_id: str) -> None:
+    def log(self, tracker, run_id: str, member: str | None = None) -> None:
         if not self.seeds:
             return
         import pandas as pd
 
         seeds = pd.DataFrame(self.seeds, columns=list(contract.SAMPLE_SEED_COLUMNS))
-        tracker.log_text(run_id, seeds.to_csv(index=False), contract.SAMPLE_SEEDS_ARTIFACT)
+        seed_file = contract.for_member(contract.SAMPLE_SEEDS_ARTIFACT, member)
+        tracker.log_text(run_id, seeds.to_csv(index=False), seed_file)
         spread = pd.concat(self.spread).to_csv(index=False, float_format="%.6g")
-        tracker.log_text(run_id, spread, contract.SAMPLE_SPREAD_ARTIFACT)
+        tracker.log_text(run_id, spread, contract.for_member(contract.SAMPLE_SPREAD_ARTIFACT, member))
 
 
 def log_speed(

@@ -247,8 +247,24 @@ def test_faceformer_trains_on_a_mixture_and_is_scored_per_member(roots, tmp_path
     mixed = next(r for r in board.rows if r.mixture)
     lve = run[contract.metric_column(contract.for_member(contract.test_metric("lve"), "synthtalk"))]
     assert mixed.values["lve"][0] == lve and "lve" in mixed.estimates  # its per-sequence table read
+    rtf = run[contract.metric_column(contract.for_member(contract.speed_metric("rtf"), "synthtalk"))]
+    assert mixed.speed["rtf"] == rtf  # and its speed on the member (--columns speed)
     with pytest.raises(ConfigError, match="each member's board"):
         leaderboard("synthtalk+synthtalk-topology2", tracking_uri=uri)
+
+    # the report has the mixture's row too: its cell and CI as on the board, its clips in the viewer
+    from talkbench.reports.report import build_report
+
+    report = build_report("synthtalk", out_dir=tmp_path / "report", tracking_uri=uri, log_to_runs=False)
+    md = report.markdown.read_text()
+    label = "faceformer (trained on synthtalk×1 + synthtalk-topology2×2)"
+    board_part = md.split("## Leaderboard", 1)[1]
+    line = next(x for x in board_part.splitlines() if f"| {label} |" in x)
+    assert f"| {lve / 1e-5:.3f} (no CI: one seed) |" in line  # the member's LVE, its table read
+    assert f"`{run['run_id'][:8]}` | {label} |" in md  # and its provenance
+    assert run["run_id"] in report.run_ids
+    shown = sorted((tmp_path / "report" / "viewer" / "data").glob(f"*/{run['run_id']}.js"))
+    assert len(shown) == 3  # its predictions of the member's shown clips, in the viewer
 
 
 def test_mixture_training_interrupted_mid_epoch_resumes_bit_identical(roots, tmp_path):

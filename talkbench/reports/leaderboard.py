@@ -31,7 +31,6 @@ from talkbench.contract import (
     IMPORTED_OFFICIAL,
     Tag,
     column,
-    for_member,
     metric_column,
     param_column,
     test_metric,
@@ -46,6 +45,7 @@ DEFAULT_METRICS = HEADLINE_METRICS
 FORMATS = ("table", "markdown", "latex", "csv")
 _TEST_COLUMN = metric_column(test_metric(""))  # "metrics.test/"
 _PARAM_COLUMN = param_column("")  # "params."
+_METRIC_COLUMN = metric_column("")  # "metrics."
 _SEED_PARAM = param_column("seed")
 _LATEX_ARROWS = {"lower": r"$\downarrow$", "higher": r"$\uparrow$", "zero": r"$\to 0$"}
 
@@ -208,7 +208,8 @@ _SHOWN_BY_MIXTURE = ("dataset.name", "dataset.weights", "dataset.root")
 
 def mixture_runs(tracker, dataset: str):
     """Finished runs trained on a mixture with ``dataset`` among its members, as runs of ``dataset``:
-    their ``test/<dataset>/...`` metrics and that member's tags under the plain names."""
+    that member's metrics (``test/<dataset>/lve`` as ``test/lve``, its speed and diagnostics alike) and
+    tags under the plain names, the other members' left out."""
     from talkbench.contract import mixture_members
 
     frames = []
@@ -219,14 +220,30 @@ def mixture_runs(tracker, dataset: str):
         runs = tracker.search_runs(name)
         if runs.empty:
             continue
-        mine = metric_column(for_member(test_metric(""), dataset))  # metrics.test/<dataset>/
-        rename = {c: _TEST_COLUMN + c[len(mine) :] for c in runs.columns if c.startswith(mine)}
-        suffix = f"/{dataset}"
-        tags = [c for c in runs.columns if c.startswith(column("")) and c.endswith(suffix)]
-        rename.update({c: c[: -len(suffix)] for c in tags})
-        others = [c for c in runs.columns if c.startswith(_TEST_COLUMN) and c not in rename]
+        rename, others = {}, []
+        for c in runs.columns:
+            if c.startswith(_METRIC_COLUMN):  # metrics.<head>/<member>/<rest>
+                head, _, rest = c[len(_METRIC_COLUMN) :].partition("/")
+                owner, _, key = rest.partition("/")
+                if owner == dataset and key:
+                    rename[c] = f"{_METRIC_COLUMN}{head}/{key}"
+                elif owner in members and key:
+                    others.append(c)
+            elif c.startswith(column("")) and c.endswith(f"/{dataset}"):  # tags.<tag>/<member>
+                rename[c] = c[: -len(dataset) - 1]
         frames.append(runs.drop(columns=others).rename(columns=rename))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def runs_with_mixtures(tracker, dataset: str) -> tuple[pd.DataFrame, dict[str, str]]:
+    """A dataset's finished runs and those trained on a mixture with it as a member (``mixture_runs``),
+    and the member to read each mixture run's artifacts under (run id -> ``dataset``)."""
+    runs = tracker.search_runs(dataset)
+    mixed = mixture_runs(tracker, dataset)
+    if mixed.empty:
+        return runs, {}
+    runs = mixed if runs.empty else pd.concat([runs, mixed], ignore_index=True)
+    return runs, dict.fromkeys(mixed["run_id"], dataset)
 
 
 def _name_variants(rows: list[Row]) -> None:
@@ -460,19 +477,15 @@ def leaderboard(
     from talkbench.contract import mixture_members
     from talkbench.store_reader import open_run_reader
 
-    members = mixture_members(dataset)
-    if len(members) > 1:
+    parts = mixture_members(dataset)
+    if len(parts) > 1:
         raise ConfigError(
             f"--dataset {dataset}: a mixture's runs are scored on each member's board "
-            f"({', '.join(f'--dataset {m}' for m in members)})"
+            f"({', '.join(f'--dataset {m}' for m in parts)})"
         )
     tracker = open_run_reader(tracking_uri)  # sqlite3 on a local store: cheaper than MLflow's store
-    mixed = mixture_runs(tracker, dataset)
-    runs = tracker.search_runs(dataset)
-    if not mixed.empty:
-        runs = pd.concat([runs, mixed], ignore_index=True)
+    runs, members = runs_with_mixtures(tracker, dataset)
     board = build(runs, dataset, metrics, highlight)
     if evidence:
-        members = {i: dataset for i in (mixed["run_id"] if not mixed.empty else [])}
         ev.attach(board, ev.per_sequence_tables(tracker, [i for r in board.rows for i in r.run_ids], members))
     return board

@@ -31,6 +31,7 @@ from talkbench.contract import (
     Kind,
     Tag,
     column,
+    for_member,
     metric_column,
     param_column,
     test_metric,
@@ -77,6 +78,7 @@ class Group:
 
     label: str
     row: lb.Row
+    member: str | None = None  # a row trained on a mixture: the member (this dataset) its artifacts are under
 
     @property
     def newest(self) -> str:
@@ -112,7 +114,8 @@ def build_report(
     from talkbench.tracking import Tracker
 
     tracker = Tracker(tracking_uri, create=False)  # readers never create a store
-    runs, variants = _split_by_dataset_version(prov.with_encoder(_select_runs(tracker, dataset, run_ids)))
+    selected, members = _select_runs(tracker, dataset, run_ids)
+    runs, variants = _split_by_dataset_version(prov.with_encoder(selected))
     out = Path(out_dir or Path("reports") / dataset)
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -120,7 +123,7 @@ def build_report(
     present = [c.removeprefix(logged) for c in runs if c.startswith(logged)]
     metrics = _present(runs, metrics or (*REPORT_METRICS, *lb.sample_columns(present)))
     board = lb.build(runs, dataset, list(metrics))
-    tables = ev.per_sequence_tables(tracker, [r for row in board.rows for r in row.run_ids])
+    tables = ev.per_sequence_tables(tracker, [r for row in board.rows for r in row.run_ids], members)
     ev.attach(board, tables)
     groups = _groups(board)
     per_seq = {g.label: tables.get(g.newest) for g in groups}
@@ -138,7 +141,7 @@ def build_report(
             "Not comparable with the table above (other data, e.g. another SynthTalk style coupling); "
             "the sections below cover the main version only, the ablation curves cover every version.",
             "",
-            lb.to_markdown(_variant_board(tracker, runs, variants, dataset, metrics)),
+            lb.to_markdown(_variant_board(tracker, runs, variants, dataset, metrics, members)),
             "",
         ]
     md += _paired_section(board, groups, tables)
@@ -175,8 +178,10 @@ def build_report(
 
 
 # -- data --------------------------------------------------------------------------------------
-def _select_runs(tracker, dataset: str, run_ids: list[str] | None) -> pd.DataFrame:
-    runs = tracker.search_runs(dataset)
+def _select_runs(tracker, dataset: str, run_ids: list[str] | None) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The dataset's finished runs (those trained on a mixture with it as a member too, scored on it),
+    and run id -> member for the mixture runs."""
+    runs, members = lb.runs_with_mixtures(tracker, dataset)
     if run_ids:
         for run_id in run_ids:
             tracker.get_run(run_id)  # a run that does not exist -> clear error
@@ -191,7 +196,7 @@ def _select_runs(tracker, dataset: str, run_ids: list[str] | None) -> pd.DataFra
         raise TalkbenchError(
             f"experiment '{dataset}' has no finished runs in '{tracker.uri}'; run `bench run` first"
         )
-    return runs
+    return runs, members
 
 
 def _split_by_dataset_version(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -203,13 +208,13 @@ def _split_by_dataset_version(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.Data
     return runs[runs[col] == main], runs[runs[col] != main]
 
 
-def _variant_board(tracker, runs, variants, dataset, metrics) -> lb.Leaderboard:
+def _variant_board(tracker, runs, variants, dataset, metrics, members) -> lb.Leaderboard:
     """The other versions' rows, named against every run (so the differing dataset settings show),
     with their own CIs and significance among themselves."""
     both = lb.build(pd.concat([runs, variants]), dataset, list(metrics))
     keep = set(variants["run_id"])
     both.rows = [r for r in both.rows if keep & set(r.run_ids)]
-    ev.attach(both, ev.per_sequence_tables(tracker, [i for r in both.rows for i in r.run_ids]))
+    ev.attach(both, ev.per_sequence_tables(tracker, [i for r in both.rows for i in r.run_ids], members))
     return both
 
 
@@ -237,7 +242,8 @@ def _boards_by_dataset(tracker, board, runs, variants, compare, metrics) -> dict
 def _groups(board: lb.Leaderboard) -> list[Group]:
     labels = [r.label.removesuffix(" (floor)") for r in board.rows]
     return [
-        Group(label if labels.count(label) == 1 else f"{label} [{r.config_hash[:6]}]", r)
+        Group(label if labels.count(label) == 1 else f"{label} [{r.config_hash[:6]}]", r,
+              board.dataset if r.mixture else None)
         for label, r in zip(labels, board.rows)
     ]
 
@@ -448,7 +454,8 @@ def _sampling_section(tracker, runs: pd.DataFrame, groups: list[Group], fig_dir:
         rows.append([g.label, n])
         try:
             spreads[g.label] = pd.read_csv(
-                tracker.download_artifacts(g.newest, SAMPLE_SPREAD_ARTIFACT), dtype={"condition": "string"}
+                tracker.download_artifacts(g.newest, for_member(SAMPLE_SPREAD_ARTIFACT, g.member)),
+                dtype={"condition": "string"},
             )
         except TalkbenchError:  # a run logged before the spread was stored
             continue
@@ -600,7 +607,7 @@ def _shown_clips(tracker, groups: list[Group], n_clips: int) -> ShownClips | Non
 
     if n_clips <= 0:
         return None
-    opened = {g.label: TrackedRun(g.newest, tracker) for g in groups}
+    opened = {g.label: TrackedRun(g.newest, tracker, g.member) for g in groups}
     try:
         data = opened[groups[0].label].dataset
         test = opened[groups[0].label].test_clips
