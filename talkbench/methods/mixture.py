@@ -44,6 +44,31 @@ def check(cls: type[Method], members: Sequence[str]) -> None:
     )
 
 
+class MemberHeads:
+    """``member`` of a method with ``mixture = "heads"`` (FaceFormer, UniTalker): built on a mixture
+    (``mixture_spec`` set), ``_use(name)`` points its spec, target and head at the member within, and
+    back on leaving; on one dataset, Method's ``member``. Put it before Method in the bases."""
+
+    mixture_spec: MixtureSpec | None = None
+    _active: str | None = None
+
+    def _use(self, member: str | None) -> None:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def member(self, name: str | None) -> Iterator[Method]:
+        if name is None or self.mixture_spec is None:
+            with super().member(name):
+                yield self
+            return
+        previous = self._active
+        self._use(name)
+        try:
+            yield self
+        finally:
+            self._use(previous)
+
+
 class PerMember(Method):
     """A learning-free method on a mixture: one instance per member in ``members`` (a ModuleDict, so
     checkpoints carry every member's statistics); batches and predictions go to the member's."""

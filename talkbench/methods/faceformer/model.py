@@ -16,8 +16,7 @@ through its member's maps (``Batch.dataset``); ``member(name)`` makes prediction
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,9 +36,10 @@ from talkbench.methods.layers import (
     biased_causal_mask,
     lengths_to_mask,
 )
+from talkbench.methods.mixture import MemberHeads
 
 
-class FaceFormer(Method):
+class FaceFormer(MemberHeads, Method):
     name = "faceformer"
     Config = FaceFormerConfig
     uses_speaker_id = True
@@ -112,19 +112,6 @@ class FaceFormer(Method):
         self.target = output_target(type(self), self.spec)
         self.n_vertices, self.motion_dim = int(self.spec.n_vertices), self._motion_dim(self.spec)
         self.speaker_offset, self.n_conditions = mix.speaker_offset(member), len(self.spec.train_subjects)
-
-    @contextlib.contextmanager
-    def member(self, name: str | None) -> Iterator[FaceFormer]:
-        if name is None or not isinstance(self.vertice_map, nn.ModuleDict):
-            with super().member(name):
-                yield self
-            return
-        previous = self._active
-        self._use(name)
-        try:
-            yield self
-        finally:
-            self._use(previous)
 
     @property
     def motion_in(self) -> nn.Linear:

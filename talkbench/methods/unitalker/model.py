@@ -26,9 +26,6 @@ Module names follow the release where it helps the importer (``audio_encoder``, 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import numpy as np
 import torch
 from torch import nn
@@ -40,6 +37,7 @@ from talkbench.datasets.targets import BLENDSHAPES, VERTICES
 from talkbench.errors import ConfigError, TalkbenchError
 from talkbench.methods.base import Method, Stage, output_target
 from talkbench.methods.layers import masked_mse
+from talkbench.methods.mixture import MemberHeads
 from talkbench.methods.unitalker.config import UniTalkerConfig
 from talkbench.methods.unitalker.decoder import build_decoder
 from talkbench.methods.unitalker.pca import PCABasis
@@ -72,7 +70,7 @@ def build_head(c: UniTalkerConfig, out_dim: int) -> nn.Module:
     return head
 
 
-class UniTalker(Method):
+class UniTalker(MemberHeads, Method):
     name = "unitalker"
     Config = UniTalkerConfig
     uses_speaker_id = False  # evaluated with the pivot identity, as the release's demo ('common')
@@ -145,19 +143,6 @@ class UniTalker(Method):
         self.spec = mix.members[member]
         self.target = output_target(type(self), self.spec)
         self.speaker_offset = mix.speaker_offset(member)
-
-    @contextlib.contextmanager
-    def member(self, name: str | None) -> Iterator[UniTalker]:
-        if name is None or self.mixture_spec is None:
-            with super().member(name):
-                yield self
-            return
-        previous = self._active
-        self._use(name)
-        try:
-            yield self
-        finally:
-            self._use(previous)
 
     def _member_name(self) -> str:
         if self._active is None:
