@@ -319,6 +319,24 @@ def test_paper_presets_share_their_common_lines():
         ]
 
 
+@pytest.mark.parametrize("preset,dataset", [("tiny", "synthtalk"), ("synthtalk", "synthtalk"),
+                                            ("paper", "vocaset"), ("paper", "biwi")])
+def test_codetalker_nd_presets_are_codetalkers_with_its_section_renamed(preset, dataset):
+    """``base: codetalker/<stem>``: another method's preset file, its section read as this method's."""
+    ct = load_config("codetalker", preset=preset, dataset=dataset)
+    nd = load_config("codetalker-nd", preset=preset, dataset=dataset)
+    shared = dataclasses.asdict(ct.method_config)
+    nd_values = dataclasses.asdict(nd.method_config)
+    assert {k: nd_values[k] for k in shared} == shared
+    defaults = dataclasses.asdict(type(nd.method_config)())
+    assert {k: v for k, v in nd_values.items() if k not in shared} == {k: defaults[k] for k in nd_values
+                                                                       if k not in shared}
+    assert (nd.dataset, nd.eval, nd.train) == (ct.dataset, ct.eval, ct.train)
+    layers = config_sources.preset_layers(find_preset("codetalker-nd", preset, dataset))
+    assert [src for _, src in layers][-1] == f"preset {find_preset('codetalker-nd', preset, dataset)}"
+    assert all("codetalker" not in layer for layer, _ in layers)  # renamed in every layer, bases too
+
+
 def test_preset_inheritance_order_and_errors(presets):
     (presets / "common.yaml").write_text("toy-config:\n  epochs: 50\n  lr: 0.5\n")
     (presets / "paper.yaml").write_text("base: common\ntoy-config:\n  epochs: 100\n")

@@ -128,28 +128,41 @@ def available_presets(method: str) -> list[str]:
 
 
 def preset_layers(path: Path, _seen: tuple[Path, ...] = ()) -> list[tuple[Any, str]]:
-    """A preset file's layers, bases first: ``base: <stem>`` names another file of the same folder."""
+    """A preset file's layers, bases first: ``base: <stem>`` names another file of the same folder,
+    ``base: <method>/<stem>`` one of another method's (a variant of it: CodeTalker-ND's presets are
+    CodeTalker's), whose ``<method>`` section is then read as this method's."""
     data = read_yaml(path)
     source = f"{PRESET_SOURCE}{path}"
     if not isinstance(data, Mapping) or BASE_KEY not in data:
         return [(data, source)]
     base = data[BASE_KEY]
-    stems = sorted(p.stem for p in path.parent.glob("*.yaml") if p != path)
     if not isinstance(base, str) or not base:
         raise ConfigError(f"{source}: '{BASE_KEY}' must name another preset file of {path.parent}")
-    base_path = path.parent / f"{base}.yaml"
+    other, _, stem = base.rpartition("/")
+    folder = preset_folder(other) if other else path.parent
+    stems = sorted(p.stem for p in folder.glob("*.yaml") if p != path)
+    base_path = folder / f"{stem}.yaml"
     if base_path == path or base_path in _seen:
         chain = " -> ".join(p.stem for p in (*_seen, path, base_path))
         raise ConfigError(f"{source}: '{BASE_KEY}: {base}' makes a cycle ({chain})")
     if not base_path.is_file():
-        close = difflib.get_close_matches(base, stems, n=3, cutoff=0.5)
+        close = difflib.get_close_matches(stem, stems, n=3, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise ConfigError(
             f"{source}: '{BASE_KEY}: {base}' names no preset file ({base_path} is missing).{hint} "
-            f"Files here: {', '.join(stems) or 'none'}"
+            f"Files there: {', '.join(stems) or 'none'}"
         )
+    layers = preset_layers(base_path, (*_seen, path))
+    mine = path.parent.name
+    if other and other != mine:  # the other method's section is this method's settings
+        layers = [(_section_renamed(layer, other, mine), src) for layer, src in layers]
     own = {k: v for k, v in data.items() if k != BASE_KEY}
-    return [*preset_layers(base_path, (*_seen, path)), (own, source)]
+    return [*layers, (own, source)]
+
+
+def _section_renamed(layer: Any, old: str, new: str) -> Any:
+    """A preset layer with its ``old`` method section named ``new``."""
+    return {new if k == old else k: v for k, v in layer.items()} if isinstance(layer, Mapping) else layer
 
 
 def _parse_override(text: str) -> tuple[str, Any]:
