@@ -33,27 +33,10 @@ def model_address(ref: str, tracking_uri: str | None = None, tracker=None) -> Mo
         return ModelAddress(run_id, _logged_model_uri(tracker, run_id, name or contract.MODEL_ARTIFACT))
     if not ref.startswith(MODELS_SCHEME):
         return ModelAddress(ref, _logged_model_uri(tracker, ref, contract.MODEL_ARTIFACT))
-    body = ref[len(MODELS_SCHEME) :]
     try:
-        if "@" in body:
-            name, alias = body.split("@", 1)
-            version = tracker.client.get_model_version_by_alias(name, alias)
-        else:
-            name, _, number = body.partition("/")
-            if not number.isdigit():
-                raise TalkbenchError(
-                    f"model URI '{ref}': expected models:/NAME/VERSION or models:/NAME@ALIAS"
-                )
-            version = tracker.client.get_model_version(name, number)
-    except TalkbenchError:
-        raise
-    except Exception as exc:
-        raise TalkbenchError(
-            f"model '{ref}' is not in the registry of '{tracker.uri}': {str(exc).splitlines()[0][:200]}"
-        ) from None
-    if not version.run_id:
-        raise TalkbenchError(f"model '{ref}' was not logged by a talkbench run (no run id)")
-    return ModelAddress(version.run_id, ref)
+        return ModelAddress(tracker.registered_run_id(ref), ref)
+    except TalkbenchError as exc:
+        raise TalkbenchError(f"model {exc}") from None
 
 
 def _logged_model_uri(tracker, run_id: str, name: str) -> str:

@@ -70,16 +70,10 @@ def _run_id(ref: str, tracker, option: str) -> str:
     if ref.startswith(contract.RUNS_SCHEME):
         return ref[len(contract.RUNS_SCHEME):].partition("/")[0]
     if ref.startswith(contract.MODELS_SCHEME):
-        body = ref[len(contract.MODELS_SCHEME):]
         try:
-            if "@" in body:
-                version = tracker.client.get_model_version_by_alias(*body.split("@", 1))
-            else:
-                version = tracker.client.get_model_version(*body.split("/", 1))
-        except Exception as exc:
-            raise TalkbenchError(f"{option} '{ref}': not in the model registry of '{tracker.uri}' "
-                                 f"({str(exc).splitlines()[0][:200]})") from None
-        return version.run_id
+            return tracker.registered_run_id(ref)
+        except TalkbenchError as exc:
+            raise TalkbenchError(f"{option} {exc}") from None
     if "/" in ref or ref.endswith((".pt", ".pth", ".safetensors")):
         raise TalkbenchError(f"{option} '{ref}': no such file (expected a weights file, a run id, "
                              "runs:/RUN_ID or models:/NAME/VERSION)")

@@ -90,4 +90,4 @@ def test_bad_inputs_are_one_line_errors(run, tmp_path):
         out = animate(uri, "--model", run_id, "--audio", str(DEMO), "--out", str(tmp_path), *args)
         assert out.exit_code == 2 and out.stderr.startswith("error: ") and needle in out.stderr, out.output
     out = animate(uri, "--model", "models:/nope/1", "--audio", str(DEMO), "--out", str(tmp_path))
-    assert out.exit_code == 2 and "not in the registry" in out.stderr
+    assert out.exit_code == 2 and "not in the model registry" in out.stderr

@@ -149,7 +149,7 @@ def test_models_uris_resolve_to_the_run(trained):
     for ref in (f"models:/{NAME}/1", f"models:/{NAME}@champion", f"runs:/{trained['run_id']}/model"):
         assert resolve_run_id(ref, trained["uri"]) == trained["run_id"]
         assert TrackedRun.open(ref, trained["uri"]).run_id == trained["run_id"]
-    with pytest.raises(TalkbenchError, match="not in the registry"):
+    with pytest.raises(TalkbenchError, match="not in the model registry"):
         resolve_run_id(f"models:/{NAME}/7", trained["uri"])
 
 

@@ -121,6 +121,6 @@ def test_a_new_head_from_a_bench_imported_release_file(tmp_path):
 def test_a_registry_reference_that_names_no_version_is_one_error_naming_the_option(tmp_path):
     tracker = tracking.Tracker(f"sqlite:///{tmp_path}/mlflow.db")
     for ref in ("models:/nope/1", "models:/nope@best"):
-        message = rf"unitalker.finetune_head '{ref}': not in the model registry"
+        message = rf"unitalker.finetune_head '{ref}' is not in the model registry"
         with pytest.raises(TalkbenchError, match=message):
             weights_ref.local_file(ref, tracker, "unitalker.finetune_head")

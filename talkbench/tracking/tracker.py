@@ -245,6 +245,26 @@ class Tracker:
         self.client.log_table(run_id, table, stem + ".json")
 
     # -- reading --------------------------------------------------------------------------------
+    def registered_run_id(self, ref: str) -> str:
+        """The run that logged the registered model version ``models:/NAME/VERSION`` or
+        ``models:/NAME@ALIAS``; one error when the registry has no such version."""
+        body = ref.removeprefix(contract.MODELS_SCHEME)
+        name, _, number = body.partition("/")
+        if "@" not in body and not number.isdigit():
+            raise TalkbenchError(f"'{ref}': expected models:/NAME/VERSION or models:/NAME@ALIAS")
+        try:
+            if "@" in body:
+                version = self.client.get_model_version_by_alias(*body.split("@", 1))
+            else:
+                version = self.client.get_model_version(name, number)
+        except Exception as exc:
+            raise TalkbenchError(
+                f"'{ref}' is not in the model registry of '{self.uri}' ({str(exc).splitlines()[0][:200]})"
+            ) from None
+        if not version.run_id:
+            raise TalkbenchError(f"'{ref}' was not logged by a talkbench run (no run id)")
+        return version.run_id
+
     def get_run(self, run_id: str):
         """The MLflow ``Run`` (``.info``, ``.data.params/metrics/tags``); clear error if missing."""
         try:
