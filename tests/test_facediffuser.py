@@ -266,6 +266,41 @@ def test_samples_replay_by_seed_whatever_n_and_order():
     torch.testing.assert_close(model.predict(audio, tpl, 1), model.predict_samples(audio, tpl, 1, [0])[0])
 
 
+def _clips(n=2, frames=20, v=20):
+    from types import SimpleNamespace
+
+    g = np.random.default_rng(0)
+    tpl = g.normal(size=(v, 3)).astype(np.float32)
+    return [SimpleNamespace(audio=g.normal(size=frames * 16000 // 30).astype(np.float32), template=tpl,
+                            vertices=tpl + 1e-3 * g.normal(size=(frames, v, 3)).astype(np.float32))
+            for _ in range(n)]
+
+
+def test_noise_dependence_finds_a_motion_branch_gated_off_and_its_identical_samples():
+    """The diagnostic behind issue 26's identical samples: with the motion branch's bias far below the
+    ReLU, x0_hat ignores x_t at every step (first step using it: T) and the samples are bit-identical;
+    with it on, x0_hat moves with x_t from t = 0 and the samples differ. (Unbatched: rows of one batch
+    may round apart.)"""
+    model = tiny(steps=12, batch_samples=False)
+    clip = _clips()[0]
+    audio, tpl = torch.tensor(clip.audio), torch.tensor(clip.template)
+    with torch.no_grad():
+        model.input_projection[1].bias.fill_(-10.0)
+    (diag,) = model.diagnostics([], _clips())
+    assert diag.name == "noise_dependence" and diag.content["clips"] == 2
+    assert diag.metrics == {"x0_spread_t0": 0.0, "motion_units_on_t0": 0.0, "first_step_using_x_t": 12.0}
+    assert diag.content["independent_of_x_t_at"] == [0, 1, 2, 5, 10, 11]
+    samples = model.predict_samples(audio, tpl, 0, [1, 2, 3])
+    assert torch.equal(samples[0], samples[1]) and torch.equal(samples[0], samples[2])
+    with torch.no_grad():
+        model.input_projection[1].bias.fill_(10.0)
+    (diag,) = model.diagnostics([], _clips())
+    assert diag.metrics["x0_spread_t0"] > 0 and diag.metrics["first_step_using_x_t"] == 0.0
+    assert diag.metrics["motion_units_on_t0"] > 0.4  # ReLU then MaxPool then ReLU: about half survive
+    samples = model.predict_samples(audio, tpl, 0, [1, 2])
+    assert not torch.equal(samples[0], samples[1])
+
+
 @pytest.mark.parametrize("sampler", ["ancestral", "ddim-4", "trunc-8"])
 def test_audio_is_encoded_once_per_clip(sampler):
     model = tiny(steps=12, sampler=sampler, eta=0.5 if sampler.startswith("ddim") else 0.0)
@@ -338,3 +373,5 @@ def test_tiny_preset_trains_validates_on_unseen_speakers_and_scores(synthtalk_ti
     metrics = mlflow.MlflowClient(result.tracking_uri).get_run(result.run_id).data.metrics
     assert np.isfinite(metrics["test/lve"]), sorted(metrics)
     assert np.isfinite(metrics["train/val/loss"]), sorted(metrics)
+    steps = metrics["diagnostic/first_step_using_x_t"]  # the noise-dependence diagnostic is logged
+    assert 0 <= steps <= cfg.method_config.diff_steps and np.isfinite(metrics["diagnostic/x0_spread_t0"])

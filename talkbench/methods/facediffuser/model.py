@@ -25,9 +25,10 @@ from talkbench.audio.signal import FEATURE_RATE, align_features
 from talkbench.datasets.batch import Batch
 from talkbench.datasets.spec import DatasetSpec
 from talkbench.errors import ConfigError, DataError, TalkbenchError
-from talkbench.methods.base import Method, Stage, sample_generator, sample_seed
+from talkbench.methods.base import Diagnostic, Method, Stage, sample_generator, sample_seed
 from talkbench.methods.facediffuser.config import FaceDiffuserConfig
 from talkbench.methods.facediffuser.diffusion import Diffusion
+from talkbench.methods.facediffuser.noise_dependence import noise_dependence
 from talkbench.sequence import lengths_to_mask
 
 _FRAMES_PER_MOTION = 2  # the release pairs two 50 Hz features per frame (fps 25..49)
@@ -202,6 +203,17 @@ class FaceDiffuser(Method):
             for key, value in self._loss(batch, speaker, gen).items():
                 totals[key] = totals.get(key, 0) + value / len(conditions)
         return totals
+
+    def diagnostics(self, train_clips, eval_clips) -> list[Diagnostic]:
+        """How x0_hat depends on x_t per step (noise_dependence.py): where it does not at t = 0, every
+        sample of a clip is the same."""
+        was_training = self.training
+        self.eval()
+        try:
+            content, metrics = noise_dependence(self, eval_clips)
+        finally:
+            self.train(was_training)
+        return [Diagnostic("noise_dependence", content, metrics)] if content else []
 
     # -- inference --------------------------------------------------------------------------------
     @torch.no_grad()
