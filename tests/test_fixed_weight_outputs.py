@@ -26,10 +26,6 @@ import torch
 
 FIXTURE = Path(__file__).parent / "fixtures" / "fixed_weight_outputs.pt"
 CROSS_CPU = dict(rtol=1e-5, atol=1e-6)  # predictions and losses between CPU kinds
-
-
-def _cpu_fixture() -> Path:
-    return FIXTURE.with_name(f"fixed_weight_outputs.{torch.backends.cpu.get_cpu_capability()}.pt")
 SUBJECTS = ("A", "B", "C")
 N_VERTICES = 48
 TINY_HF = dict(
@@ -136,6 +132,17 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+def _cpu_fixture() -> Path:
+    return FIXTURE.with_name(f"fixed_weight_outputs.{torch.backends.cpu.get_cpu_capability()}.pt")
+
+
+def _replay(case: str, saved: dict) -> dict:
+    """The case's outputs now, on the fixture's weights."""
+    model = _build(case)
+    model.load_state_dict(saved["state"])
+    return _outputs(model, _batch())
+
+
 def _equal(out: dict, expected: dict, compare) -> bool:
     return compare(out["predictions"], expected["predictions"]) and all(
         compare(out["losses"][stage][name], value)
@@ -147,9 +154,7 @@ def _equal(out: dict, expected: dict, compare) -> bool:
 @pytest.mark.parametrize("case", list(CASES))
 def test_bit_identical_on_fixed_weights(case, one_thread):
     saved = torch.load(FIXTURE, weights_only=True)[case]
-    model = _build(case)
-    model.load_state_dict(saved["state"])
-    out = _outputs(model, _batch())
+    out = _replay(case, saved)
     assert out["predictions"].shape == saved["predictions"].shape
     assert float(saved["predictions"].abs().max()) > 0
     assert out["losses"].keys() == saved["losses"].keys()
@@ -183,12 +188,7 @@ def _write_cpu() -> None:
     """This CPU's outputs on the fixture's weights (run it on the code before a change)."""
     torch.set_num_threads(1)
     saved = torch.load(FIXTURE, weights_only=True)
-    data = {}
-    for case in CASES:
-        model = _build(case)
-        model.load_state_dict(saved[case]["state"])
-        data[case] = _outputs(model, _batch())
-    torch.save(data, _cpu_fixture())
+    torch.save({case: _replay(case, saved[case]) for case in CASES}, _cpu_fixture())
     print(f"wrote {_cpu_fixture()} ({_cpu_fixture().stat().st_size} bytes)")
 
 

@@ -249,12 +249,14 @@ class Tracker:
         """The run that logged the registered model version ``models:/NAME/VERSION`` or
         ``models:/NAME@ALIAS``; one error when the registry has no such version."""
         body = ref.removeprefix(contract.MODELS_SCHEME)
-        name, _, number = body.partition("/")
-        if "@" not in body and not number.isdigit():
-            raise TalkbenchError(f"'{ref}': expected models:/NAME/VERSION or models:/NAME@ALIAS")
+        name, at, alias = body.partition("@")
+        if not at:
+            name, _, number = body.partition("/")
+            if not number.isdigit():
+                raise TalkbenchError(f"'{ref}': expected models:/NAME/VERSION or models:/NAME@ALIAS")
         try:
-            if "@" in body:
-                version = self.client.get_model_version_by_alias(*body.split("@", 1))
+            if at:
+                version = self.client.get_model_version_by_alias(name, alias)
             else:
                 version = self.client.get_model_version(name, number)
         except Exception as exc:
