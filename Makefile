@@ -56,7 +56,7 @@ run-samplers: $(STAMP)
 # both stages over 3 seeds; both at data style coupling 0, 0.4, 0.8 and 1; stage 2 from the release's
 # random style scale vs one rescaled to average 1; 5, 10 and 20 stage-2 epochs; no memory) and
 # UniTalker's fine-tuning curve (a new head on the topology2 variant from make run's seed-0 model,
-# against training from scratch, at 4 shares of the training clips). The longest sweep first.
+# against training from scratch, at 4 shares of the training clips, seeds 0,1,2). The longest sweep first.
 run-studies: export OMP_NUM_THREADS = 1
 run-studies: $(STAMP)
 	$(MAKE) --no-print-directory -j2 $(STUDY_SWEEPS)
@@ -97,8 +97,9 @@ run-studies: $(STAMP)
 .finetune-unitalker:
 	src=$$($(BIN)/python scripts/find-run.py --dataset synthtalk+synthtalk-blendshape --method unitalker \
 	  --seed 0) && $(BIN)/bench sweep --method unitalker --dataset synthtalk-topology2 \
-	  --set unitalker.finetune_head=$$src --grid dataset.train_fraction=0.1,0.25,0.5,1.0
-	$(BIN)/bench sweep --method unitalker --dataset synthtalk-topology2 --grid dataset.train_fraction=0.1,0.25,0.5,1.0
+	  --set unitalker.finetune_head=$$src --grid dataset.train_fraction=0.1,0.25,0.5,1.0 --seeds 0,1,2
+	$(BIN)/bench sweep --method unitalker --dataset synthtalk-topology2 --grid dataset.train_fraction=0.1,0.25,0.5,1.0 \
+	  --seeds 0,1,2
 
 # The note's encoder comparison: every method also with the mel encoder learnt from scratch (the presets
 # before issue 14), seeds 0,1,2 (~90 more CPU-minutes); run after `make run`, then `bench report` again.
